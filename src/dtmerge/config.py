@@ -1,0 +1,284 @@
+"""Typed configuration of a dtmerge run.
+
+One YAML file maps onto `RunConfig`; every section is a frozen pydantic model that rejects
+unknown keys, so a typo is reported with the key and the allowed names instead of being
+ignored. `load_config` applies `key.sub=value` overrides from the command line before
+validation, and reports every error at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dtmerge.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    """The base model every sub-model starts from."""
+
+    path: str = Field(description="Local Hugging Face directory, Hub id, or a .gguf file")
+    gguf_file: str | None = Field(None, description="GGUF file name inside `path` (a directory)")
+    tokenizer: str | None = Field(None, description="Tokenizer location if not with the model")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: fp32 on CPU, bf16 (or fp16) on a GPU that supports it"
+    )
+    revision: str | None = None
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+    load_in_4bit: bool = Field(False, description="QLoRA through bitsandbytes (GPU only)")
+    chat_template: Literal["auto", "alpaca", "model"] = Field(
+        "auto",
+        description="auto: the model's own chat template if it has one, else the Alpaca template",
+    )
+
+
+class DataConfig(_Section):
+    """Where the instruction data comes from and how it is normalised."""
+
+    path: str = Field(description="JSON/JSONL/CSV/Parquet file, save_to_disk dir, or Hub id")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"] = "auto"
+    split: str = "train"
+    first_turn_only: bool = Field(True, description="Keep only the first turn (as the paper)")
+    max_examples: int | None = Field(None, ge=1)
+    eval_fraction: float = Field(
+        0.02, ge=0.0, lt=0.5, description="Held-out share for validation loss (bias monitor)"
+    )
+    seed: int = 0
+
+
+class DisperseConfig(_Section):
+    """How the data is split into K portions."""
+
+    strategy: str = Field("random", description="random | kmeans | field")
+    num_portions: int = Field(4, ge=1, description="K")
+    embed_on: Literal["instruction", "response", "both"] = "response"
+    encoder: str = Field("tfidf", description="tfidf, or a sentence-transformers model")
+    field: str | None = Field(None, description="Column to group by for strategy=field")
+    seed: int = 0
+
+
+class LoraSettings(_Section):
+    r: int = Field(16, ge=1)
+    alpha: float = 16
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field(
+        "mlp", description="Preset (mlp, attention, all-linear) or explicit module names"
+    )
+
+
+class TrainConfig(_Section):
+    """Hyperparameters shared by every sub-model and the SFT baseline."""
+
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = LoraSettings()
+    learning_rate: float = Field(3e-4, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = Field(100, ge=0)
+    num_epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Overrides num_epochs when > 0")
+    batch_size: int = Field(4, ge=1, description="Per-device batch size")
+    grad_accum: int = Field(4, ge=1, description="Effective batch = batch_size * grad_accum")
+    max_length: int = Field(1024, ge=8)
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 0.3
+    seed: int = 0
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1, description="Checkpoint interval (for resume)")
+    sft_baseline: bool = Field(True, description="Also train plain SFT on all the data")
+    parallel_jobs: int = Field(1, ge=1, description="Sub-models trained at once (process pool)")
+    devices: list[str] | None = Field(None, description="e.g. ['0','1']: one job per device")
+    trainer_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keys passed to TRL's SFTConfig"
+    )
+
+
+class MergeConfig(_Section):
+    """How sub-models are combined."""
+
+    method: str = Field("linear", description="Merge method; see `dtm merge --list`")
+    weights: list[float] | None = Field(None, description="Per sub-model weights (default 1/K)")
+    params: dict[str, Any] = Field(default_factory=dict, description="Method parameters")
+    base_interpolation: float | None = Field(
+        None, ge=0.0, le=1.0, description="WiSE-FT knob: base + t * (merged - base)"
+    )
+    shard_size: str = "2GB"
+
+
+class EvalConfig(_Section):
+    """Which benchmarks score every variant, with identical settings."""
+
+    tasks: list[str] = Field(default_factory=list, description="lm-eval task names or groups")
+    include_path: list[str] = Field(default_factory=list, description="Local task directories")
+    num_fewshot: int | None = None
+    apply_chat_template: bool = False
+    batch_size: int | str = 16
+    limit: int | float | None = None
+    variants: list[str] = Field(
+        default_factory=lambda: ["base", "sft", "dtm", "submodels"],
+        description="Which models to score: base, sft, dtm, submodels, interpolation",
+    )
+    interpolation: list[float] = Field(
+        default_factory=lambda: [0.25, 0.5, 0.75],
+        description="Base-to-SFT weight interpolation coefficients (the trade-off line)",
+    )
+    device: str = "auto"
+
+
+class MonitorConfig(_Section):
+    """Knowledge monitor attached to every training job (the paper's pilot study, built in)."""
+
+    enabled: bool = False
+    every_steps: int = Field(50, ge=1, description="Probe interval in optimizer steps")
+    probe_tasks: list[str] = Field(default_factory=list, description="Tasks sampled as probe")
+    probe_size: int = Field(100, ge=1, description="Items sampled from the probe tasks")
+    drop_threshold: float = Field(0.05, ge=0.0, description="Alert when knowledge falls this far below its peak")
+    stop_on_drop: bool = False
+
+
+class TrackingConfig(_Section):
+    mlflow: bool = False
+    mlflow_tracking_uri: str | None = Field(None, description="Default: sqlite in the run dir")
+    tensorboard: bool = False
+
+
+class ReportConfig(_Section):
+    knowledge_tasks: list[str] = Field(
+        default_factory=list, description="Tasks averaged as knowledge/reasoning"
+    )
+    instruction_tasks: list[str] = Field(
+        default_factory=list, description="Tasks averaged as instruction following"
+    )
+    bootstrap_samples: int = Field(2000, ge=100)
+
+
+class RunConfig(_Section):
+    """A whole Disperse-Then-Merge run."""
+
+    name: str = Field(description="Run name; outputs go to <runs_dir>/<name>")
+    runs_dir: str = "runs"
+    seed: int = 0
+    model: ModelConfig
+    data: DataConfig
+    disperse: DisperseConfig = DisperseConfig()
+    train: TrainConfig = TrainConfig()
+    merge: MergeConfig = MergeConfig()
+    eval: EvalConfig = EvalConfig()
+    report: ReportConfig = ReportConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> "RunConfig":
+        if self.disperse.strategy == "field" and not self.disperse.field:
+            raise ValueError("disperse.field is required when disperse.strategy is 'field'")
+        w = self.merge.weights
+        if w is not None and len(w) != self.disperse.num_portions:
+            raise ValueError(
+                f"merge.weights has {len(w)} entries but disperse.num_portions is "
+                f"{self.disperse.num_portions}: give one weight per sub-model"
+            )
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.learning_rate=1e-4` -> (["train", "learning_rate"], 1e-4) (YAML-typed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. train.learning_rate=1e-4)")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the section at `loc` (for 'unknown key' messages)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return sorted(model.model_fields)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} configuration error(s):"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(RunConfig, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            lines.append(f"  - unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            lines.append(f"  - missing required key '{key}'")
+        else:
+            lines.append(f"  - '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply `key=value` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(data, str(path))

@@ -1,0 +1,36 @@
+"""A name -> implementation registry per pluggable kind (dispersal strategies, merge methods...).
+
+Entries are registered from one explicit list per kind, as `"module:attr"` strings, so heavy
+implementations are imported only when used. An unknown name fails with close matches and
+the full list of valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from dtmerge.errors import ConfigError
+
+
+class Registry:
+    def __init__(self, kind: str, entries: dict[str, str]):
+        self.kind = kind
+        self._entries = dict(entries)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Any:
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self.names(), n=2)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'.{hint} Valid: {', '.join(self.names())}"
+            )
+        module, attr = self._entries[name].split(":")
+        return getattr(importlib.import_module(module), attr)
