@@ -1,0 +1,72 @@
+"""Disperse-Then-Merge from top to bottom: data -> disperse -> train -> merge -> eval -> report.
+
+Each stage is a plain function `stage(cfg, run)` that reads and writes files in the run
+directory, so any of them can be run, resumed or tested alone; this module only orders them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+
+from dtmerge.config import RunConfig
+from dtmerge.errors import ConfigError, DtmError
+from dtmerge.rundir import STAGES, RunDir, atomic_write_text
+
+# stage -> "module:function"; every function takes (cfg, run).
+STAGE_FUNCTIONS = {
+    "data": "dtmerge.data:prepare_data",
+    "disperse": "dtmerge.disperse:disperse_stage",
+    "train": "dtmerge.train:train_stage",
+    "merge": "dtmerge.merge:merge_stage",
+    "eval": "dtmerge.evaluate:evaluate_stage",
+    "report": "dtmerge.report:report_stage",
+}
+
+
+def stage_function(stage: str):
+    module, name = STAGE_FUNCTIONS[stage].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_stages(stages: list[str] | None) -> list[str]:
+    if stages is None:
+        return list(STAGES)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+    return [s for s in STAGES if s in stages]  # always in pipeline order
+
+
+def validate_and_plan(cfg: RunConfig, log=print) -> dict:
+    """Validate everything that needs no training and print the plan."""
+    from dtmerge.plan import format_plan, make_plan, validate_inputs
+
+    problems = validate_inputs(cfg)
+    plan = make_plan(cfg)
+    log(format_plan(plan))
+    if problems:
+        raise DtmError("dry run found problems:\n" + "\n".join(f"  - {p}" for p in problems))
+    log("dry run: config, data, model files and disk space OK")
+    return plan
+
+
+def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool = False,
+                 log=print) -> RunDir:
+    """Run the chosen stages (all by default) of `cfg` in its run directory."""
+    order = check_stages(stages)
+    if dry_run:
+        validate_and_plan(cfg, log)
+        return RunDir(cfg.run_dir)
+    run = RunDir(cfg.run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(run.root).free < 200 * 2**20:
+        raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
+    atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
+    for stage in order:
+        log(f"== {stage}")
+        fn = stage_function(stage)
+        result = fn(cfg, run, log=log) if stage == "train" else fn(cfg, run)
+        if isinstance(result, dict) and result.get("summary"):
+            log(result["summary"])
+    return run

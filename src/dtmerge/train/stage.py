@@ -1,0 +1,131 @@
+"""The train stage: K sub-models and the SFT baseline as independent jobs.
+
+Jobs run one after another by default. With `train.parallel_jobs > 1` they run in a pool of
+spawned processes, one device slot each (CUDA_VISIBLE_DEVICES set per job), so a crash in
+one job never touches the others' outputs. The manifest is written by this (parent) process
+only.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from dtmerge.config import RunConfig
+from dtmerge.errors import DtmError
+from dtmerge.rundir import RunDir, hash_obj, hash_path
+
+# Keys that change how a job runs but not what it learns.
+_NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps"}
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    name: str
+    data: Path
+    out: Path
+
+
+def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
+    jobs = [TrainJob(f"sub_{k}", run.portion(k), run.model(f"sub_{k}"))
+            for k in range(cfg.disperse.num_portions)]
+    if cfg.train.sft_baseline:
+        jobs.append(TrainJob("sft", run.all_data, run.model("sft")))
+    return jobs
+
+
+def job_fingerprint(cfg: RunConfig, job: TrainJob) -> str:
+    train = cfg.train.model_dump(mode="json", exclude=_NOT_FINGERPRINTED)
+    return hash_obj({
+        "model": cfg.model.model_dump(mode="json"), "train": train,
+        "monitor": cfg.monitor.model_dump(mode="json"), "data": hash_path(job.data),
+    })
+
+
+def _run_one(cfg_json: dict, run_root: str, job: TrainJob, fingerprint: str, device: str | None):
+    """Body of one job; also the entry point of pool workers (hence plain arguments)."""
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    from dtmerge.config import RunConfig
+    from dtmerge.train.trainer import train_model
+
+    cfg = RunConfig.model_validate(cfg_json)
+    run = RunDir(run_root)
+    callbacks = []
+    try:
+        from dtmerge.evaluate.monitor import build_monitor
+    except ImportError:
+        build_monitor = None
+    if build_monitor is not None and cfg.monitor.enabled:
+        monitor = build_monitor(cfg, run, job.name)
+        if monitor is not None:
+            callbacks.append(monitor)
+    return train_model(cfg, job.data, job.out, job.name, callbacks=callbacks,
+                       fingerprint=fingerprint)
+
+
+def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
+    """Train every job not already done with the same fingerprint."""
+    jobs = plan_jobs(cfg, run)
+    todo = []
+    for job in jobs:
+        if not job.data.exists():
+            raise DtmError(f"{job.data} is missing: run `dtm disperse {run.root}` first")
+        fp = job_fingerprint(cfg, job)
+        if run.is_done(f"train:{job.name}", fp) and job.out.exists():
+            log(f"[skip] train:{job.name}: already trained with the same config and data")
+            continue
+        prev = run.job(f"train:{job.name}")
+        if prev and prev.get("status") == "done":
+            log(f"[redo] train:{job.name}: config or data changed since it was trained")
+        todo.append((job, fp))
+
+    cfg_json = cfg.model_dump(mode="json")
+    slots = cfg.train.devices or [None] * cfg.train.parallel_jobs
+    failures: list[str] = []
+    if len(slots) <= 1 or len(todo) <= 1:
+        for job, fp in todo:
+            log(f"[train] {job.name}: {job.data.name} -> {job.out}")
+            run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
+            try:
+                info = _run_one(cfg_json, str(run.root), job, fp, slots[0])
+            except BaseException as err:
+                run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
+                raise
+            run.mark_done(f"train:{job.name}", **info)
+    else:
+        failures = _run_pool(cfg_json, run, todo, slots, log)
+    if failures:
+        raise DtmError("training failed for " + "; ".join(failures)
+                       + ". Finished jobs are kept; rerun the same command to retry the rest")
+    return {"jobs": [j.name for j in jobs], "trained": [j.name for j, _ in todo]}
+
+
+def _run_pool(cfg_json, run: RunDir, todo, slots, log) -> list[str]:
+    """Run jobs in spawned processes, at most one per slot at a time."""
+    failures = []
+    free = list(slots)
+    pending = list(todo)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(slots), mp_context=ctx) as pool:
+        running = {}
+        while pending or running:
+            while pending and free:
+                job, fp = pending.pop(0)
+                slot = free.pop(0)
+                log(f"[train] {job.name} on device slot {slot}")
+                run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
+                fut = pool.submit(_run_one, cfg_json, str(run.root), job, fp, slot)
+                running[fut] = (job, slot)
+            done = next(as_completed(running))
+            job, slot = running.pop(done)
+            free.append(slot)
+            try:
+                run.mark_done(f"train:{job.name}", **done.result())
+            except Exception as err:  # one job's crash must not stop the others
+                run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
+                failures.append(f"{job.name} ({type(err).__name__}: {err})")
+    return failures

@@ -1,0 +1,70 @@
+import pytest
+import yaml
+
+from dtmerge.config import RunConfig, load_config
+from dtmerge.errors import ConfigError
+
+
+def _write(tmp_path, data):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+BASE = {"name": "r", "model": {"path": "m"}, "data": {"path": "d.jsonl"}}
+
+
+def test_defaults_follow_the_paper(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE))
+    assert cfg.disperse.num_portions == 4 and cfg.disperse.strategy == "random"
+    assert (cfg.train.lora.r, cfg.train.lora.alpha, cfg.train.lora.dropout) == (16, 16, 0.05)
+    assert cfg.train.lora.target_modules == "mlp"
+    assert cfg.train.learning_rate == 3e-4 and cfg.train.warmup_steps == 100
+    assert cfg.train.batch_size * cfg.train.grad_accum == 16
+    assert (cfg.train.adam_beta2, cfg.train.max_grad_norm) == (0.98, 0.3)
+    assert cfg.merge.method == "linear" and cfg.data.first_turn_only
+
+
+def test_unknown_key_named_with_suggestion_and_allowed(tmp_path):
+    data = {**BASE, "train": {"learning_rat": 1e-4}}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, data))
+    msg = str(err.value)
+    assert "unknown key 'train.learning_rat'" in msg and "Did you mean 'learning_rate'" in msg
+    assert "Allowed here:" in msg and "warmup_steps" in msg
+
+
+def test_all_errors_reported_at_once(tmp_path):
+    data = {**BASE, "train": {"batch_size": "big"}, "disperse": {"num_portions": 0}}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, data))
+    assert "2 configuration error" in str(err.value)
+    assert "train.batch_size" in str(err.value) and "disperse.num_portions" in str(err.value)
+
+
+def test_overrides_are_typed_and_validated(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE),
+                      ["train.learning_rate=1e-5", "disperse.num_portions=2", "merge.weights=[0.3,0.7]"])
+    assert cfg.train.learning_rate == 1e-5 and cfg.merge.weights == [0.3, 0.7]
+    with pytest.raises(ConfigError, match="unknown key 'train.nope'"):
+        load_config(_write(tmp_path, BASE), ["train.nope=1"])
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        load_config(_write(tmp_path, BASE), ["train.learning_rate"])
+
+
+def test_cross_field_rules(tmp_path):
+    with pytest.raises(ConfigError, match="disperse.field is required"):
+        load_config(_write(tmp_path, {**BASE, "disperse": {"strategy": "field"}}))
+    with pytest.raises(ConfigError, match="one weight per sub-model"):
+        load_config(_write(tmp_path, {**BASE, "merge": {"weights": [1.0]}}))
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE), ["train.method=full"])
+    again = RunConfig.model_validate(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
