@@ -134,6 +134,16 @@ class EvalConfig(_Section):
         description="Base-to-SFT weight interpolation coefficients (the trade-off line)",
     )
     device: str = "auto"
+    gen_kwargs: dict[str, Any] | None = Field(
+        None, description="Generation settings for generate_until tasks (same for every variant)"
+    )
+    judge_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint for an LLM judge (off when unset)"
+    )
+    judge_model: str | None = Field(None, description="Model name sent to the judge endpoint")
+    judge_questions: str | None = Field(
+        None, description="JSONL of open-ended questions ({question, reference?}) for the judge"
+    )
 
 
 class MonitorConfig(_Section):
