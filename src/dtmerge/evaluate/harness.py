@@ -1,0 +1,222 @@
+"""Score one model variant with lm-evaluation-harness and write the eval JSON contract.
+
+Every variant of a run goes through `evaluate_model` with the same `EvalConfig`, so few-shot
+count, chat-template use, generation settings, limit and batch size are identical across
+variants; they are recorded in the result together with lm-eval's task versions. Per-item
+results are kept so the report can compare variants on the same items.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from dtmerge.config import EvalConfig
+from dtmerge.errors import ConfigError, ModelError
+from dtmerge.evaluate.groups import resolve_tasks, task_category, task_manager_for
+from dtmerge.rundir import atomic_write_json
+
+log = logging.getLogger("dtmerge.evaluate")
+
+# Primary metric per output type when a task lists several (first listed otherwise).
+_PREFERRED = ("acc", "exact_match", "pass@1", "prompt_level_strict_acc", "acc_norm", "mc2")
+
+
+def pick_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_adapter_dir(path: str | Path | None) -> bool:
+    return path is not None and (Path(path) / "adapter_config.json").is_file()
+
+
+def build_lm(model: str | Path, cfg: EvalConfig, adapter: str | Path | None = None,
+             tokenizer: Any = None):
+    """An lm-eval HFLM for a model directory, optionally with a LoRA adapter kept unmerged."""
+    from lm_eval.models.huggingface import HFLM
+
+    kwargs: dict[str, Any] = dict(pretrained=str(model), device=pick_device(cfg.device),
+                                  batch_size=cfg.batch_size, dtype="auto")
+    if adapter is not None:
+        kwargs["peft"] = str(adapter)
+    if tokenizer is not None:
+        kwargs["tokenizer"] = tokenizer
+    elif adapter is not None:
+        kwargs["tokenizer"] = str(adapter)  # adapters carry the tokenizer used in training
+    if kwargs["device"] == "cpu":
+        kwargs["dtype"] = "float32"
+    try:
+        return HFLM(**kwargs)
+    except OSError as err:
+        raise ModelError(f"cannot load model '{model}' for evaluation: {err}") from None
+
+
+def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: str,
+                   adapter: str | Path | None = None, base_model: str | Path | None = None,
+                   tasks: list[str] | None = None, tokenizer: Any = None) -> dict:
+    """Evaluate one model on the configured lm-eval tasks and write `out_json` atomically.
+
+    Args:
+        model: Model directory or Hub id. For a LoRA adapter directory, pass the adapter here
+            or as `adapter` with `base_model`; it is evaluated unmerged through HFLM's `peft=`.
+        cfg: Evaluation settings, shared by every variant.
+        out_json: Destination of the eval JSON (see the contract in the docs).
+        variant: Variant name recorded in the result (`base`, `sft`, `dtm`, `sub_0`...).
+        adapter: LoRA adapter directory applied on top of `base_model`.
+        base_model: The base model an adapter applies to.
+        tasks: Task names overriding `cfg.tasks` (groups such as `paper` are expanded).
+        tokenizer: Tokenizer object or directory, e.g. one with the training chat template.
+
+    Returns:
+        The result dict that was written.
+
+    Raises:
+        ConfigError: No tasks, or an unknown task (with close matches).
+        ModelError: The model or adapter cannot be loaded.
+    """
+    import lm_eval
+
+    if adapter is None and is_adapter_dir(model):
+        adapter, model = model, base_model
+    if adapter is not None and model is None:
+        raise ModelError(f"adapter '{adapter}' needs base_model (the model it was trained from)")
+    names = resolve_tasks(tasks if tasks is not None else cfg.tasks, cfg.include_path)
+    if not names:
+        raise ConfigError("eval.tasks is empty: name lm-eval tasks, a group (paper, knowledge, "
+                          "reasoning, code, instruction) or tasks in eval.include_path")
+    manager = task_manager_for(names, cfg.include_path)
+    lm = build_lm(model, cfg, adapter, tokenizer)
+    raw = lm_eval.simple_evaluate(
+        model=lm, tasks=names, task_manager=manager, num_fewshot=cfg.num_fewshot,
+        apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
+        limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
+    )
+    result = {
+        "variant": variant,
+        "model": str(model),
+        "adapter": str(adapter) if adapter is not None else None,
+        "base_model": str(base_model) if base_model is not None else str(model),
+        "settings": settings_record(cfg, raw),
+        "tasks": {name: task_result(raw, name, task_category(manager, name)) for name in names},
+    }
+    if cfg.judge_url:
+        from dtmerge.evaluate.judge import judge_task_result
+
+        result["tasks"]["llm_judge"] = judge_task_result(lm, cfg)
+    atomic_write_json(Path(out_json), result)
+    return result
+
+
+def settings_record(cfg: EvalConfig, raw: dict) -> dict:
+    return {
+        "num_fewshot": cfg.num_fewshot, "apply_chat_template": cfg.apply_chat_template,
+        "limit": cfg.limit, "batch_size": cfg.batch_size, "gen_kwargs": cfg.gen_kwargs,
+        "lm_eval_version": raw.get("lm_eval_version"),
+        "task_versions": dict(raw.get("versions", {})),
+        "n_shot": dict(raw.get("n-shot", {})),
+    }
+
+
+def _metric_keys(results: dict) -> list[tuple[str, str]]:
+    """(metric, filter) pairs present in one task's results, stderr entries excluded."""
+    keys = []
+    for key in results:
+        if "," in key and "_stderr" not in key:
+            metric, filt = key.split(",", 1)
+            keys.append((metric, filt))
+    return keys
+
+
+def primary_metric(results: dict, preferred: tuple[str, ...] = _PREFERRED) -> tuple[str, str]:
+    keys = _metric_keys(results)
+    if not keys:
+        raise ConfigError(f"lm-eval returned no metric for a task: {sorted(results)}")
+    for name in preferred:
+        for metric, filt in keys:
+            if metric == name:
+                return metric, filt
+    return keys[0]
+
+
+def task_result(raw: dict, name: str, category: str) -> dict:
+    """Convert lm-eval's output for one task (or group) into the contract's task entry."""
+    results = raw["results"].get(name) or {}
+    subtasks = raw.get("group_subtasks", {}).get(name) or []
+    leaves = _leaf_tasks(raw, name) if subtasks else [name]
+    if not _metric_keys(results):  # a group without aggregate: use its first leaf's metric
+        results = raw["results"][leaves[0]]
+    metric, filt = primary_metric(results)
+    items: list[dict] = []
+    for leaf in leaves:
+        prefix = f"{leaf}:" if subtasks else ""
+        for sample in raw.get("samples", {}).get(leaf, []):
+            if sample.get("filter", "none") == filt and metric in sample:
+                items.append(_item(sample, metric, prefix))
+    items.sort(key=lambda it: (isinstance(it["doc_id"], str), it["doc_id"]))
+    score = results.get(f"{metric},{filt}")
+    if score is None or score == "N/A":
+        score = sum(i["score"] for i in items) / len(items) if items else None
+    stderr = results.get(f"{metric}_stderr,{filt}")
+    return {
+        "metric": metric, "filter": filt,
+        "score": float(score) if score is not None else None,
+        "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+        "n": len(items),
+        "metrics": {m: results[f"{m},{f}"] for m, f in _metric_keys(results)
+                    if f == filt and isinstance(results[f"{m},{f}"], (int, float))},
+        "category": category,
+        "subtasks": leaves if subtasks else [],
+        "items": items,
+    }
+
+
+def _leaf_tasks(raw: dict, name: str) -> list[str]:
+    groups = raw.get("group_subtasks", {})
+    out: list[str] = []
+    for sub in groups.get(name, []):
+        out.extend(_leaf_tasks(raw, sub) if groups.get(sub) else [sub])
+    return out
+
+
+def _item(sample: dict, metric: str, prefix: str) -> dict:
+    """One per-item record: primary score; choice indices for multiple choice, text otherwise."""
+    doc_id = sample["doc_id"]
+    doc_id = f"{prefix}{doc_id}" if prefix else doc_id
+    value = sample[metric]
+    score = float(value) if isinstance(value, (int, float, bool)) else None
+    if score is None and isinstance(value, (list, tuple)) and value:
+        score = float(value[0]) if isinstance(value[0], (int, float, bool)) else None
+    resps = sample.get("filtered_resps") or []
+    target = sample.get("target")
+    if resps and isinstance(resps[0], (list, tuple)) and resps[0] and \
+            isinstance(resps[0][0], (int, float)):
+        # multiple choice: one (loglikelihood, is_greedy) per choice
+        lls = [r[0] for r in resps]
+        pred = max(range(len(lls)), key=lls.__getitem__)
+        gold = _gold_index(target, sample)
+        return {"doc_id": doc_id, "score": score, "pred": pred, "gold": gold, "response": None}
+    raw_resps = sample.get("resps") or [[None]]
+    response = raw_resps[0][0] if raw_resps and raw_resps[0] else None
+    pred = resps[0] if resps else None
+    return {"doc_id": doc_id, "score": score, "pred": pred if isinstance(pred, str) else None,
+            "gold": target if isinstance(target, (str, int, float)) else str(target),
+            "response": response if isinstance(response, str) else None}
+
+
+def _gold_index(target: Any, sample: dict) -> Any:
+    if isinstance(target, int):
+        return target
+    if isinstance(target, list) and target and isinstance(target[0], int):
+        return target[0]  # several correct answers (truthfulqa_mc2): keep the first
+    if isinstance(target, str) and target.isdigit():
+        return int(target)
+    choices = [a[1].strip() for a in sample.get("arguments", []) if isinstance(a, (list, tuple))
+               and len(a) == 2 and isinstance(a[1], str)]
+    if isinstance(target, str) and target.strip() in choices:
+        return choices.index(target.strip())
+    return target
