@@ -1,0 +1,108 @@
+"""The disperse stage: `data/all.jsonl` -> `data/portion_<k>.jsonl` + `data/summary.json`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from dtmerge.config import RunConfig
+from dtmerge.data.jsonl import read_jsonl, write_jsonl
+from dtmerge.disperse.registry import STRATEGIES
+from dtmerge.disperse.summary import summarise_portions
+from dtmerge.errors import DataError
+from dtmerge.rundir import RunDir, atomic_write_json, hash_file, hash_obj, run_job
+
+JOB_NAME = "disperse"
+
+
+def assign_portions(records: list[dict], cfg: RunConfig) -> list[int]:
+    """Run the configured strategy and check the split is usable (K <= n, no empty portion).
+
+    Raises:
+        DataError: K exceeds the number of examples, or a portion came out empty.
+        ConfigError: Unknown strategy name.
+    """
+    dc = cfg.disperse
+    k, n = dc.num_portions, len(records)
+    if k > n:
+        raise DataError(
+            f"disperse.num_portions={k} but the training data has only {n} examples; "
+            f"lower num_portions to at most {n} or add data"
+        )
+    strategy = STRATEGIES.get(dc.strategy)
+    assignment = strategy(records, dc)
+    if len(assignment) != n or any(not 0 <= a < k for a in assignment):
+        raise ValueError(f"strategy '{dc.strategy}' returned an invalid assignment")  # a bug
+    sizes = Counter(assignment)
+    empty = [p for p in range(k) if sizes[p] == 0]
+    if empty:
+        raise DataError(
+            f"the '{dc.strategy}' split left portion(s) {', '.join(map(str, empty))} of {k} "
+            f"empty ({n} examples): lower disperse.num_portions, or use disperse.strategy=random "
+            "(balanced sizes)"
+        )
+    return assignment
+
+
+def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
+    """Split the run's training data into K portions and describe them.
+
+    Skipped when the manifest holds a finished "disperse" job with the same disperse config
+    and `all.jsonl` hash (and the portion files still exist).
+
+    Args:
+        cfg: The run config (its `disperse` section is used).
+        run: The run directory; reads `run.all_data`, writes `run.portion(k)` and
+            `run.data_dir / "summary.json"`.
+        log: Progress messages go here.
+
+    Returns:
+        The summary written to `summary.json`: strategy settings, total, and per portion
+        size, share, source mix and distinctive terms.
+
+    Raises:
+        DataError: No data stage output yet, K too large, or an empty portion.
+    """
+    if not run.all_data.exists():
+        raise DataError(f"{run.all_data} not found: run the data stage first")
+    data_hash = hash_file(run.all_data)
+    fingerprint = hash_obj({"disperse": cfg.disperse.model_dump(mode="json"), "all": data_hash})
+    summary_path = run.data_dir / "summary.json"
+    outputs = [run.portion(k) for k in range(cfg.disperse.num_portions)] + [summary_path]
+    if run.is_done(JOB_NAME, fingerprint) and not all(p.exists() for p in outputs):
+        run.update_job(JOB_NAME, status="outputs-missing")  # deleted by hand: make them again
+
+    def work() -> dict:
+        summary = _disperse(cfg, run, log)
+        atomic_write_json(summary_path, summary)
+        return {"sizes": [p["size"] for p in summary["portions"]]}
+
+    run_job(run, JOB_NAME, fingerprint, work, inputs={"all.jsonl": data_hash}, log=log)
+
+    return json.loads(summary_path.read_text())
+
+
+def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:
+    dc = cfg.disperse
+    records = read_jsonl(run.all_data)
+    assignment = assign_portions(records, cfg)
+    for k in range(dc.num_portions):
+        write_jsonl(run.portion(k), [r for r, a in zip(records, assignment) if a == k])
+    # Portions left over from an earlier run with a larger K would confuse later stages.
+    for stale in run.data_dir.glob("portion_*.jsonl"):
+        index = stale.stem.split("_", 1)[1]
+        if not index.isdigit() or int(index) >= dc.num_portions:
+            stale.unlink()
+
+    field = dc.field if dc.strategy == "field" else None
+    portions = summarise_portions(records, assignment, dc.num_portions, field)
+    summary = {"strategy": dc.strategy, "num_portions": dc.num_portions, "seed": dc.seed,
+               "total": len(records), "portions": portions}
+    if dc.strategy == "kmeans":
+        summary.update(embed_on=dc.embed_on, encoder=dc.encoder)
+    if field:
+        summary["field"] = field
+    for p in portions:
+        terms = ", ".join(p["distinctive_terms"]) or "-"
+        log(f"disperse: portion {p['portion']}: {p['size']} examples; terms: {terms}")
+    return summary
