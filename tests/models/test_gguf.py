@@ -84,3 +84,17 @@ def test_missing_gguf_package_is_explained(tmp_path, monkeypatch):
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     with pytest.raises(ModelError, match=r"dtmerge\[gguf\]"):
         convert_gguf_cached(str(tmp_path / "m.gguf"), None, cache_dir=tmp_path / "c")
+
+
+def test_gguf_shipped_in_a_python_package(tiny_gguf, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    _, _, path = tiny_gguf
+    fake = types.ModuleType("fake_model_pkg")
+    fake.assemble = lambda: path
+    monkeypatch.setitem(sys.modules, "fake_model_pkg", fake)
+    out = convert_gguf_cached("pypi:fake-model-pkg", None, cache_dir=tmp_path / "c")
+    assert (out / "config.json").is_file()
+    with pytest.raises(ModelError, match="pip install not-installed-pkg"):
+        locate_gguf("pypi:not-installed-pkg", None)
