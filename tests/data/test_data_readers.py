@@ -16,6 +16,10 @@ def test_json_list_and_dict_with_a_list(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"version": 1, "data": ROWS}))
     assert load_records(DataConfig(path=str(tmp_path / "a.json"))) == ROWS
     assert load_records(DataConfig(path=str(tmp_path / "b.json"))) == ROWS
+    (tmp_path / "c.json").write_text(json.dumps({"train": ROWS[:2], "test": ROWS[2:]}))
+    assert load_records(DataConfig(path=str(tmp_path / "c.json"), split="test")) == ROWS[2:]
+    with pytest.raises(DataError, match="data.split='dev'"):
+        load_records(DataConfig(path=str(tmp_path / "c.json"), split="dev"))
 
 
 def test_jsonl_roundtrip_and_blank_lines(tmp_path):

@@ -74,7 +74,8 @@ def _prepare(cfg: RunConfig, run: RunDir, log) -> dict:
         log(f"data: dropped {dropped} of {len(raw)} examples with an empty prompt or response")
     if not records:
         raise DataError(
-            f"{dc.path}: all {len(raw)} examples have an empty prompt or response; nothing to train on"
+            f"{dc.path}: all {len(raw)} examples have an empty prompt or response; "
+            "nothing to train on"
         )
 
     # Shuffle before capping and splitting so both are a seeded random sample, not a head.

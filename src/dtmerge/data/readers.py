@@ -23,7 +23,8 @@ def load_records(cfg: DataConfig) -> list[dict]:
     """Load the raw (not yet normalised) records that `cfg.path` points to.
 
     Args:
-        cfg: The data section; `path` and, for DatasetDicts and Hub ids, `split` are used.
+        cfg: The data section; `path`, and `split` for DatasetDicts, JSON objects holding one
+            list per split, and Hub ids.
 
     Returns:
         One dict per example, with plain Python values.
@@ -36,18 +37,18 @@ def load_records(cfg: DataConfig) -> list[dict]:
     if path.is_dir():
         return _read_saved_dataset(path, cfg.split)
     if path.is_file():
-        return _read_file(path)
+        return _read_file(path, cfg.split)
     if path.suffix.lower() in _FILE_SUFFIXES or cfg.path.startswith((".", "/", "~")):
         raise DataError(f"data file {cfg.path} not found (data.path, relative to {Path.cwd()})")
     return _read_hub(cfg.path, cfg.split)
 
 
-def _read_file(path: Path) -> list[dict]:
+def _read_file(path: Path, split: str) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return read_jsonl(path)
     if suffix == ".json":
-        return _read_json(path)
+        return _read_json(path, split)
     if suffix in (".csv", ".tsv"):
         return _read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     if suffix == ".parquet":
@@ -62,20 +63,26 @@ def _read_file(path: Path) -> list[dict]:
     )
 
 
-def _read_json(path: Path) -> list[dict]:
+def _read_json(path: Path, split: str) -> list[dict]:
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # several objects, one per line: JSONL named .json
             return read_jsonl(path)
-        raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
+        raise DataError(
+            f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno})"
+        ) from None
     if isinstance(data, dict):
-        lists = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+        lists = {k: v for k, v in data.items()
+                 if isinstance(v, list) and v and isinstance(v[0], dict)}
+        if len(lists) > 1 and split in lists:  # {"train": [...], "test": [...]}
+            lists = {split: lists[split]}
         if len(lists) != 1:
             raise DataError(
-                f"{path}: the top-level object must hold exactly one list of examples; found "
-                f"lists under {sorted(lists) or 'no key'} (keys: {sorted(data)})"
+                f"{path}: the top-level object must hold one list of examples (or one per "
+                f"split, named by data.split='{split}'); found lists under "
+                f"{sorted(lists) or 'no key'} (keys: {sorted(data)})"
             )
         data = next(iter(lists.values()))
     if not isinstance(data, list):

@@ -40,7 +40,8 @@ def _tfidf(texts: list[str], seed: int) -> np.ndarray:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     try:
-        matrix = TfidfVectorizer(sublinear_tf=True, stop_words="english", max_features=50000).fit_transform(texts)
+        vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", max_features=50000)
+        matrix = vectorizer.fit_transform(texts)
     except ValueError as err:  # "empty vocabulary": every text empty or stop words only
         raise DataError(f"cannot embed the texts with TF-IDF: {err}") from None
     dims = min(TFIDF_DIMS, matrix.shape[1] - 1, matrix.shape[0] - 1)

@@ -26,5 +26,6 @@ def kmeans_split(records: list[dict], cfg: DisperseConfig) -> list[int]:
     with warnings.catch_warnings():
         # Fewer distinct points than K only warns; the stage reports the empty portion itself.
         warnings.simplefilter("ignore")
-        labels = KMeans(n_clusters=cfg.num_portions, n_init=N_INIT, random_state=cfg.seed).fit_predict(vectors)
+        kmeans = KMeans(n_clusters=cfg.num_portions, n_init=N_INIT, random_state=cfg.seed)
+        labels = kmeans.fit_predict(vectors)
     return [int(label) for label in labels]
