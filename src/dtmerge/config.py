@@ -99,6 +99,12 @@ class TrainConfig(_Section):
     sft_baseline: bool = Field(True, description="Also train plain SFT on all the data")
     parallel_jobs: int = Field(1, ge=1, description="Sub-models trained at once (process pool)")
     devices: list[str] | None = Field(None, description="e.g. ['0','1']: one job per device")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: in this process or a process pool; ray: one Ray task per job"
+    )
+    ray_address: str | None = Field(None, description="Ray cluster to join (default: start local)")
+    gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray task")
+    cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray task")
     trainer_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keys passed to TRL's SFTConfig"
     )

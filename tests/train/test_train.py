@@ -105,3 +105,38 @@ def test_target_presets(tiny_model_dir):
         resolve_target_modules(model, ["nope"])
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve_target_modules(model, "mlpp")
+
+
+def _two_portion_run(tmp_path, tiny_model_dir, **train):
+    cfg = _cfg(tmp_path, tiny_model_dir, max_steps=1, sft_baseline=False, **train)
+    run = RunDir(cfg.run_dir)
+    _write(run.portion(0), _records(4))
+    run.portion(1).write_text("")  # a broken portion: this job fails, the other must not
+    return cfg, run
+
+
+@pytest.mark.slow
+def test_process_pool_isolates_a_failing_job(tmp_path, tiny_model_dir):
+    from dtmerge.errors import DtmError
+
+    cfg, run = _two_portion_run(tmp_path, tiny_model_dir, parallel_jobs=2)
+    with pytest.raises(DtmError, match=r"training failed for sub_1 .*no training examples"):
+        train_stage(cfg, run, log=lambda m: None)
+    assert run.job("train:sub_0")["status"] == "done" and (run.model("sub_0") / "adapter_config.json").exists()
+    assert run.job("train:sub_1")["status"] == "failed" and not run.model("sub_1").exists()
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_jobs_as_tasks(tmp_path, tiny_model_dir):
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'dtmerge[ray]')")
+    import ray
+    from dtmerge.errors import DtmError
+
+    cfg, run = _two_portion_run(tmp_path, tiny_model_dir, executor="ray")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        with pytest.raises(DtmError, match=r"training failed for sub_1"):
+            train_stage(cfg, run, log=lambda m: None)
+    finally:
+        ray.shutdown()
+    assert run.job("train:sub_0")["status"] == "done" and run.model("sub_0").exists()

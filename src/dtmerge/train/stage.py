@@ -19,7 +19,8 @@ from dtmerge.errors import DtmError
 from dtmerge.rundir import RunDir, hash_obj, hash_path
 
 # Keys that change how a job runs but not what it learns.
-_NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps"}
+_NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps",
+                      "executor", "ray_address", "gpus_per_job", "cpus_per_job"}
 
 
 @dataclass(frozen=True)
@@ -84,20 +85,25 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         todo.append((job, fp))
 
     cfg_json = cfg.model_dump(mode="json")
-    slots = cfg.train.devices or [None] * cfg.train.parallel_jobs
-    failures: list[str] = []
-    if len(slots) <= 1 or len(todo) <= 1:
+    if cfg.train.executor == "ray":
+        from dtmerge.train.ray_executor import run_on_ray
+
+        failures = run_on_ray(cfg_json, run, todo, log)
+    elif len(todo) > 1 and (len(cfg.train.devices or []) > 1 or cfg.train.parallel_jobs > 1):
+        slots = cfg.train.devices or [None] * cfg.train.parallel_jobs
+        failures = _run_pool(cfg_json, run, todo, slots, log)
+    else:
+        device = (cfg.train.devices or [None])[0]
         for job, fp in todo:
             log(f"[train] {job.name}: {job.data.name} -> {job.out}")
             run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
             try:
-                info = _run_one(cfg_json, str(run.root), job, fp, slots[0])
+                info = _run_one(cfg_json, str(run.root), job, fp, device)
             except BaseException as err:
                 run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
                 raise
             run.mark_done(f"train:{job.name}", **info)
-    else:
-        failures = _run_pool(cfg_json, run, todo, slots, log)
+        failures = []
     if failures:
         raise DtmError("training failed for " + "; ".join(failures)
                        + ". Finished jobs are kept; rerun the same command to retry the rest")
