@@ -1,0 +1,92 @@
+"""Stage 6 of the pipeline: write report/report.md and a standalone report/report.html."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dtmerge.config import RunConfig
+from dtmerge.report.build import build_report
+from dtmerge.report.document import table_to_text, to_html, to_markdown
+from dtmerge.report.runinfo import monitor_file, monitored_models
+from dtmerge.rundir import RunDir, atomic_dir, hash_file, hash_obj, run_job
+
+
+def report_inputs(run: RunDir) -> dict[str, str]:
+    """Hashes of every file the report reads whose change must redo it."""
+    inputs = {}
+    for p in sorted((run.root / "eval").glob("*.json")):
+        inputs[f"eval/{p.name}"] = hash_file(p)
+    for name in monitored_models(run):
+        path = monitor_file(run, name)
+        if path is not None:
+            inputs[str(path.relative_to(run.root))] = hash_file(path)
+    return inputs
+
+
+def write_report(run: RunDir, knowledge: list[str] | None = None, instruction: list[str] | None = None,
+                 n_boot: int = 2000, seed: int = 0) -> dict:
+    """Build the report of `run` and write it atomically into `run/report/`.
+
+    Writes report.md (with plots/*.png beside it), report.html (plots embedded, no other
+    file needed), report.json (the numbers) and summary.txt (the terminal table).
+
+    Returns:
+        {"markdown": path, "html": path, "json": path, "summary": text, "data": dict}
+    """
+    report = build_report(run, knowledge, instruction, n_boot=n_boot, seed=seed)
+    summary = table_to_text(report.summary)
+    with atomic_dir(run.report_dir) as tmp:
+        images = [b for s in report.sections for b in s.blocks if hasattr(b, "png")]
+        if images:
+            (tmp / "plots").mkdir()
+            for img in images:
+                (tmp / "plots" / img.name).write_bytes(img.png)
+        (tmp / "report.md").write_text(to_markdown(report.title, report.sections))
+        (tmp / "report.html").write_text(to_html(report.title, report.sections))
+        (tmp / "report.json").write_text(json.dumps(report.data, indent=2, default=str) + "\n")
+        (tmp / "summary.txt").write_text(summary + "\n")
+    out = run.report_dir
+    return {"markdown": str(out / "report.md"), "html": str(out / "report.html"),
+            "json": str(out / "report.json"), "summary": summary, "data": report.data}
+
+
+def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
+    """Pipeline stage "report": the alignment-tax report of a run, as manifest job "report".
+
+    Skipped when the evaluation files, monitor curves and `cfg.report` are unchanged since the
+    last report. Prints the summary table either way, and logs to MLflow when
+    `cfg.tracking.mlflow` is on.
+
+    Returns:
+        {"markdown": path, "html": path, "json": path, "summary": text}
+    """
+    inputs = report_inputs(run)
+    fingerprint = hash_obj({"inputs": inputs, "report": cfg.report.model_dump(mode="json"),
+                            "seed": cfg.seed})
+    result: dict = {}
+
+    def work() -> dict:
+        result.update(write_report(run, cfg.report.knowledge_tasks, cfg.report.instruction_tasks,
+                                   n_boot=cfg.report.bootstrap_samples, seed=cfg.seed))
+        return {"outputs": [result["markdown"], result["html"]]}
+
+    run_job(run, "report", fingerprint, work, inputs=inputs, log=log)
+    out = run.report_dir
+    summary = result.get("summary") or _read(out / "summary.txt")
+    log(summary)
+    log(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
+    if cfg.tracking.mlflow:
+        from dtmerge.tracking import log_run
+
+        ids = log_run(cfg, run)
+        log(f"mlflow: logged run {ids['parent_run_id']} to {ids['tracking_uri']}")
+    return {"markdown": str(out / "report.md"), "html": str(out / "report.html"),
+            "json": str(out / "report.json"), "summary": summary}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().rstrip("\n")
+    except OSError:
+        return ""
