@@ -1,0 +1,236 @@
+"""The knowledge monitor: the paper's pilot study as a training callback.
+
+Every `every_steps` optimizer steps it scores a fixed multiple-choice probe (knowledge) and the
+bias indicator of the paper: (drop of training loss since the first log) / (drop of held-out
+loss over the same span). A ratio near 1 means the model learns what generalises; a growing
+ratio means it fits the training data's own regularities. Records go to `monitor.jsonl`; when
+knowledge falls more than `drop_threshold` below its peak the monitor warns (and can stop the
+run), and at the end it names the best step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from dtmerge.rundir import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("dtmerge.monitor")
+
+
+def _smooth(values: list[float], window: int = 3) -> list[float]:
+    """Centred moving average; the probe is small, so single points are noisy."""
+    if len(values) < window:
+        return list(values)
+    half = window // 2
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
+
+
+def detect_decline(steps: list[int], accs: list[float], threshold: float) -> dict:
+    """Find the knowledge peak, the onset of decline and whether to alert.
+
+    Args:
+        steps: Training steps of the probes, increasing.
+        accs: Probe accuracy at each step.
+        threshold: Alert when accuracy falls more than this below the peak (absolute).
+
+    Returns:
+        dict with `peak_step` (step of the maximum of the smoothed curve, the last one on ties),
+        `peak_acc` (raw accuracy there), `onset_step` (first step after the peak from which the
+        smoothed curve stays lower, reported only if the curve ends more than threshold/2
+        below the peak, else None), `best_step` (step with the highest raw accuracy, the best
+        checkpoint to keep), `alert` (a raw accuracy after the peak is more than `threshold`
+        below the peak's raw accuracy) and `alert_step` (the first such step, or None).
+    """
+    if not steps:
+        return {"peak_step": None, "peak_acc": None, "onset_step": None, "best_step": None,
+                "alert": False, "alert_step": None}
+    smooth = _smooth(list(accs))
+    peak = max(range(len(smooth)), key=lambda i: (smooth[i], i))
+    best = max(range(len(accs)), key=lambda i: (accs[i], -i))
+    peak_acc = max(accs[max(0, peak - 1):peak + 2])  # raw best in the smoothing window
+    alert_step = next((steps[i] for i in range(peak + 1, len(accs))
+                       if peak_acc - accs[i] > threshold), None)
+    onset = None
+    if peak < len(steps) - 1 and smooth[peak] - smooth[-1] > threshold / 2:
+        onset = steps[peak + 1]
+    return {"peak_step": steps[peak], "peak_acc": peak_acc, "onset_step": onset,
+            "best_step": steps[best], "alert": alert_step is not None, "alert_step": alert_step}
+
+
+def bias_ratio(train_first: float | None, train_now: float | None, held_first: float | None,
+               held_now: float | None, eps: float = 1e-6) -> float | None:
+    """(drop of training loss) / (drop of held-out loss); None while undefined."""
+    if None in (train_first, train_now, held_first, held_now):
+        return None
+    held_drop = held_first - held_now
+    if abs(held_drop) < eps:
+        return None
+    return (train_first - train_now) / held_drop
+
+
+class KnowledgeMonitor(TrainerCallback):
+    """Probe knowledge and the bias ratio every `every_steps` steps of a Trainer run.
+
+    Args:
+        probe: A `ProbeSet` (see `dtmerge.evaluate.probe`).
+        every_steps: Probe interval in optimizer steps (also probed at step 0 and at the end).
+        drop_threshold: Absolute accuracy drop below the peak that triggers the warning.
+        stop_on_drop: Also stop training (`control.should_training_stop`) on that drop.
+        heldout_records: Normalised records ({prompt, completion}) for the held-out loss.
+        out_path: `monitor.jsonl` to write; a `*_summary.json` is written beside it.
+        tokenizer: Encodes the held-out records (default: the trainer's processing class).
+        job_name: Named in the log messages.
+    """
+
+    def __init__(self, probe, every_steps: int = 50, drop_threshold: float = 0.05,
+                 stop_on_drop: bool = False, heldout_records: list[dict] | None = None,
+                 out_path: str | Path | None = None, tokenizer=None, job_name: str = "train"):
+        self.probe = probe
+        self.every_steps = every_steps
+        self.drop_threshold = drop_threshold
+        self.stop_on_drop = stop_on_drop
+        self.heldout_records = list(heldout_records or [])
+        self.out_path = Path(out_path) if out_path else None
+        self.tokenizer = tokenizer
+        self.job_name = job_name
+        self.records: list[dict] = []
+        self.summary: dict = {}
+        self.seconds = 0.0  # time spent probing, to report the overhead
+        self._heldout = None
+        self._last_loss: float | None = None
+        self._alerted = False
+
+    # -- measurements
+    def _heldout_loss(self, model) -> float | None:
+        if not self.heldout_records or self.tokenizer is None:
+            return None
+        from dtmerge.evaluate.scoring import encode_record, mean_completion_loss
+
+        if self._heldout is None:  # encoded once
+            self._heldout = [encode_record(self.tokenizer, r) for r in self.heldout_records]
+        pad = self.tokenizer.pad_token_id or 0
+        return mean_completion_loss(model, self._heldout, pad)
+
+    def _measure(self, step: int, model) -> dict:
+        t0 = time.perf_counter()
+        acc = self.probe.accuracy(model) if self.probe is not None else None
+        held = self._heldout_loss(model)
+        first = next((r for r in self.records if r["train_loss"] is not None
+                      and r["heldout_loss"] is not None), None)
+        rec = {"step": step, "probe_acc": acc, "train_loss": self._last_loss,
+               "heldout_loss": held, "ratio": None}
+        if first is not None:
+            rec["ratio"] = bias_ratio(first["train_loss"], self._last_loss,
+                                      first["heldout_loss"], held)
+        self.seconds += time.perf_counter() - t0
+        rec["monitor_seconds"] = round(self.seconds, 3)
+        self.records.append(rec)
+        self._write()
+        return rec
+
+    def _write(self) -> None:
+        if self.out_path is None:
+            return
+        # rewritten whole through a rename so a reader never sees a half-written line
+        atomic_write_text(self.out_path, "".join(json.dumps(r) + "\n" for r in self.records))
+
+    def _check(self, control) -> None:
+        probed = [r for r in self.records if r["probe_acc"] is not None]
+        self.summary = detect_decline([r["step"] for r in probed],
+                                      [r["probe_acc"] for r in probed], self.drop_threshold)
+        if self.summary["alert"] and not self._alerted:
+            self._alerted = True
+            s = self.summary
+            log.warning(
+                "%s: knowledge probe fell more than %.3f below its peak (%.3f at step %s) at "
+                "step %s; best checkpoint so far: step %s%s", self.job_name, self.drop_threshold,
+                s["peak_acc"], s["peak_step"], s["alert_step"], s["best_step"],
+                "; stopping training (monitor.stop_on_drop)" if self.stop_on_drop else "")
+            if self.stop_on_drop:
+                control.should_training_stop = True
+
+    # -- Trainer hooks
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.tokenizer is None:
+            self.tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
+        if model is not None and not self.records:
+            self._measure(state.global_step, model)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._last_loss = float(logs["loss"])
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None and state.global_step % self.every_steps == 0:
+            self._measure(state.global_step, model)
+            self._check(control)
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is not None and (not self.records or self.records[-1]["step"] != state.global_step):
+            self._measure(state.global_step, model)
+        self._check(control)
+        ckpt = Path(args.output_dir) / f"checkpoint-{self.summary.get('best_step')}" \
+            if getattr(args, "output_dir", None) else None
+        self.summary.update(
+            job=self.job_name, probe_size=len(self.probe) if self.probe is not None else 0,
+            every_steps=self.every_steps, monitor_seconds=round(self.seconds, 3),
+            best_checkpoint=str(ckpt) if ckpt is not None and ckpt.exists() else None,
+            final_ratio=self.records[-1]["ratio"] if self.records else None)
+        log.info("%s: knowledge peak %.3f at step %s; best step %s; decline onset %s",
+                 self.job_name, self.summary.get("peak_acc") or 0.0, self.summary.get("peak_step"),
+                 self.summary.get("best_step"), self.summary.get("onset_step"))
+        if self.out_path is not None:
+            atomic_write_json(self.out_path.with_name(self.out_path.stem + "_summary.json"),
+                              self.summary)
+
+
+def monitor_path(run, job_name: str) -> Path:
+    """Where the monitor of `job_name` writes: `<run>/monitor/<job>/monitor.jsonl`."""
+    return Path(run.root) / "monitor" / job_name / "monitor.jsonl"
+
+
+def build_monitor(cfg, run, job_name: str, tokenizer=None) -> KnowledgeMonitor | None:
+    """The monitor the train stage attaches to job `job_name`, or None when disabled.
+
+    Probe tasks come from `monitor.probe_tasks`, else `report.knowledge_tasks`, else the
+    knowledge tasks of `eval.tasks`; held-out records from the run's `data/heldout.jsonl`.
+
+    Raises:
+        ConfigError: The monitor is enabled but no multiple-choice probe task is known.
+    """
+    from dtmerge.errors import ConfigError
+    from dtmerge.evaluate.probe import build_probe
+
+    mc = cfg.monitor
+    if not mc.enabled:
+        return None
+    tasks = list(mc.probe_tasks or cfg.report.knowledge_tasks)
+    if not tasks:
+        from dtmerge.evaluate.groups import resolve_tasks, task_category, task_manager_for
+
+        names = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path) if cfg.eval.tasks else []
+        manager = task_manager_for(names, cfg.eval.include_path) if names else None
+        tasks = [t for t in names if task_category(manager, t) == "knowledge"]
+    if not tasks:
+        raise ConfigError("monitor.enabled but no probe task: set monitor.probe_tasks to "
+                          "multiple-choice knowledge tasks (local ones need eval.include_path)")
+    if tokenizer is None:
+        from dtmerge.models import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.model)
+    probe = build_probe(tasks, cfg.eval.include_path, tokenizer, mc.probe_size, cfg.seed)
+    heldout = []
+    if run.heldout_data.exists():
+        from dtmerge.data.jsonl import read_jsonl
+
+        heldout = read_jsonl(run.heldout_data)[:32]  # a small fixed batch keeps probes cheap
+    return KnowledgeMonitor(probe, mc.every_steps, mc.drop_threshold, mc.stop_on_drop,
+                            heldout_records=heldout, out_path=monitor_path(run, job_name),
+                            tokenizer=tokenizer, job_name=job_name)

@@ -1,0 +1,131 @@
+"""A cheap, fixed knowledge probe: multiple-choice items sampled from lm-eval tasks.
+
+Docs are loaded through lm-eval's task definitions once (so templates match the benchmark),
+turned into token ids once, and then scored in-process by the summed log-likelihood of each
+choice, as lm-eval scores multiple choice. One probe costs a few forward passes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from dtmerge.errors import ConfigError
+
+
+@dataclass
+class ProbeSet:
+    """Tokenised multiple-choice items: one context, several continuations, a gold index."""
+
+    contexts: list[list[int]]
+    choices: list[list[list[int]]]
+    gold: list[int]
+    pad_id: int = 0
+    sources: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.gold)
+
+    def predictions(self, model, batch_size: int = 32) -> list[int]:
+        """Index of the most likely choice for every item."""
+        from dtmerge.evaluate.scoring import choice_scores
+
+        ctx, cont, owner = [], [], []
+        for i, (c, opts) in enumerate(zip(self.contexts, self.choices)):
+            for o in opts:
+                ctx.append(c)
+                cont.append(o)
+                owner.append(i)
+        scores = choice_scores(model, ctx, cont, self.pad_id, batch_size)
+        best: dict[int, tuple[float, int]] = {}
+        pos = [0] * len(self.gold)
+        for i, s in zip(owner, scores):
+            j = pos[i]
+            pos[i] += 1
+            if i not in best or s > best[i][0]:
+                best[i] = (s, j)
+        return [best[i][1] for i in range(len(self.gold))]
+
+    def accuracy(self, model, batch_size: int = 32) -> float:
+        preds = self.predictions(model, batch_size)
+        return sum(p == g for p, g in zip(preds, self.gold)) / max(len(self.gold), 1)
+
+
+def build_probe_from_items(items: Iterable[tuple[str, list[str], int]], tokenizer,
+                           delimiter: str = " ", sources: list[str] | None = None,
+                           max_context_tokens: int = 384) -> ProbeSet:
+    """Tokenise (context, choices, gold index) triples once."""
+    contexts, choices, gold = [], [], []
+    for ctx, opts, g in items:
+        c_ids = tokenizer(ctx, add_special_tokens=False)["input_ids"][-max_context_tokens:]
+        if tokenizer.bos_token_id is not None:
+            c_ids = [tokenizer.bos_token_id] + c_ids
+        contexts.append(c_ids)
+        choices.append([tokenizer(delimiter + o, add_special_tokens=False)["input_ids"]
+                        for o in opts])
+        gold.append(int(g))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return ProbeSet(contexts, choices, gold, pad, sources or [])
+
+
+def sample_task_items(tasks: list[str], include_path: list[str | Path], size: int,
+                      seed: int = 0) -> tuple[list[tuple[str, list[str], int]], list[str], str]:
+    """Sample up to `size` multiple-choice items, spread evenly over `tasks`.
+
+    Returns:
+        (items, source task per item, target delimiter).
+
+    Raises:
+        ConfigError: A task is unknown or is not multiple choice.
+    """
+    from dtmerge.evaluate.groups import resolve_tasks, task_manager_for
+
+    names = resolve_tasks(tasks, include_path)
+    manager = task_manager_for(names, include_path)
+    loaded = manager.load(names)["tasks"]
+    rng = random.Random(seed)
+    per_task: dict[str, list] = {}
+    delimiter = " "
+    for name, task in sorted(loaded.items()):
+        if task.get_config("output_type") != "multiple_choice":
+            raise ConfigError(f"monitor.probe_tasks: '{name}' is not a multiple-choice task; "
+                              "the probe needs multiple-choice knowledge tasks")
+        docs = list(task.test_docs() if task.has_test_docs() else task.validation_docs())
+        rng.shuffle(docs)
+        per_task[name] = [(task, d) for d in docs]
+        delimiter = task.get_config("target_delimiter") or " "
+    items, sources = [], []
+    # round-robin so every task is represented even when `size` is small
+    while len(items) < size and any(per_task.values()):
+        for name in list(per_task):
+            if per_task[name] and len(items) < size:
+                task, doc = per_task[name].pop()
+                triple = _doc_triple(task, doc)
+                if triple is not None:
+                    items.append(triple)
+                    sources.append(name)
+    if not items:
+        raise ConfigError(f"monitor.probe_tasks {tasks}: no usable multiple-choice items")
+    return items, sources, delimiter
+
+
+def _doc_triple(task, doc) -> tuple[str, list[str], int] | None:
+    ctx = task.doc_to_text(doc)
+    choices = task.doc_to_choice(doc)
+    gold = task.doc_to_target(doc)
+    if isinstance(gold, list):
+        gold = gold[0] if gold else None
+    if isinstance(gold, str):
+        gold = choices.index(gold) if gold in choices else (int(gold) if gold.isdigit() else None)
+    if not isinstance(gold, int) or not 0 <= gold < len(choices) or not isinstance(ctx, str):
+        return None
+    return ctx, [str(c) for c in choices], gold
+
+
+def build_probe(tasks: list[str], include_path: list[str | Path], tokenizer, size: int = 100,
+                seed: int = 0) -> ProbeSet:
+    """Sample and tokenise a probe set from lm-eval multiple-choice tasks (local or named)."""
+    items, sources, delimiter = sample_task_items(tasks, include_path, size, seed)
+    return build_probe_from_items(items, tokenizer, delimiter, sources)

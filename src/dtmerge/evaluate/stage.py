@@ -1,0 +1,140 @@
+"""The evaluate stage: every variant of a run scored with identical settings.
+
+Each variant is its own manifest job (`eval:<variant>`) whose fingerprint covers the eval
+settings and a hash of the model directory, so a rerun skips finished evaluations and redoes
+those whose model or settings changed. Interpolations base + t*(sft - base) are built first
+(job `interp:<t>`), then evaluated as `interp_<t>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dtmerge.config import RunConfig
+from dtmerge.errors import ConfigError
+from dtmerge.models import resolve_model_path
+from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+
+_SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model: str  # model dir, adapter dir or Hub id
+
+
+def interp_name(t: float) -> str:
+    return f"interp_{t:g}"
+
+
+def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
+    """The variants to score, in order; missing models are skipped with a message."""
+    base = resolve_model_path(cfg.model)
+    out: list[Variant] = []
+    for name in cfg.eval.variants:
+        if name == "base":
+            out.append(Variant("base", base))
+        elif name == "submodels":
+            out += [Variant(f"sub_{k}", str(run.model(f"sub_{k}")))
+                    for k in range(cfg.disperse.num_portions)]
+        elif name == "interpolation":
+            out += [Variant(interp_name(t), str(run.model(interp_name(t))))
+                    for t in cfg.eval.interpolation]
+        else:
+            out.append(Variant(name, str(run.model(name))))
+    kept = []
+    for v in out:
+        if v.name == "base" or v.name.startswith("interp_") or Path(v.model).exists():
+            kept.append(v)
+        elif v.name in ("sft", "dtm") or v.name.startswith("sub_"):
+            log(f"[skip] eval:{v.name}: no model at {v.model} (train/merge it first)")
+        else:
+            raise ConfigError(
+                f"eval.variants: '{v.name}' is neither one of {', '.join(_SPECIAL)} nor a "
+                f"model directory under {run.models_dir}"
+            )
+    return kept
+
+
+def build_interpolations(cfg: RunConfig, run: RunDir, log=print) -> None:
+    """Write base + t*(sft - base) for every t in cfg.eval.interpolation (job `interp:<t>`)."""
+    sft = run.model("sft")
+    if not sft.exists():
+        raise ConfigError("eval.variants has 'interpolation' but there is no SFT model "
+                          f"({sft}); enable train.sft_baseline and train it first")
+    base = resolve_model_path(cfg.model)
+    for t in cfg.eval.interpolation:
+        out = run.model(interp_name(t))
+        fp = hash_obj({"t": t, "base": _model_hash(base), "sft": hash_path(sft)})
+        run_job(run, f"interp:{t:g}", fp, lambda t=t, out=out: _interp(base, sft, t, out),
+                log=log)
+
+
+def _interp(base: str, sft: Path, t: float, out: Path) -> dict:
+    from dtmerge.merge import interpolate
+
+    interpolate(base, sft, t, out)
+    return {"outputs": [str(out)]}
+
+
+def _model_hash(model: str) -> str:
+    return hash_path(Path(model)) if Path(model).exists() else model
+
+
+def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
+    """Score every configured variant, then write the bias analysis (`eval/bias.json`).
+
+    Args:
+        cfg: The run config; `cfg.eval` holds the settings shared by all variants.
+        run: The run directory.
+        log: Progress printer.
+
+    Returns:
+        {"variants": [names evaluated or already done], "ran": [names evaluated now]}.
+    """
+    from dtmerge.evaluate.harness import evaluate_model, is_adapter_dir
+
+    if not cfg.eval.tasks:
+        raise ConfigError("eval.tasks is empty: name lm-eval tasks or a group such as "
+                          "'paper' (network) or tasks in eval.include_path (offline)")
+    if "interpolation" in cfg.eval.variants:
+        build_interpolations(cfg, run, log)
+    base = resolve_model_path(cfg.model)
+    settings = cfg.eval.model_dump(mode="json")
+    ran, names = [], []
+    for v in plan_variants(cfg, run, log):
+        adapter = v.model if is_adapter_dir(v.model) else None
+        fp = hash_obj({"eval": settings, "model": _model_hash(v.model),
+                       "base": _model_hash(base) if adapter else None})
+        out = run.eval_file(v.name)
+
+        def work(v=v, adapter=adapter, out=out):
+            log(f"[eval] {v.name}: {v.model}" + (" (LoRA adapter, unmerged)" if adapter else ""))
+            result = evaluate_model(adapter or v.model, cfg.eval, out, v.name,
+                                    base_model=base if adapter else None,
+                                    tokenizer=_tokenizer_for(cfg, v, adapter))
+            scores = {t: r["score"] for t, r in result["tasks"].items()}
+            log(f"[eval] {v.name}: " + ", ".join(f"{t}={s:.4f}" for t, s in scores.items()
+                                                   if s is not None))
+            return {"outputs": [str(out)], "scores": scores}
+
+        if not out.exists() and run.is_done(f"eval:{v.name}", fp):
+            run.update_job(f"eval:{v.name}", status="stale")  # result file was deleted
+        if run_job(run, f"eval:{v.name}", fp, work, inputs={"model": v.model}, log=log):
+            ran.append(v.name)
+        names.append(v.name)
+    from dtmerge.evaluate.bias import bias_stage
+
+    bias_stage(cfg, run, log=log)
+    return {"variants": names, "ran": ran}
+
+
+def _tokenizer_for(cfg: RunConfig, v: Variant, adapter: str | None):
+    """Give the base model the same chat template as the trained variants when one is used."""
+    if not cfg.eval.apply_chat_template or v.name != "base":
+        return None
+    from dtmerge.models import load_tokenizer
+
+    return load_tokenizer(cfg.model)
