@@ -199,7 +199,8 @@ def _item(sample: dict, metric: str, prefix: str) -> dict:
         lls = [r[0] for r in resps]
         pred = max(range(len(lls)), key=lls.__getitem__)
         gold = _gold_index(target, sample)
-        return {"doc_id": doc_id, "score": score, "pred": pred, "gold": gold, "response": None}
+        return {"doc_id": doc_id, "score": score, "pred": pred, "gold": gold, "response": None,
+                "logprobs": [round(float(x), 4) for x in lls]}
     raw_resps = sample.get("resps") or [[None]]
     response = raw_resps[0][0] if raw_resps and raw_resps[0] else None
     pred = resps[0] if resps else None
