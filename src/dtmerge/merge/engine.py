@@ -1,0 +1,217 @@
+"""`merge_models`: stream K models (full or LoRA) over one base into a merged model directory.
+
+Phases: open and validate every input (cheap: headers and configs only) -> method set-up
+(e.g. Fisher estimation) -> for each base tensor, for each row block: read the base block and
+each model's block (or LoRA update), combine, optionally interpolate with the base, append to
+the output shard -> side files (config, generation config, tokenizer) and merge_record.json.
+Peak memory is about (K + 3) row blocks plus the LoRA factors, whatever the model size.
+Everything is written into a temporary sibling of `out_dir` and renamed only on success.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from dtmerge.errors import MergeError
+from dtmerge.merge.adapter_out import write_concat_adapter
+from dtmerge.merge.methods import get_method
+from dtmerge.merge.methods.base import Block
+from dtmerge.merge.sources import FullModelSource, open_source
+from dtmerge.merge.tensor_io import OutTensor, ShardWriter, TensorInfo
+from dtmerge.merge.validate import validate_inputs
+from dtmerge.rundir import atomic_dir, atomic_write_json, hash_path
+
+BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB in fp32) per model per block
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "spiece.model", "vocab.txt")
+
+
+def row_blocks(info: TensorInfo, block_elements: int) -> Iterator[tuple[int, int] | None]:
+    """Row ranges covering a tensor with about `block_elements` values each."""
+    if not info.shape:
+        yield None
+        return
+    step = max(1, block_elements // max(info.row_numel, 1))
+    for start in range(0, info.shape[0], step):
+        yield start, min(info.shape[0], start + step)
+
+
+def resolve_weights(weights: list[float] | None, count: int) -> list[float]:
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise MergeError(f"{len(weights)} weights given for {count} models: give one per model")
+    weights = [float(w) for w in weights]
+    if abs(sum(weights)) < 1e-12:
+        raise MergeError(f"merge weights {weights} sum to zero")
+    return weights
+
+
+def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path,
+                 method: str = "linear", weights: list[float] | None = None,
+                 params: dict | None = None, base_interpolation: float | None = None,
+                 shard_size: str = "2GB", as_adapter: bool = False,
+                 fisher_data: list[Path] | None = None, block_elements: int = BLOCK_ELEMENTS,
+                 log: Callable[[str], None] | None = None) -> dict:
+    """Merge fine-tuned models and/or LoRA adapters of one base into a new model directory.
+
+    Args:
+        base: the base model directory (safetensors weights).
+        models: full fine-tuned model directories and/or PEFT LoRA adapter directories.
+        out_dir: where the merged Hugging Face model (or adapter) is written.
+        method: a registered merge method (`dtm merge --list`).
+        weights: one weight per model; default uniform (1/K).
+        params: method parameters (e.g. {"density": 0.5}); unknown keys are rejected.
+        base_interpolation: t in base + t * (merged - base) (WiSE-FT); None keeps the merge.
+        shard_size: largest output shard, e.g. "2GB".
+        as_adapter: write a rank-concatenated LoRA adapter (all inputs LoRA, linear methods).
+        fisher_data: per-model JSONL files for method "fisher".
+        block_elements: values per block per model (memory vs. speed).
+        log: progress messages.
+
+    Returns:
+        The merge record, also written to out_dir/merge_record.json.
+
+    Raises:
+        MergeError: inputs that cannot be merged, naming the first mismatch.
+    """
+    started = time.time()
+    log = log or (lambda _msg: None)
+    merge_method = get_method(method)
+    params = merge_method.check_params(params)
+    base_src = FullModelSource(base)
+    sources = [open_source(p, base_src) for p in models]
+    weights = resolve_weights(weights, len(sources))
+    validate_inputs(base_src, sources)
+    if as_adapter and not merge_method.linear_in_deltas:
+        raise MergeError(f"as_adapter: '{method}' is not linear in the updates, so it has no exact "
+                         "adapter form; use linear or task_arithmetic, or a full-model output")
+    t = None if base_interpolation is None else float(base_interpolation)
+    out_dir = Path(out_dir)
+    extras: dict = {}
+    try:
+        with atomic_dir(out_dir) as tmp, \
+                tempfile.TemporaryDirectory(prefix=".dtm-merge-", dir=out_dir.parent) as work:
+            extras = merge_method.setup(sources, weights, params, fisher_data=fisher_data,
+                                        base_path=base_src.path, workdir=work, log=log)
+            if as_adapter:
+                coeffs = merge_method.coefficients(weights, params)
+                ranks = write_concat_adapter(sources, [c * (1.0 if t is None else t)
+                                                       for c in coeffs], tmp)
+                output = {"format": "lora_adapter", "modules": len(ranks),
+                          "rank": max(ranks.values(), default=0)}
+            else:
+                output = stream_merge(base_src, sources, merge_method, weights, params, extras,
+                                      t, tmp, shard_size, block_elements)
+                copy_model_files(base_src, tmp)
+            copy_tokenizer(base_src, sources, tmp)
+            record = {
+                "method": merge_method.name, "pretty_name": merge_method.pretty_name,
+                "reference_url": merge_method.reference_url, "params": params,
+                "weights": weights, "base_interpolation": t,
+                "base": {"path": str(base_src.path.resolve()), "hash": hash_path(base_src.path)},
+                "models": [_describe(s) for s in sources],
+                "fisher_data": [str(p) for p in fisher_data] if fisher_data else None,
+                "output": output, "seconds": round(time.time() - started, 3),
+            }
+            atomic_write_json(tmp / "merge_record.json", record)
+    finally:
+        for s in [base_src, *sources]:
+            s.close()
+        for reader in extras.get("fisher", []):
+            reader.close()
+    log(f"[merge] {method} of {len(sources)} models -> {out_dir} in {record['seconds']} s")
+    return record
+
+
+def _describe(src) -> dict:
+    d = {"path": str(Path(src.path).resolve()), "kind": src.kind, "hash": hash_path(src.path)}
+    if src.kind == "lora":
+        d["ranks"] = sorted({m.rank for m in src.modules.values()})
+        d["modules"] = len(src.modules)
+    return d
+
+
+def stream_merge(base_src: FullModelSource, sources: list, method, weights: list[float],
+                 params: dict, extras: dict, t: float | None, out: Path, shard_size: str,
+                 block_elements: int) -> dict:
+    """The tensor-by-tensor, block-by-block merge loop; returns a description of the output."""
+    names = base_src.names()
+    plan = [OutTensor(n, base_src.info(n).dtype, base_src.info(n).shape) for n in names]
+    writer = ShardWriter(out, plan, shard_size)
+    deltas_space = method.space == "deltas"
+    for name in names:
+        info = base_src.info(name)
+        touched = [s.kind == "full" or name in s.modules for s in sources]
+        if not info.dtype.is_floating_point or not any(touched):
+            for rows in row_blocks(info, block_elements):  # nothing to merge: the base as is
+                writer.write(name, base_src.read(name, rows))
+            continue
+        work = torch.float64 if info.dtype == torch.float64 else torch.float32
+
+        def model_block(k: int, rows, base_block: torch.Tensor, as_delta: bool) -> torch.Tensor:
+            src = sources[k]
+            if src.kind == "full":
+                w = src.read(name, rows).to(work)
+                return w.sub_(base_block) if as_delta else w
+            d = src.delta(name, rows)
+            if d is None:
+                return torch.zeros_like(base_block) if as_delta else base_block
+            d = d.to(work)
+            return d if as_delta else d.add_(base_block)
+
+        def delta_stream(k: int) -> Iterator[torch.Tensor]:
+            for rows in row_blocks(info, block_elements):
+                yield model_block(k, rows, base_src.read(name, rows).to(work), True)
+
+        state = (method.prepare(name, info.numel, delta_stream, weights, params)
+                 if method.needs_prepare else None)
+        for rows in row_blocks(info, block_elements):
+            base_block = base_src.read(name, rows).to(work)
+            tensors = [model_block(k, rows, base_block, deltas_space) for k in range(len(sources))]
+            merged = method.combine(Block(name, rows, base_block, tensors, weights, params,
+                                          state, extras))
+            del tensors
+            if deltas_space:
+                result = base_block.add_(merged if t is None else merged.mul_(t))
+            else:
+                result = merged if t is None else base_block.add_(merged.sub_(base_block).mul_(t))
+            if not torch.isfinite(result).all():
+                raise MergeError(f"merging tensor '{name}' gave NaN or inf values: check the "
+                                 "inputs for NaN weights and the method parameters")
+            writer.write(name, result)
+    files = writer.close()
+    return {"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
+            "bytes": sum(p.nbytes for p in plan)}
+
+
+def copy_model_files(base_src: FullModelSource, out: Path) -> None:
+    """config.json and generation_config.json of the base (or derived from its config)."""
+    shutil.copy2(base_src.path / "config.json", out / "config.json")
+    gen = base_src.path / "generation_config.json"
+    if gen.is_file():
+        shutil.copy2(gen, out / "generation_config.json")
+    else:
+        cfg = base_src.config.get("text_config") or base_src.config
+        derived = {k: cfg[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in cfg}
+        (out / "generation_config.json").write_text(json.dumps({"_from_model_config": True,
+                                                                **derived}, indent=2))
+
+
+def copy_tokenizer(base_src: FullModelSource, sources: list, out: Path) -> None:
+    """Tokenizer files of the first input that has them (it carries the chat template used in
+    training), else of the base."""
+    for directory in [*(Path(s.path) for s in sources), base_src.path]:
+        if (directory / "tokenizer_config.json").is_file():
+            for name in TOKENIZER_FILES:
+                if (directory / name).is_file():
+                    shutil.copy2(directory / name, out / name)
+            return

@@ -1,0 +1,85 @@
+"""What a merge method is: a per-block combination rule plus its name, paper and parameters.
+
+The engine streams every base tensor in row blocks and hands a method one `Block` at a time:
+the base block and, per input model, either its weights (`space = "weights"`) or its task
+vector W_k - W_0 (`space = "deltas"`). A method returns the merged block in the same space.
+Methods that need statistics of the whole tensor first (TIES' magnitude threshold) implement
+`prepare`, which receives a function streaming each model's task vector block by block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from dtmerge.errors import MergeError
+
+DeltaStream = Callable[[int], Iterator[torch.Tensor]]  # model index -> its task-vector blocks
+
+
+@dataclass
+class Block:
+    """One row block of one tensor, as every input model has it."""
+
+    name: str
+    rows: tuple[int, int] | None
+    base: torch.Tensor
+    tensors: list[torch.Tensor]  # weights or task vectors, one per model (never modify in place)
+    weights: list[float]
+    params: dict[str, Any]
+    state: Any = None  # what `prepare` returned for this tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class MergeMethod:
+    """Base class of merge methods. Subclasses set the class attributes and `combine`."""
+
+    name: str = ""
+    pretty_name: str = ""
+    reference_url: str = ""
+    summary: str = ""
+    space: str = "weights"  # or "deltas"
+    defaults: dict[str, Any] = {}
+    # True when the merged update is a linear map of the inputs' updates (exact as an adapter).
+    linear_in_deltas: bool = False
+    needs_prepare: bool = False
+
+    def check_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Defaults filled in; unknown keys and bad values raise MergeError naming them."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults)) or "none"
+            raise MergeError(f"merge method '{self.name}' has no parameter "
+                             f"{', '.join(repr(u) for u in unknown)}; allowed: {allowed}")
+        out = {**self.defaults, **params}
+        for key, default in self.defaults.items():
+            value = out[key]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise MergeError(f"merge parameter '{key}' must be true or false, got {value!r}")
+            elif isinstance(default, (int, float)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise MergeError(f"merge parameter '{key}' must be a number, got {value!r}")
+        if "density" in out and not 0.0 < float(out["density"]) <= 1.0:
+            raise MergeError(f"merge parameter 'density' must be in (0, 1], got {out['density']}")
+        return out
+
+    def setup(self, sources: list, weights: list[float], params: dict, **kwargs) -> dict:
+        """Whole-merge preparation (e.g. Fisher estimation); returns extras for every block."""
+        return {}
+
+    def prepare(self, name: str, numel: int, deltas: DeltaStream, weights: list[float],
+                params: dict) -> Any:
+        return None
+
+    def combine(self, block: Block) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def normalized(weights: list[float], like: torch.Tensor) -> torch.Tensor:
+    """Weights divided by their sum, as a tensor of `like`'s dtype."""
+    w = torch.tensor(weights, dtype=like.dtype)
+    return w / w.sum()

@@ -1,0 +1,56 @@
+"""Up-front checks that the inputs of a merge fit together, before any heavy work.
+
+The first mismatch is reported by name: the model, the tensor, and both shapes or dtypes.
+"""
+
+from __future__ import annotations
+
+from dtmerge.errors import MergeError
+from dtmerge.merge.sources import FullModelSource
+
+
+def _text_config(cfg: dict) -> dict:
+    return cfg.get("text_config") or cfg
+
+
+def check_configs(base: FullModelSource, model: FullModelSource) -> None:
+    a, b = base.config, model.config
+    if a.get("architectures") != b.get("architectures"):
+        raise MergeError(f"architectures differ: base {base.path} is {a.get('architectures')} but "
+                         f"{model.path} is {b.get('architectures')}")
+    va, vb = _text_config(a).get("vocab_size"), _text_config(b).get("vocab_size")
+    if va != vb:
+        raise MergeError(f"vocabulary sizes differ: base {base.path} has {va} tokens but "
+                         f"{model.path} has {vb} (resized embeddings cannot be averaged)")
+
+
+def check_tensors(base: FullModelSource, model: FullModelSource) -> None:
+    names = base.names()
+    for name in names:
+        mine, theirs = base.info(name), model.info(name)
+        if theirs is None:
+            raise MergeError(f"{model.path} has no tensor '{name}' (the base {base.path} has it)")
+        if mine.shape != theirs.shape:
+            what = " (vocabulary sizes differ)" if "embed" in name or "lm_head" in name else ""
+            raise MergeError(f"tensor '{name}' has shape {list(theirs.shape)} in {model.path} "
+                             f"but {list(mine.shape)} in the base {base.path}{what}")
+        if mine.dtype != theirs.dtype:
+            raise MergeError(f"tensor '{name}' is {theirs.dtype} in {model.path} but "
+                             f"{mine.dtype} in the base {base.path}: save both in one dtype")
+    known = set(names)
+    for name in model.names():
+        if name not in known:
+            tied = " (the base ties it to the input embeddings)" if base.resolve(name) else ""
+            raise MergeError(f"{model.path} has tensor '{name}', which the base {base.path} "
+                             f"lacks{tied}")
+
+
+def validate_inputs(base: FullModelSource, sources: list) -> None:
+    """Raise MergeError naming the first incompatibility between the base and any input."""
+    if not sources:
+        raise MergeError("no models to merge: give at least one model or adapter")
+    for src in sources:
+        if src.kind == "full":
+            check_configs(base, src)
+            check_tensors(base, src)
+        # LoRA modules were checked against the base's tensor names and shapes when opened.
