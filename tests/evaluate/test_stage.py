@@ -1,0 +1,116 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from dtmerge.config import RunConfig
+from dtmerge.errors import ConfigError
+from dtmerge.evaluate.stage import evaluate_stage, plan_variants
+from dtmerge.rundir import RunDir
+
+
+def _perturbed_copy(src, dst, seed, scale=0.5):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(src)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p) * p.std())
+    model.save_pretrained(dst)
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+
+
+def _adapter(src, dst, seed):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(src),
+                          LoraConfig(r=2, target_modules=["up_proj"], init_lora_weights=False))
+    peft.save_pretrained(dst)
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+
+
+def fake_interpolate(base, model, t, out_dir):
+    """Stand-in for dtmerge.merge.interpolate: base + t * (model - base), full weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    b = AutoModelForCausalLM.from_pretrained(base)
+    m = AutoModelForCausalLM.from_pretrained(model)
+    sd = m.state_dict()
+    with torch.no_grad():
+        for k, v in b.state_dict().items():
+            v.add_(t * (sd[k] - v))
+    b.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model).save_pretrained(out_dir)
+    return {}
+
+
+@pytest.fixture
+def run_setup(tmp_path, tiny_model_dir, task_dir, monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.setattr("dtmerge.merge.interpolate", fake_interpolate, raising=False)
+    cfg = RunConfig.model_validate({
+        "name": "r", "runs_dir": str(tmp_path / "runs"),
+        "model": {"path": str(tiny_model_dir)}, "data": {"path": "unused.jsonl"},
+        "disperse": {"num_portions": 2},
+        "eval": {"tasks": ["knowledge", "tiny_gen"], "include_path": [str(task_dir)],
+                 "variants": ["base", "sft", "dtm", "submodels", "interpolation"],
+                 "interpolation": [0.5], "batch_size": 8},
+    })
+    run = RunDir(cfg.run_dir)
+    _perturbed_copy(tiny_model_dir, run.model("sft"), 1)
+    _perturbed_copy(tiny_model_dir, run.model("dtm"), 2)
+    _adapter(tiny_model_dir, run.model("sub_0"), 3)
+    _adapter(tiny_model_dir, run.model("sub_1"), 4)
+    recs = [{"prompt": [{"role": "user", "content": f"where is {p} born"}],
+             "completion": [{"role": "assistant", "content": f"{p} is born in {c}"}]}
+            for p, c in [("alice", "paris"), ("bob", "rome"), ("carol", "london")]]
+    run.data_dir.mkdir(parents=True, exist_ok=True)
+    run.all_data.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return cfg, run
+
+
+@pytest.mark.slow
+def test_every_variant_is_scored_once_and_reruns_skip(run_setup):
+    cfg, run = run_setup
+    logs = []
+    out = evaluate_stage(cfg, run, log=logs.append)
+    expected = ["base", "sft", "dtm", "sub_0", "sub_1", "interp_0.5"]
+    assert out["variants"] == expected and out["ran"] == expected
+    for name in expected:
+        res = json.loads(run.eval_file(name).read_text())
+        assert res["variant"] == name
+        assert set(res["tasks"]) == {"tiny_mc", "tiny_gen"}
+    sub = json.loads(run.eval_file("sub_0").read_text())
+    assert sub["adapter"] == str(run.model("sub_0")) and sub["base_model"] == cfg.model.path
+    assert run.job("interp:0.5")["status"] == "done"
+    # identical settings recorded for every variant
+    settings = {json.dumps(json.loads(run.eval_file(n).read_text())["settings"]) for n in expected}
+    assert len(settings) == 1
+    bias = json.loads((run.root / "eval" / "bias.json").read_text())
+    assert set(bias["variants"]) == set(expected)
+    assert "position" in bias["variants"]["base"]["tiny_mc"]
+    assert "boilerplate" in bias["variants"]["base"]["tiny_gen"]
+    assert set(bias["tokens"]["models"]) == {"sft", "dtm", "sub_0", "sub_1"}
+
+    again = evaluate_stage(cfg, run, log=logs.append)
+    assert again["ran"] == []
+    # a changed model is re-evaluated (and so is the interpolation built from it)
+    shutil.rmtree(run.model("sft"))
+    _perturbed_copy(cfg.model.path, run.model("sft"), 9)
+    third = evaluate_stage(cfg, run, log=logs.append)
+    assert third["ran"] == ["sft", "interp_0.5"]
+
+
+def test_missing_models_are_skipped_and_unknown_variants_rejected(run_setup):
+    cfg, run = run_setup
+    shutil.rmtree(run.model("dtm"))
+    logs = []
+    names = [v.name for v in plan_variants(cfg, run, logs.append)]
+    assert "dtm" not in names and any("dtm" in m for m in logs)
+    bad = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"variants": ["dtmm"]})})
+    with pytest.raises(ConfigError, match="dtmm"):
+        plan_variants(bad, run)
