@@ -1,0 +1,157 @@
+"""Every merge method against an independent reference computed in the test (fp32, 1e-6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dtmerge.merge import interpolate, merge_models
+from dtmerge.merge.methods.sparse import block_seed, kth_largest
+
+from conftest import load_dir, read_json
+
+TOL = 1e-6
+
+
+def _close(a: torch.Tensor, b, tol=TOL):
+    b = torch.as_tensor(np.asarray(b), dtype=torch.float32)
+    assert a.shape == b.shape
+    assert torch.allclose(a.float(), b, atol=tol, rtol=0), (a.float() - b).abs().max()
+
+
+def _load(zoo, which):
+    return load_dir(zoo["base"]), [load_dir(p) for p in zoo[which]]
+
+
+def test_linear_weighted(zoo, tmp_path):
+    weights = [0.2, 0.5, 0.3]
+    rec = merge_models(zoo["base"], zoo["full"], tmp_path / "out", weights=weights)
+    _, models = _load(zoo, "full")
+    out = load_dir(tmp_path / "out")
+    for name, tensor in out.items():
+        ref = sum(w * m[name].numpy().astype(np.float64) for w, m in zip(weights, models))
+        _close(tensor, ref / sum(weights))
+    assert rec["weights"] == weights and rec["method"] == "linear"
+    assert read_json(tmp_path / "out" / "merge_record.json")["models"][0]["hash"]
+
+
+def test_task_arithmetic_scaling(zoo, tmp_path):
+    merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="task_arithmetic",
+                 weights=[1.0, 1.0, 0.5], params={"scaling": 0.7})
+    base, models = _load(zoo, "full")
+    for name, tensor in load_dir(tmp_path / "out").items():
+        b = base[name].double().numpy()
+        deltas = [m[name].double().numpy() - b for m in models]
+        _close(tensor, b + 0.7 * (deltas[0] + deltas[1] + 0.5 * deltas[2]))
+
+
+def _ties_reference(base, models, name, weights, density):
+    """TIES from its paper, with numpy: top-k by magnitude via a full sort, elected sign as the
+    sign of the weighted sum, mean weighted over the agreeing models."""
+    b = base[name].double().numpy()
+    pruned = []
+    for m in models:
+        d = m[name].double().numpy() - b
+        flat = np.abs(d).reshape(-1)
+        keep = int(density * flat.size)
+        mask = np.zeros(flat.size, bool)
+        mask[np.argsort(-flat, kind="stable")[:keep]] = True
+        pruned.append(d * mask.reshape(d.shape))
+    w = np.array(weights).reshape(-1, *[1] * b.ndim)
+    weighted = np.stack(pruned) * w
+    sign = np.where(weighted.sum(0) >= 0, 1.0, -1.0)
+    agree = np.sign(weighted) == sign
+    den = (agree * w).sum(0)
+    return b + (weighted * agree).sum(0) / np.where(den == 0, 1, den)
+
+
+@pytest.mark.parametrize("weights", [None, [0.5, 0.3, 0.2]])
+def test_ties_matches_reference(zoo, tmp_path, weights):
+    merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="ties", weights=weights,
+                 params={"density": 0.4})
+    base, models = _load(zoo, "full")
+    w = weights or [1 / 3] * 3
+    for name, tensor in load_dir(tmp_path / "out").items():
+        _close(tensor, _ties_reference(base, models, name, w, 0.4))
+
+
+def test_ties_uniform_equals_peft_operator(zoo, tmp_path):
+    from peft.utils.merge_utils import ties
+
+    merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="ties",
+                 params={"density": 0.3})
+    base, models = _load(zoo, "full")
+    out = load_dir(tmp_path / "out")
+    for name in ["model.layers.0.mlp.up_proj.weight", "model.embed_tokens.weight"]:
+        deltas = [m[name] - base[name] for m in models]
+        _close(out[name], base[name] + ties(deltas, torch.ones(3), 0.3))
+
+
+def _dare_masks(name, rows, count, seed, density, shape):
+    masks = []
+    for k in range(count):
+        torch.manual_seed(block_seed(seed, name, k, rows))
+        masks.append(torch.bernoulli(torch.full(shape, density)).numpy())
+    return masks
+
+
+def test_dare_linear_reference_and_determinism(zoo, tmp_path):
+    params = {"density": 0.6, "seed": 7}
+    merge_models(zoo["base"], zoo["full"], tmp_path / "a", method="dare_linear", params=params)
+    merge_models(zoo["base"], zoo["full"], tmp_path / "b", method="dare_linear", params=params)
+    merge_models(zoo["base"], zoo["full"], tmp_path / "c", method="dare_linear",
+                 params={"density": 0.6, "seed": 8})
+    a, b, c = (load_dir(tmp_path / x) for x in "abc")
+    assert all(torch.equal(a[n], b[n]) for n in a)  # same seed: bit-identical
+    assert any(not torch.equal(a[n], c[n]) for n in a)  # another seed: another merge
+    base, models = _load(zoo, "full")
+    for name, tensor in a.items():
+        bn = base[name].double().numpy()
+        rows = (0, bn.shape[0]) if bn.ndim else None  # tiny tensors are one block
+        masks = _dare_masks(name, rows, 3, 7, 0.6, bn.shape)
+        ref = bn + sum((m[name].double().numpy() - bn) * mk / 0.6 / 3
+                       for m, mk in zip(models, masks))
+        _close(tensor, ref)
+
+
+def test_dare_ties_drops_then_elects(zoo, tmp_path):
+    merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="dare_ties",
+                 params={"density": 0.5, "seed": 3})
+    base, models = _load(zoo, "full")
+    name = "model.layers.1.self_attn.o_proj.weight"
+    bn = base[name].double().numpy()
+    masks = _dare_masks(name, (0, bn.shape[0]), 3, 3, 0.5, bn.shape)
+    kept = np.stack([(m[name].double().numpy() - bn) * mk / 0.5 for m, mk in zip(models, masks)])
+    sign = np.where(kept.sum(0) >= 0, 1.0, -1.0)
+    agree = np.sign(kept) == sign
+    ref = bn + (kept * agree).sum(0) / np.maximum(agree.sum(0), 1)
+    _close(load_dir(tmp_path / "out")[name], ref)
+
+
+def test_interpolate_with_base(zoo, tmp_path):
+    interpolate(zoo["base"], zoo["full"][0], 0.3, tmp_path / "out")
+    base, models = _load(zoo, "full")
+    for name, tensor in load_dir(tmp_path / "out").items():
+        b = base[name].double().numpy()
+        _close(tensor, b + 0.3 * (models[0][name].double().numpy() - b))
+
+
+def test_kth_largest_is_exact():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100_003, generator=g).abs()
+    for k in [1, 17, 50_000, 100_003]:
+        expected = torch.topk(x, k).values[-1].item()
+        blocks = lambda: iter(x.split(7_000))  # noqa: E731  (streamed in uneven blocks)
+        assert kth_largest(blocks, k) == expected
+
+
+def test_unknown_method_and_param(zoo, tmp_path):
+    from dtmerge.errors import DtmError
+
+    with pytest.raises(DtmError, match="Did you mean 'ties'"):
+        merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="tie")
+    with pytest.raises(DtmError, match="no parameter 'densty'.*density"):
+        merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="ties",
+                     params={"densty": 0.5})
+    assert not (tmp_path / "out").exists()
