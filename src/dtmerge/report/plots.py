@@ -46,11 +46,13 @@ def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str]) -> byte
             cell = table[t].get(v)
             if cell is None or cell.tax is None:
                 continue
-            xs.append(i + (j - (len(shown) - 1) / 2) * width)
-            ys.append(cell.tax)
             d = cell.tax_diff
-            lo.append(cell.tax - d.low if d else 0.0)
-            hi.append(d.high - cell.tax if d else 0.0)
+            # The paired mean (items both scored) is the value the interval belongs to.
+            y = d.mean if d else cell.tax
+            xs.append(i + (j - (len(shown) - 1) / 2) * width)
+            ys.append(y)
+            lo.append(max(0.0, y - d.low) if d else 0.0)
+            hi.append(max(0.0, d.high - y) if d else 0.0)
         ax.bar(xs, ys, width, label=v, color=colours[v], yerr=[lo, hi], capsize=2)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")

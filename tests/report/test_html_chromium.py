@@ -1,0 +1,58 @@
+"""report.html opens in headless Chromium with every plot decoded.
+
+Chromium comes from Debian's `chromium` package (scripts/ensure-chromium.sh installs it);
+the test skips, saying so, only when no chromium binary is on PATH.
+"""
+
+import re
+import shutil
+import subprocess
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from dtmerge.report import write_report
+from dtmerge.rundir import RunDir
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not on PATH: run scripts/ensure-chromium.sh (apt-get install chromium)")
+
+# Reads back, after load, each image's decoded size: 0x0 means a broken data URI.
+PROBE = ("<script>window.addEventListener('load',()=>{document.body.setAttribute('data-probe',"
+         "[...document.images].map(i=>i.naturalWidth+'x'+i.naturalHeight).join(','))});</script>")
+
+
+def _chromium(tmp_path, *args, timeout=90):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_report_renders_with_its_plots(run_root, tmp_path):
+    html = RunDir(run_root).report_dir / "report.html"
+    write_report(RunDir(run_root), n_boot=200)
+    # the HTML must render from a directory holding nothing else (no plots/ beside it)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    page = alone / "report.html"
+    page.write_text(html.read_text().replace("</body>", PROBE + "</body>"))
+
+    dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Alignment-tax report" in dom.stdout
+    probe = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert probe, "the page's load event never ran"
+    sizes = [tuple(map(int, s.split("x"))) for s in probe.group(1).split(",")]
+    assert len(sizes) == 3 and all(w > 300 and h > 200 for w, h in sizes), sizes
+
+    shot = tmp_path / "shot.png"
+    res = _chromium(tmp_path, "--window-size=1200,2400", f"--screenshot={shot}", html.as_uri())
+    assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
+    pixels = mpimg.imread(shot)[..., :3]
+    assert pixels.std() > 0.05  # not a blank page
+    # a plot's colours (not only black text on white) are on screen
+    coloured = np.abs(pixels - pixels.mean(axis=-1, keepdims=True)).max(axis=-1) > 0.2
+    assert coloured.mean() > 0.002
