@@ -73,8 +73,16 @@ def make_run(root: Path, seed: int = 0, n: int = 120, with_extras: bool = True) 
     progress = root / "models" / ".work" / "sub_1" / "progress.json"
     progress.parent.mkdir(parents=True)
     progress.write_text(json.dumps({"step": 30, "max_steps": 120, "loss": 1.234}))
-    (root / "eval" / "bias.json").write_text(json.dumps({"variants": {
-        "sft": {"position": {"share_by_letter": [0.4, 0.2, 0.2, 0.2]}, "boilerplate_share": 0.31},
-        "dtm": {"position": {"share_by_letter": [0.3, 0.25, 0.25, 0.2]}, "boilerplate_share": 0.12},
-    }}))
+    position = {"n": 120, "n_choices": 4, "pred_share": {"A": 0.55, "B": 0.15, "C": 0.15, "D": 0.15},
+                "gold_share": {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25}, "tv_distance": 0.3,
+                "chi2": 40.0, "p_value": 1e-8, "most_picked": "A", "over_pick": 0.3}
+    boiler = {"n": 120, "top_opening": "sure here is", "top_opening_share": 0.4,
+              "distinct_opening_share": 0.3, "mean_words": 42.0, "length_ratio": 1.8}
+    tokens = {"rare_max_count": 2, "models": {"sft": {
+        "top_tokens": [{"token": "Certainly", "id": 5, "loss_drop": 2.1, "count": 1, "rare": True}],
+        "rare_share_of_top": 0.8, "mean_drop_rare": 0.9, "mean_drop_common": 0.2}}}
+    (root / "eval" / "bias.json").write_text(json.dumps({
+        "variants": {"sft": {"facts": {"position": position}, "follow": {"boilerplate": boiler}},
+                     "dtm": {"facts": {"position": position | {"most_picked": "B", "over_pick": 0.05}}}},
+        "tokens": tokens}))
     return root

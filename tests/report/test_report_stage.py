@@ -29,6 +29,8 @@ def test_writes_markdown_html_and_prints_the_summary(run_root):
     # plots embedded in the HTML, linked from the markdown
     assert html.count('src="data:image/png;base64,') == 3
     assert "](plots/tradeoff.png)" in md and (run_root / "report/plots/tradeoff.png").exists()
+    assert "Answer-position bias" in md and "A (+0.30)" in md and "B (+0.05)" in md
+    assert "'sure here is'" in md and "'Certainly'*" in md  # boilerplate and rare tokens
     assert "<script" not in html and "http" not in html  # standalone: no external asset
     summary = logged[0]
     assert "dtm−sft" in summary and "facts" in summary

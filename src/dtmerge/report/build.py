@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dtmerge.report import plots
+from dtmerge.report.bias_section import bias_section
 from dtmerge.report.analysis import (
     compare_variants, distance_to_line, error_sets, interpolation_line, tax_table, tradeoff_points,
 )
@@ -23,7 +24,7 @@ from dtmerge.report.results import (
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
 )
-from dtmerge.report.stats import PairedDiff
+from dtmerge.report.stats import PairedDiff, format_p
 from dtmerge.rundir import RunDir
 
 
@@ -128,7 +129,7 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
             if m == "dtm":
                 summary_diff = diffs
             rows = [[t, fmt(variants["sft"].tasks[t].score), fmt(variants[m].tasks[t].score),
-                     fmt(d.mean, sign=True), f"[{d.low:+.3f}, {d.high:+.3f}]", f"{d.p_value:.3f}",
+                     fmt(d.mean, sign=True), f"[{d.low:+.3f}, {d.high:+.3f}]", format_p(d.p_value),
                      str(d.n), d.mark() or "n.s."] for t, d in diffs.items()]
             blocks.append(Table(["benchmark", "sft", m, f"{m} − sft", "95% interval", "p", "items",
                                  "sig."], rows, f"{m} minus SFT, paired on the same items"))
@@ -149,7 +150,7 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
     # -- bias, monitor, timings, settings
     bias = read_json(eval_dir / "bias.json")
     if bias:
-        sections.append(_bias_section(bias))
+        sections.append(bias_section(bias))
     curves = monitor_curves(run)
     if curves:
         sections.append(_monitor_section(curves, {j: monitor_summary(run, j) for j in curves}))
@@ -241,46 +242,6 @@ def _error_set_section(sets: dict | None) -> Section:
         + [f"{sets['merged'] or 'merged'} wrong"], rows)])
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
-def _show(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.3f}"
-    if isinstance(x, list):
-        shown = ", ".join(_show(v) for v in x[:6])
-        return f"[{shown}{', …' if len(x) > 6 else ''}]"
-    return str(x)
-
-
-def _bias_section(bias: dict) -> Section:
-    """bias.json rendered generically: one column per variant, one row per measure, so the
-    report keeps working whatever measures the evaluator adds."""
-    body = bias.get("variants") if isinstance(bias.get("variants"), dict) else bias
-    cols = [k for k, v in body.items() if isinstance(v, dict)]
-    blocks: list = [Paragraph(
-        "Biases the paper blames for the tax, measured per variant by `dtm eval` (eval/bias.json): "
-        "answer-position bias on multiple choice, boilerplate and length of generations, and the "
-        "tokens whose loss SFT lowered most.")]
-    if cols:
-        flat = {c: _flatten(body[c]) for c in cols}
-        keys = list(dict.fromkeys(k for c in cols for k in flat[c]))
-        rows = [[k] + [_show(flat[c].get(k, "-")) for c in cols] for k in keys[:80]]
-        blocks.append(Table(["measure"] + cols, rows))
-        if len(keys) > 80:
-            blocks.append(Paragraph(f"{len(keys) - 80} more measures in eval/bias.json."))
-    others = {k: v for k, v in body.items() if k not in cols}
-    if others:
-        blocks.append(Table(["measure", "value"], [[k, _show(v)] for k, v in _flatten(others).items()]))
-    return Section("Bias of the instruction data", blocks)
-
-
 def _monitor_section(curves: dict[str, list[dict]], summaries: dict[str, dict | None]) -> Section:
     rows = []
     for job, lines in curves.items():
@@ -303,6 +264,10 @@ def _monitor_section(curves: dict[str, list[dict]], summaries: dict[str, dict | 
         blocks.append(Image("monitor.png", chart, "monitor curves per training job"))
     blocks.append(Table(["job", "probes", "peak probe acc", "last probe acc", "last ratio", "last alert"], rows))
     return Section("Training monitor", blocks)
+
+
+def _show(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
 def _settings_section(variants: dict[str, VariantResult]) -> Section:

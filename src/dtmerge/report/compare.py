@@ -18,7 +18,7 @@ import yaml
 from dtmerge.report.analysis import compare_variants
 from dtmerge.report.document import Table
 from dtmerge.report.results import ReportError, VariantResult, load_eval_file
-from dtmerge.report.stats import PairedDiff
+from dtmerge.report.stats import PairedDiff, format_p
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Comparison:
 
     def table(self) -> Table:
         rows = [[r.task, f"{r.score_a:.3f}", f"{r.score_b:.3f}", f"{r.diff.mean:+.3f}",
-                 f"[{r.diff.low:+.3f}, {r.diff.high:+.3f}]", f"{r.diff.p_value:.3f}",
+                 f"[{r.diff.low:+.3f}, {r.diff.high:+.3f}]", format_p(r.diff.p_value),
                  str(r.diff.n), r.verdict] for r in self.rows]
         return Table(["benchmark", "A", "B", "B − A", "95% interval", "p", "items", "verdict"],
                      rows, f"A = {self.a}\nB = {self.b}".replace("\n", "   "))

@@ -53,6 +53,13 @@ class PairedDiff:
         return asdict(self) | {"significant": self.significant}
 
 
+def format_p(p: float | None) -> str:
+    """p-value for tables: three decimals, '<0.001' below that."""
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def standard_error(values: Sequence[float]) -> float:
     """Standard error of the mean, sample standard deviation (ddof=1); 0 for n < 2."""
     x = np.asarray(values, dtype=float)
