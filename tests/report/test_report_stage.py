@@ -32,8 +32,8 @@ def test_writes_markdown_html_and_prints_the_summary(run_root):
     assert "Answer-position bias" in md and "A (+0.30)" in md and "B (+0.05)" in md
     assert "'sure here is'" in md and "'Certainly'*" in md  # boilerplate and rare tokens
     assert "<script" not in html and "http" not in html  # standalone: no external asset
-    summary = logged[0]
-    assert "dtm−sft" in summary and "facts" in summary
+    assert "dtm−sft" in out["summary"] and "facts" in out["summary"]
+    assert any("report.html" in line for line in logged)
     data = json.loads((run_root / "report/report.json").read_text())
     assert set(data["dtm_vs_sft"]["dtm"]) == {"facts", "science", "arith", "follow"}
     assert data["tradeoff"]["line"] == ["base", "interp_0.5", "sft"]
@@ -46,9 +46,9 @@ def test_rerun_skips_and_a_changed_eval_file_redoes(run_root):
     cfg, run = _cfg(run_root), RunDir(run_root)
     report_stage(cfg, run, log=lambda *_: None)
     logged = []
-    report_stage(cfg, run, log=logged.append)
+    out = report_stage(cfg, run, log=logged.append)
     assert any(line.startswith("[skip] report") for line in logged)
-    assert "dtm−sft" in logged[1]  # summary still printed from summary.txt
+    assert "dtm−sft" in out["summary"]  # summary still returned, from summary.txt
     write_eval(run_root, "dtm_long", {"facts": ("knowledge", [1.0, 0.0, 1.0])})
     logged = []
     report_stage(cfg, run, log=logged.append)

@@ -55,11 +55,11 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """Pipeline stage "report": the alignment-tax report of a run, as manifest job "report".
 
     Skipped when the evaluation files, monitor curves and `cfg.report` are unchanged since the
-    last report. Prints the summary table either way, and logs to MLflow when
-    `cfg.tracking.mlflow` is on.
+    last report. Logs to MLflow when `cfg.tracking.mlflow` is on.
 
     Returns:
-        {"markdown": path, "html": path, "json": path, "summary": text}
+        {"markdown": path, "html": path, "json": path, "summary": text}; "summary" is the
+        terminal table (scores per variant, DTM minus SFT), which `run_pipeline` prints.
     """
     inputs = report_inputs(run)
     fingerprint = hash_obj({"inputs": inputs, "report": cfg.report.model_dump(mode="json"),
@@ -74,7 +74,7 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     run_job(run, "report", fingerprint, work, inputs=inputs, log=log)
     out = run.report_dir
     summary = result.get("summary") or _read(out / "summary.txt")
-    log(summary)
+    # The summary table is returned, not logged: run_pipeline prints every stage's "summary".
     log(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
     if cfg.tracking.mlflow:
         from dtmerge.tracking import log_run
