@@ -59,6 +59,7 @@ def make_run(root: Path, seed: int = 0, n: int = 120, with_extras: bool = True) 
         "train:sub_0": {"status": "done", "seconds": 65.0, "started": now - 90},
         "train:sub_1": {"status": "running", "started": now - 12.0, "seconds": None},
         "train:sft": {"status": "failed", "seconds": None, "error": "TrainingError: NaN loss"},
+        "eval:sub_1": {"status": "done", "seconds": 4.0},
     }}
     (root / "manifest.json").write_text(json.dumps(manifest))
     for job, peak in (("sub_0", 0.7), ("sub_1", 0.66)):

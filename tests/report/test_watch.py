@@ -12,6 +12,8 @@ def test_once_prints_jobs_progress_and_curves(run_root, capsys):
     assert "30/120" in frame and "loss 1.2340" in frame  # progress.json of the running job
     assert "TrainingError: NaN loss" in frame  # the failed job says why
     assert "1m05s" in frame
+    eval_line = next(line for line in frame.splitlines() if line.startswith("eval:sub_1"))
+    assert "30/120" not in eval_line  # only training jobs show training progress
     assert "sub_0" in frame and "▂█▇▅▂▁" in frame  # probe-acc sparkline
     assert "probe fell below its peak" in frame  # last alert from the monitor summary
     assert "\x1b[" not in frame  # no ANSI codes when not a terminal

@@ -148,7 +148,9 @@ def job_rows(run: RunDir, now: float | None = None) -> list[dict[str, Any]]:
             elapsed = now - job["started"]
         else:
             elapsed = job.get("seconds")
-        progress = progress_of(run, model_name_of_job(name))
+        # Only training jobs have a progress.json (eval:sft must not show sft's training).
+        is_training = name.startswith("train") or ":" not in name and "/" not in name
+        progress = progress_of(run, model_name_of_job(name)) if is_training else None
         rows.append({"job": name, "status": status, "seconds": elapsed,
                      "progress": progress, "error": job.get("error")})
     return rows
