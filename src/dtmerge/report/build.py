@@ -7,7 +7,6 @@ analyses and returns the document sections, the terminal summary table and a JSO
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
