@@ -1,0 +1,133 @@
+"""Build (or reuse) one testbed: world, tokenizer, base model, instruction data, benchmarks.
+
+A build lives in `<cache>/<version>-<size>-seed<seed>/` and is renamed into place only when
+complete, so an interrupted build is never reused. The cache is `~/.cache/dtmerge/testbed`
+unless `cache_dir` or the environment variable DTMERGE_CACHE says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dtmerge.errors import ConfigError
+from dtmerge.rundir import atomic_dir, atomic_write_json
+from dtmerge.testbed import benchmarks
+from dtmerge.testbed.instructions import instruction_examples
+from dtmerge.testbed.pretrain import ModelSize, pretrain, train_tokenizer
+from dtmerge.testbed.world import make_world, pretraining_documents
+
+# Bump when generated content changes, so stale caches are not reused.
+GENERATOR_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    """World, corpus, model and benchmark sizes of one testbed size."""
+
+    people: int
+    cities: int
+    employers: int
+    passes: int  # shuffled passes over the fact sentences in the pretraining corpus
+    stories: int  # lookup stories in the pretraining corpus
+    model: ModelSize
+    instructions: int
+    reasoning_items: int
+    instruct_per_family: int
+
+
+SIZES = {
+    # For tests: builds in seconds; the model learns little.
+    "tiny": SizePreset(16, 6, 5, 8, 60, ModelSize(32, 2, 2, 400, 30, 16, 64, 5e-3),
+                       240, 16, 3),
+    # The demo: base knowledge >= 0.9 within the few-minute pretraining budget.
+    "small": SizePreset(120, 16, 12, 40, 1500, ModelSize(128, 3, 4, 1000, 300, 32, 64, 5e-3),
+                        2000, 200, 20),
+}
+
+
+@dataclass
+class Testbed:
+    """Paths and task names of one built testbed."""
+
+    base_model: Path
+    data: Path
+    tasks_dir: Path
+    knowledge_tasks: list[str] = field(default_factory=lambda: [benchmarks.KNOWLEDGE_TASK])
+    reasoning_tasks: list[str] = field(default_factory=lambda: [benchmarks.REASONING_TASK])
+    instruction_tasks: list[str] = field(default_factory=lambda: [benchmarks.INSTRUCT_TASK])
+    root: Path | None = None
+    info: dict = field(default_factory=dict)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DTMERGE_CACHE") or "~/.cache/dtmerge/testbed").expanduser()
+
+
+def _testbed_at(root: Path) -> Testbed:
+    info = json.loads((root / "build.json").read_text())
+    return Testbed(base_model=root / "base_model", data=root / "data" / "instructions.jsonl",
+                   tasks_dir=root / "tasks", root=root, info=info)
+
+
+def generate_files(seed: int, size: str, root: Path, final_root: Path) -> dict:
+    """Everything except the model: world.json, pretraining corpus, data, task dirs.
+
+    Deterministic in (seed, size); returns a summary for build.json.
+    """
+    preset = SIZES[size]
+    world = make_world(seed, preset.people, preset.cities, preset.employers)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "world.json").write_text(json.dumps(world.to_dict(), indent=1))
+    docs = pretraining_documents(world, seed, preset.passes, preset.stories)
+    (root / "data" / "pretrain.txt").write_text("\n\n".join(docs))
+    records = instruction_examples(world, preset.instructions, seed)
+    (root / "data" / "instructions.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records))
+    counts = benchmarks.write_task_dirs(world, seed, root / "tasks", final_root / "tasks",
+                                        preset.reasoning_items, preset.instruct_per_family)
+    return {"world": world, "docs": docs, "instructions": len(records), "benchmark_items": counts}
+
+
+def build_testbed(seed: int = 0, size: str = "small", cache_dir: str | Path | None = None,
+                  log=print) -> Testbed:
+    """Build the testbed for (seed, size), or reuse the cached build.
+
+    Args:
+        seed: world, data and training seed.
+        size: "small" (the demo) or "tiny" (tests).
+        cache_dir: cache root (default: DTMERGE_CACHE or ~/.cache/dtmerge/testbed).
+        log: progress printer.
+
+    Returns:
+        The `Testbed` (base model dir, Alpaca JSONL data, lm-eval task dir, task names).
+
+    Raises:
+        ConfigError: unknown size.
+    """
+    if size not in SIZES:
+        raise ConfigError(f"unknown testbed size {size!r}: choose one of {', '.join(SIZES)}")
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    final = root / f"{GENERATOR_VERSION}-{size}-seed{seed}"
+    if (final / "build.json").exists():
+        log(f"testbed: reusing {final}")
+        return _testbed_at(final)
+    log(f"testbed: building {final} (seed {seed}, size {size})")
+    start = time.perf_counter()
+    with atomic_dir(final) as tmp:
+        generated = generate_files(seed, size, tmp, final)
+        preset = SIZES[size]
+        tokenizer = train_tokenizer(generated["docs"], preset.model.vocab)
+        stats = pretrain(tokenizer, generated["docs"], preset.model, seed, tmp / "base_model",
+                         log=log)
+        info = {"seed": seed, "size": size, "generator_version": GENERATOR_VERSION,
+                "instructions": generated["instructions"],
+                "benchmark_items": generated["benchmark_items"], **stats,
+                "build_wall_s": round(time.perf_counter() - start, 1)}
+        atomic_write_json(tmp / "build.json", info)
+    log(f"testbed: built in {info['build_wall_s']} s (pretraining {stats['pretrain_wall_s']} s "
+        f"wall, {stats['pretrain_cpu_s']} s CPU)")
+    return _testbed_at(final)

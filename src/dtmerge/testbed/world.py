@@ -1,0 +1,172 @@
+"""A seeded world of facts, and the pretraining text that teaches it.
+
+People have a birth city, an employer and a field; cities lie in countries. Every value is
+drawn uniformly so the base model has no reason to prefer any of them: a preference for the
+"popular" values can then only come from the instruction data (see instructions.py).
+
+Written by hand: no library generates synthetic knowledge worlds.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+# Syllables that the BPE tokenizer turns into a few tokens each, so names are cheap.
+_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "st", "tr"]
+_VOWELS = ["a", "e", "i", "o", "u"]
+_CODAS = ["", "", "n", "r", "l", "s", "x"]
+
+COLORS = ["red", "blue", "green", "black", "white", "brown", "pink", "gray"]
+OBJECTS = ["lamp", "cup", "key", "coin", "book", "hat", "ring", "box", "pen", "bell",
+           "shoe", "bag", "map", "drum", "kite", "rope"]
+FIELDS = ["chemist", "painter", "lawyer", "farmer", "pilot", "teacher", "doctor", "baker",
+          "sailor", "writer", "nurse", "judge"]
+
+# Attribute name -> (question used by benchmarks and instructions, JSON key).
+ATTRIBUTES = {
+    "city": ("Where was {name} born?", "city"),
+    "employer": ("Who does {name} work for?", "employer"),
+    "field": ("What is the job of {name}?", "job"),
+}
+
+# Several paraphrases per fact, so the model learns the fact rather than one sentence.
+_PARAPHRASES = {
+    "city": ["{name} was born in {value}.", "{name} is a native of {value}.",
+             "Q: Where was {name} born? A: {value}."],
+    "employer": ["{name} works for {value}.", "{name} is employed by {value}.",
+                 "Q: Who does {name} work for? A: {value}."],
+    "field": ["{name} works as a {value}.", "{name} is a {value} by trade.",
+              "Q: What is the job of {name}? A: {value}."],
+}
+_COUNTRY_PARAPHRASES = ["{city} is a city in {country}.", "{city} lies in {country}."]
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    city: str
+    employer: str
+    field: str
+
+    def get(self, attribute: str) -> str:
+        return getattr(self, attribute)
+
+
+@dataclass
+class World:
+    """All facts of one seed. `values[attr]` lists the possible values of each attribute."""
+
+    seed: int
+    people: list[Person]
+    city_country: dict[str, str]
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    def person(self, name: str) -> Person:
+        return next(p for p in self.people if p.name == name)
+
+    def popular(self, attribute: str, n: int = 3) -> list[str]:
+        """The values the biased instruction source over-uses (the first n, by construction)."""
+        return self.values[attribute][:n]
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "people": [vars(p) for p in self.people],
+                "city_country": self.city_country, "values": self.values}
+
+
+def _word(rng: random.Random, syllables: int) -> str:
+    parts = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+             for _ in range(syllables)]
+    return "".join(parts).capitalize()
+
+
+def _unique_words(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[str]:
+    out: list[str] = []
+    while len(out) < n:
+        w = _word(rng, syllables)
+        if w not in taken and len(w) >= 3:
+            taken.add(w)
+            out.append(w)
+    return out
+
+
+def make_world(seed: int, num_people: int, num_cities: int, num_employers: int,
+               num_countries: int = 6) -> World:
+    """Draw a world: unique names, uniform attribute values.
+
+    Args:
+        seed: the only source of randomness.
+        num_people: people to describe (the knowledge benchmark asks about each).
+        num_cities, num_employers, num_countries: sizes of the value sets.
+
+    Returns:
+        A `World`; the same arguments always give the same world.
+    """
+    rng = random.Random(seed)
+    taken: set[str] = set()
+    countries = _unique_words(rng, num_countries, 2, taken)
+    cities = _unique_words(rng, num_cities, 2, taken)
+    employers = _unique_words(rng, num_employers, 2, taken)
+    firsts = _unique_words(rng, max(8, num_people // 3), 2, taken)
+    lasts = _unique_words(rng, max(8, num_people // 3), 1, taken)
+    names: list[str] = []
+    seen: set[str] = set()
+    while len(names) < num_people:
+        n = f"{rng.choice(firsts)} {rng.choice(lasts)}"
+        if n not in seen:
+            seen.add(n)
+            names.append(n)
+    fields = FIELDS[:]
+    people = [Person(n, rng.choice(cities), rng.choice(employers), rng.choice(fields))
+              for n in names]
+    city_country = {c: rng.choice(countries) for c in cities}
+    return World(seed, people, city_country,
+                 {"city": cities, "employer": employers, "field": fields})
+
+
+def fact_sentences(world: World, rng: random.Random) -> list[str]:
+    """Every fact in every paraphrase, plus city-country facts, shuffled."""
+    out = []
+    for p in world.people:
+        for attr, templates in _PARAPHRASES.items():
+            out += [t.format(name=p.name, value=p.get(attr)) for t in templates]
+    for city, country in world.city_country.items():
+        out += [t.format(city=city, country=country) for t in _COUNTRY_PARAPHRASES]
+    rng.shuffle(out)
+    return out
+
+
+def lookup_story(world: World, rng: random.Random, num_pairs: int = 4) -> dict:
+    """A short story pairing people with objects, and a question answered by the story alone.
+
+    This is the reasoning probe: the answer is read from the context, not from memory, and
+    pretraining shows many such stories (with their answers) so even a tiny model learns the
+    skill. Returns {"story", "question", "choices", "gold"} (gold indexes choices).
+    """
+    people = rng.sample(world.people, num_pairs)
+    things = rng.sample([f"{c} {o}" for c in COLORS for o in OBJECTS], num_pairs)
+    story = " ".join(f"{p.name} has a {t}." for p, t in zip(people, things))
+    ask = rng.randrange(num_pairs)
+    question = f"What does {people[ask].name} have?"
+    return {"story": story, "question": question, "choices": things, "gold": ask}
+
+
+def format_story(item: dict, with_answer: bool) -> str:
+    text = f"Story: {item['story']}\nQuestion: {item['question']}\nAnswer: a"
+    if with_answer:
+        text += f" {item['choices'][item['gold']]}."
+    return text
+
+
+def pretraining_documents(world: World, seed: int, passes: int, stories: int) -> list[str]:
+    """Documents for pretraining: `passes` shuffled passes over all fact sentences (grouped
+    into short paragraphs) and `stories` lookup stories with their answers."""
+    rng = random.Random(seed * 7919 + 1)
+    docs: list[str] = []
+    for _ in range(passes):
+        sentences = fact_sentences(world, rng)
+        for i in range(0, len(sentences), 6):
+            docs.append(" ".join(sentences[i:i + 6]))
+    docs += [format_story(lookup_story(world, rng), with_answer=True) for _ in range(stories)]
+    rng.shuffle(docs)
+    return docs
