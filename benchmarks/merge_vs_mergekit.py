@@ -1,0 +1,217 @@
+"""dtmerge's merge engine against mergekit, side by side, on K perturbed ~270M-param models.
+
+    nice python benchmarks/merge_vs_mergekit.py [--k 4] [--methods linear ties dare_linear]
+
+Creates (once) a random-init Gemma-3-270M-shaped base and K perturbed fp32 copies under
+benchmarks/.work/, installs mergekit into its own virtualenv there (its pins clash with
+dtmerge's stack, so it is never a dependency), then for each method runs both tools as fresh
+processes and reports wall time, peak RSS (the child's own rusage), GB/s over the bytes read,
+and how far the two outputs are apart. The raw page-cache read of the same files is the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / ".work"
+MK_VENV = WORK / "mergekit-venv"
+PY = sys.executable
+MERGEKIT_PIN = "mergekit"  # newest release; the issue's reference numbers came from 0.1.5
+
+
+def run_child(cmd: list[str], env=None) -> tuple[float, float, str]:
+    """Run a command; return (wall seconds, peak RSS in GB of the child, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    # rusage of all waited children; our parent stays tiny (no tensors) so it is the child's peak
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{err[-3000:]}")
+    return wall, peak, out
+
+
+def peak_of(cmd: list[str]) -> tuple[float, float, str]:
+    """Like run_child but in a fresh helper process so RUSAGE_CHILDREN holds only this child."""
+    helper = ("import json,subprocess,sys,time,resource;t=time.perf_counter();"
+              "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+              "w=time.perf_counter()-t;r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
+              "sys.stderr.write(p.stderr[-3000:]);"
+              "print(json.dumps({'wall':w,'peak_kb':r,'rc':p.returncode,'out':p.stdout[-4000:]}))")
+    res = subprocess.run([PY, "-c", helper, *cmd], capture_output=True, text=True)
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    if info["rc"]:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{res.stderr[-3000:]}")
+    return info["wall"], info["peak_kb"] / 1e6, info["out"]
+
+
+# ----------------------------------------------------------------------------- children
+
+def child_make_models(k: int) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048,
+                           num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+                           head_dim=256, max_position_embeddings=2048, tie_word_embeddings=True)
+    model = Gemma3ForCausalLM(cfg).float()
+    model.save_pretrained(WORK / "models" / "base", max_shard_size="5GB")
+    del model
+    base_file = WORK / "models" / "base" / "model.safetensors"
+    base = load_file(str(base_file))
+    for i in range(k):
+        g = torch.Generator().manual_seed(100 + i)
+        pert = {n: (t + 1e-3 * torch.randn(t.shape, generator=g)).contiguous()
+                for n, t in base.items()}
+        out = WORK / "models" / f"ft_{i}"
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(pert, str(out / "model.safetensors"), metadata={"format": "pt"})
+        for f in ("config.json", "generation_config.json"):
+            (out / f).write_bytes((WORK / "models" / "base" / f).read_bytes())
+        del pert
+
+
+def child_dtmerge(method: str, out: str, k: int) -> None:
+    t0 = time.perf_counter()
+    from dtmerge.merge import merge_models
+
+    t1 = time.perf_counter()
+    params = {"density": 0.5} if method != "linear" else {}
+    models = [str(WORK / "models" / f"ft_{i}") for i in range(k)]
+    merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
+    t2 = time.perf_counter()
+    print(json.dumps({"import_s": t1 - t0, "merge_s": t2 - t1}))
+
+
+def child_page_cache(k: int) -> None:
+    files = [WORK / "models" / "base" / "model.safetensors"] + [
+        WORK / "models" / f"ft_{i}" / "model.safetensors" for i in range(k)]
+    buf = bytearray(64 << 20)
+    view = memoryview(buf)
+    for attempt in range(2):  # the first pass warms the page cache
+        t = time.perf_counter()
+        total = 0
+        for f in files:
+            with open(f, "rb", buffering=0) as fh:
+                while n := fh.readinto(view):
+                    total += n
+        seconds = time.perf_counter() - t
+    print(json.dumps({"read_s": seconds, "bytes": total}))
+
+
+# ----------------------------------------------------------------------------- parent
+
+def ensure_mergekit() -> str | None:
+    """Path of mergekit-yaml in its own venv, installing it if needed; None if impossible."""
+    exe = MK_VENV / "bin" / "mergekit-yaml"
+    if exe.exists():
+        return str(exe)
+    print("installing mergekit into", MK_VENV, "(its own venv; torch pinned to the local CPU wheel)")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(MK_VENV)], check=True)
+        subprocess.run([str(MK_VENV / "bin" / "pip"), "install", "-q", "torch==2.13.0",
+                        MERGEKIT_PIN], check=True)
+    except subprocess.CalledProcessError as err:
+        print(f"mergekit could not be installed ({err}); measuring dtmerge and the page cache only")
+        return None
+    return str(exe) if exe.exists() else None
+
+
+def mergekit_config(method: str, k: int) -> str:
+    models = [WORK / "models" / f"ft_{i}" for i in range(k)]
+    lines = [f"merge_method: {method}", "dtype: float32", "parameters:", "  normalize: true"]
+    if method != "linear":
+        lines.append(f"base_model: {WORK / 'models' / 'base'}")
+    lines.append("models:")
+    for m in models:
+        extra = ", density: 0.5" if method != "linear" else ""
+        lines += [f"  - model: {m}", f"    parameters: {{weight: 1.0{extra}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def max_diff(a: Path, b: Path) -> float:
+    code = ("import sys,torch;from safetensors.torch import load_file;from pathlib import Path;"
+            "ld=lambda d:{k:v for f in sorted(Path(d).glob('*.safetensors')) "
+            "for k,v in load_file(str(f)).items()};"
+            "x,y=ld(sys.argv[1]),ld(sys.argv[2]);"
+            "print(max((x[n].float()-y[n].float()).abs().max().item() for n in x if n in y)"
+            " if set(x)<=set(y) or set(y)<=set(x) else float('nan'))")
+    res = subprocess.run([PY, "-c", code, str(a), str(b)], capture_output=True, text=True)
+    try:
+        return float(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--methods", nargs="+", default=["linear", "ties", "dare_linear"])
+    ap.add_argument("--skip-mergekit", action="store_true")
+    ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        {"make": lambda: child_make_models(args.k),
+         "dtmerge": lambda: child_dtmerge(rest[0], rest[1], args.k),
+         "read": lambda: child_page_cache(args.k)}[kind]()
+        return 0
+
+    me = [PY, str(Path(__file__).resolve()), "--k", str(args.k), "--child"]
+    if not (WORK / "models" / f"ft_{args.k - 1}" / "model.safetensors").exists():
+        print("creating the base and", args.k, "perturbed copies under", WORK / "models")
+        subprocess.run(me + ["make"], check=True)
+    mergekit = None if args.skip_mergekit else ensure_mergekit()
+    read = json.loads(peak_of(me + ["read"])[2].strip().splitlines()[-1])
+    gb = read["bytes"] / 1e9
+    print(f"\ninputs: {args.k + 1} files, {gb:.2f} GB; page-cache read {read['read_s']:.2f} s "
+          f"({gb / read['read_s']:.1f} GB/s)\n")
+    rows = []
+    for method in args.methods:
+        out_d = WORK / "out" / f"dtmerge_{method}"
+        wall, peak, out = peak_of(me + ["dtmerge", method, str(out_d)])
+        inner = json.loads(out.strip().splitlines()[-1])
+        row = {"method": method, "dtmerge_wall": wall, "dtmerge_loop": inner["merge_s"],
+               "dtmerge_peak": peak}
+        if mergekit:
+            cfg = WORK / f"mergekit_{method}.yml"
+            cfg.write_text(mergekit_config(method, args.k))
+            out_m = WORK / "out" / f"mergekit_{method}"
+            wall_m, peak_m, _ = peak_of([mergekit, str(cfg), str(out_m), "--allow-crimes"])
+            row.update(mergekit_wall=wall_m, mergekit_peak=peak_m,
+                       max_abs_diff=max_diff(out_d, out_m))
+        rows.append(row)
+        print(json.dumps(row))
+    print("\n| method | tool | wall s | merge loop s | peak RSS GB | GB/s (wall) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | dtmerge | {r['dtmerge_wall']:.1f} | {r['dtmerge_loop']:.1f} | "
+              f"{r['dtmerge_peak']:.2f} | {gb / r['dtmerge_wall']:.2f} |")
+        if "mergekit_wall" in r:
+            print(f"| {r['method']} | mergekit | {r['mergekit_wall']:.1f} | - | "
+                  f"{r['mergekit_peak']:.2f} | {gb / r['mergekit_wall']:.2f} |")
+    print()
+    for r in rows:
+        if "mergekit_wall" in r:
+            print(f"{r['method']}: dtmerge {r['mergekit_wall'] / r['dtmerge_wall']:.1f}x faster end "
+                  f"to end, {r['mergekit_peak'] / r['dtmerge_peak']:.1f}x less peak RSS; merge loop "
+                  f"{r['dtmerge_loop'] / read['read_s']:.1f}x the page-cache read; "
+                  f"max |dtmerge - mergekit| = {r['max_abs_diff']:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())
