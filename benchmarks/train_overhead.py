@@ -29,8 +29,8 @@ def make_data(path: Path, n: int) -> None:
     words = "the city of paris is in france and alice works at acme as an engineer".split()
     with open(path, "w") as fh:
         for i in range(n):
-            q = " ".join(rng.choice(words) for _ in range(24))
-            a = " ".join(rng.choice(words) for _ in range(60))
+            q = " ".join(rng.choice(words) for _ in range(6))
+            a = " ".join(rng.choice(words) for _ in range(30))
             fh.write(json.dumps({"prompt": [{"role": "user", "content": q}],
                                  "completion": [{"role": "assistant", "content": a}]}) + "\n")
 
@@ -98,7 +98,7 @@ def main() -> None:
         tmp = Path(tmp)
         make_model(tmp / "base")
         make_data(tmp / "data.jsonl", 400)
-        batch, seq = 8, 128
+        batch, seq = 8, 256
         cfg = config_from_dict({
             "name": "bench", "runs_dir": str(tmp / "runs"), "model": {"path": str(tmp / "base")},
             "data": {"path": str(tmp / "data.jsonl")},
