@@ -82,7 +82,7 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def zoo(tmp_path_factory):
     """A base model, three full fine-tunes of it and three LoRA adapters (ranks 4, 4, 8)."""
     root = tmp_path_factory.mktemp("zoo")

@@ -174,8 +174,11 @@ def stream_merge(base_src: FullModelSource, sources: list, method, weights: list
 
         state = (method.prepare(name, info.numel, delta_stream, weights, params)
                  if method.needs_prepare else None)
+        # A weighted average of full models needs no base weights: skip reading them.
+        need_base = (deltas_space or t is not None or not all(touched)
+                     or any(s.kind == "lora" for s in sources))
         for rows in row_blocks(info, block_elements):
-            base_block = base_src.read(name, rows).to(work)
+            base_block = base_src.read(name, rows).to(work) if need_base else None
             tensors = [model_block(k, rows, base_block, deltas_space) for k in range(len(sources))]
             merged = method.combine(Block(name, rows, base_block, tensors, weights, params,
                                           state, extras))

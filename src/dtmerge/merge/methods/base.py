@@ -25,7 +25,7 @@ class Block:
 
     name: str
     rows: tuple[int, int] | None
-    base: torch.Tensor
+    base: torch.Tensor | None  # None when the method needs no base (average of full models)
     tensors: list[torch.Tensor]  # weights or task vectors, one per model (never modify in place)
     weights: list[float]
     params: dict[str, Any]

@@ -132,13 +132,13 @@ class Fisher(MergeMethod):
 
     def combine(self, block: Block) -> torch.Tensor:
         eps = float(block.params["epsilon"])
-        num = torch.zeros_like(block.base)
-        den = torch.zeros_like(block.base)
+        num = torch.zeros_like(block.tensors[0])
+        den = torch.zeros_like(block.tensors[0])
         for w, t, reader in zip(block.weights, block.tensors, block.extras["fisher"]):
             if block.name in reader.infos:
-                f = reader.read(block.name, block.rows).to(block.base.dtype).add_(eps).mul_(w)
+                f = reader.read(block.name, block.rows).to(num.dtype).add_(eps).mul_(w)
             else:  # no Fisher for this tensor (e.g. a buffer): plain weighted average
-                f = torch.full_like(block.base, w)
+                f = torch.full_like(num, w)
             num.add_(f * t)
             den.add_(f)
         return num.div_(den)
