@@ -1,0 +1,26 @@
+"""`dtm demo [--seed S] [--seeds N] [--size small|tiny] [--num-portions K] [--runs-dir DIR]`."""
+
+from dtmerge.errors import ConfigError
+
+
+def add_arguments(p):
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seeds", type=int, default=1, help="number of consecutive seeds (mean ± std)")
+    p.add_argument("--size", default="small", help="testbed size: small (the demo) or tiny")
+    p.add_argument("--num-portions", type=int, default=4, help="K, the number of sub-models")
+    p.add_argument("--runs-dir", default="runs", help="where the run directories go")
+    p.add_argument("--cache-dir", default=None,
+                   help="testbed cache (default: $DTMERGE_CACHE or ~/.cache/dtmerge/testbed)")
+
+
+def run(args) -> int:
+    from dtmerge.testbed.build import SIZES
+    from dtmerge.testbed.demo import run_demo
+
+    if args.size not in SIZES:
+        raise ConfigError(f"--size {args.size!r}: choose one of {', '.join(SIZES)}")
+    if args.seeds < 1 or args.num_portions < 1:
+        raise ConfigError("--seeds and --num-portions must be at least 1")
+    run_demo(seed=args.seed, seeds=args.seeds, size=args.size, num_portions=args.num_portions,
+             runs_dir=args.runs_dir, cache_dir=args.cache_dir)
+    return 0

@@ -1,0 +1,199 @@
+"""`dtm demo`: the whole alignment-tax story on the embedded testbed, end to end.
+
+Per seed: build (or reuse) the testbed, run the pipeline (data -> disperse -> train -> merge
+-> eval -> report) with K random portions and a uniform merge, plus a second run whose
+sub-models train longer ("DTM at SFT's instruction-following level"), evaluated into the main
+run as variant `dtm_long`. With several seeds, a summary gives mean and spread per variant.
+
+The summary places every variant on knowledge against instruction following and says, for
+each DTM variant, whether it lies above or below the base-SFT interpolation line at its own
+instruction-following level: the honest comparison, whichever way it comes out.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+from dtmerge.config import RunConfig, config_from_dict
+from dtmerge.rundir import RunDir, atomic_dir, atomic_write_json, hash_path
+
+LONG_FACTOR = 3  # dtm_long: sub-models see LONG_FACTOR times the epochs of SFT
+# Demo training settings per testbed size: full fine-tuning (LoRA on a ~1M-parameter model
+# would leave too few trainable weights to show anything).
+TRAIN = {
+    "tiny": {"num_epochs": 1, "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
+    "small": {"num_epochs": 2, "batch_size": 16, "learning_rate": 1e-3},
+}
+INTERPOLATION = [0.25, 0.5, 0.75]
+
+
+def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
+                long: bool = False, interpolation: list[float] | None = None) -> RunConfig:
+    """The RunConfig of one demo run (the main one, or the longer-trained DTM with `long`)."""
+    train = {"method": "full", "warmup_steps": 10, "grad_accum": 1, "max_length": 192,
+             "max_grad_norm": 1.0, "weight_decay": 0.0, "adam_beta2": 0.98, "seed": seed,
+             "logging_steps": 20, "save_steps": 100000, **TRAIN[size]}
+    if long:
+        if train.get("max_steps", -1) > 0:
+            train["max_steps"] *= LONG_FACTOR
+        train["num_epochs"] *= LONG_FACTOR
+        train["sft_baseline"] = False
+    tasks = testbed.knowledge_tasks + testbed.reasoning_tasks + testbed.instruction_tasks
+    name = f"demo-{size}-seed{seed}-k{num_portions}" + ("-long" if long else "")
+    return config_from_dict({
+        "name": name, "runs_dir": runs_dir, "seed": seed,
+        "model": {"path": str(testbed.base_model), "dtype": "float32"},
+        "data": {"path": str(testbed.data), "format": "alpaca", "seed": seed},
+        "disperse": {"strategy": "random", "num_portions": num_portions, "seed": seed},
+        "train": train,
+        "merge": {"method": "linear"},
+        "eval": {"tasks": tasks, "include_path": [str(testbed.tasks_dir)], "batch_size": 32,
+                 "device": "cpu", "variants": ["base", "sft", "dtm", "dtm_long", "interpolation"],
+                 "interpolation": interpolation or INTERPOLATION},
+        "report": {"knowledge_tasks": testbed.knowledge_tasks + testbed.reasoning_tasks,
+                   "instruction_tasks": testbed.instruction_tasks},
+    }, source="dtm demo")
+
+
+def _copy_model(src: Path, dst: Path) -> None:
+    """Copy the long run's merged model into the main run (only when it changed)."""
+    if dst.exists() and hash_path(dst) == hash_path(src):
+        return
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
+def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
+                  cache_dir: str | None = None, interpolation: list[float] | None = None,
+                  log=print) -> dict:
+    """One seed of the demo; returns its scores per variant and timings."""
+    from dtmerge.pipeline import run_pipeline
+    from dtmerge.testbed.build import build_testbed
+
+    start = time.perf_counter()
+    testbed = build_testbed(seed, size, cache_dir, log=log)
+    built = time.perf_counter()
+    long_cfg = demo_config(testbed, seed, size, num_portions, runs_dir, long=True)
+    long_run = run_pipeline(long_cfg, stages=["data", "disperse", "train", "merge"], log=log)
+    cfg = demo_config(testbed, seed, size, num_portions, runs_dir,
+                      interpolation=interpolation)
+    _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
+    run = run_pipeline(cfg, log=log)
+    scores = collect_scores(run)
+    return {"seed": seed, "run_dir": str(run.root), "scores": scores,
+            "testbed": {k: v for k, v in testbed.info.items() if not isinstance(v, dict)},
+            "seconds": {"testbed": round(built - start, 1),
+                        "total": round(time.perf_counter() - start, 1)}}
+
+
+def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
+    """variant -> {knowledge, reasoning, format, correct, style} from run/eval/*.json."""
+    out: dict[str, dict[str, float]] = {}
+    for path in sorted((run.root / "eval").glob("*.json")):
+        result = json.loads(path.read_text())
+        if not isinstance(result, dict) or "tasks" not in result:
+            continue  # e.g. bias.json
+        row = {}
+        for task, r in result["tasks"].items():
+            if r.get("category") in ("knowledge", "reasoning"):
+                row[r["category"]] = r["score"]
+            elif r.get("category") == "instruction":
+                row.update({m: r["metrics"].get(m) for m in ("format", "correct", "style")})
+        out[result.get("variant", path.stem)] = row
+    return out
+
+
+def line_gap(scores: dict[str, dict[str, float]], variant: str, x: str = "format",
+             y: str = "knowledge") -> float | None:
+    """How far `variant` lies above (+) or below (-) the base-SFT interpolation line.
+
+    The line is piecewise linear through base, interp_<t> and sft sorted by `x`; the gap is
+    the variant's `y` minus the line's `y` at the variant's `x` (None outside the line).
+    """
+    points = sorted((s[x], s[y]) for name, s in scores.items()
+                    if (name in ("base", "sft") or name.startswith("interp_"))
+                    and s.get(x) is not None and s.get(y) is not None)
+    v = scores.get(variant)
+    if not v or v.get(x) is None or len(points) < 2:
+        return None
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= v[x] <= x1:
+            line_y = y0 if x1 == x0 else y0 + (y1 - y0) * (v[x] - x0) / (x1 - x0)
+            return v[y] - line_y
+    return None
+
+
+def summarise(results: list[dict]) -> dict:
+    """Mean and spread (sample std) over seeds of every score of every variant."""
+    variants = sorted({v for r in results for v in r["scores"]}, key=_variant_order)
+    table = {}
+    for v in variants:
+        row = {}
+        metrics = sorted({m for r in results for m in r["scores"].get(v, {})})
+        for m in metrics:
+            vals = [r["scores"][v][m] for r in results
+                    if r["scores"].get(v, {}).get(m) is not None]
+            if vals:
+                row[m] = {"mean": statistics.fmean(vals),
+                          "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                          "n_seeds": len(vals)}
+        gaps = [g for r in results if (g := line_gap(r["scores"], v)) is not None]
+        if gaps and v.startswith("dtm"):
+            row["gap_to_line"] = {"mean": statistics.fmean(gaps),
+                                  "std": statistics.stdev(gaps) if len(gaps) > 1 else 0.0,
+                                  "n_seeds": len(gaps)}
+        table[v] = row
+    return table
+
+
+def _variant_order(name: str) -> tuple:
+    fixed = ["base", "sft", "dtm", "dtm_long"]
+    return (fixed.index(name), 0.0) if name in fixed else (len(fixed), name)
+
+
+def format_table(table: dict) -> str:
+    cols = ["knowledge", "reasoning", "format", "correct", "style", "gap_to_line"]
+    lines = ["variant      " + "".join(f"{c:>16}" for c in cols)]
+    for v, row in table.items():
+        cells = []
+        for c in cols:
+            cell = row.get(c)
+            cells.append(f"{cell['mean']:>9.3f} ±{cell['std']:.3f}" if cell else f"{'-':>16}")
+        lines.append(f"{v:<13}" + "".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
+def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: int = 4,
+             runs_dir: str = "runs", cache_dir: str | None = None,
+             interpolation: list[float] | None = None, log=print) -> dict:
+    """Run the demo for `seeds` consecutive seeds from `seed`; write and print the summary.
+
+    Args:
+        seed, seeds: the first seed and how many consecutive seeds to run.
+        size: testbed size ("small" for the demo, "tiny" for tests).
+        num_portions: K.
+        runs_dir: parent of the run directories and of the summary JSON.
+        cache_dir: testbed cache (default: DTMERGE_CACHE or ~/.cache/dtmerge/testbed).
+        interpolation: base-SFT coefficients of the trade-off line (default 0.25, 0.5, 0.75).
+        log: progress printer.
+
+    Returns:
+        {"per_seed": [...], "summary": {variant: {metric: {mean, std, n_seeds}}}, "seconds"}.
+    """
+    start = time.perf_counter()
+    results = [run_demo_seed(s, size, num_portions, runs_dir, cache_dir, interpolation, log)
+               for s in range(seed, seed + seeds)]
+    summary = {"size": size, "num_portions": num_portions, "seeds": [r["seed"] for r in results],
+               "per_seed": results, "summary": summarise(results),
+               "seconds": round(time.perf_counter() - start, 1)}
+    out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + seeds - 1}.json"
+    atomic_write_json(out, summary)
+    log(f"\nDemo summary over seed(s) {summary['seeds']} (mean ± std; gap_to_line: knowledge "
+        "above (+) or below (-) the base-SFT interpolation line at the same format score)")
+    log(format_table(summary["summary"]))
+    log(f"summary: {out}   reports: " + ", ".join(f"{r['run_dir']}/report" for r in results))
+    return summary

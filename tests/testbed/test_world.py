@@ -1,0 +1,77 @@
+"""The generated world and its benchmarks: facts consistent, answers derivable, seeded."""
+
+from __future__ import annotations
+
+from dtmerge.testbed.benchmarks import knowledge_docs, reasoning_docs
+from dtmerge.testbed.instructions import FACT_FAMILIES, heldout_instruction_docs
+from dtmerge.testbed.world import ATTRIBUTES, make_world, pretraining_documents
+
+
+def _world(seed=0):
+    return make_world(seed, num_people=40, num_cities=8, num_employers=6)
+
+
+def test_world_facts_are_consistent():
+    world = _world()
+    names = [p.name for p in world.people]
+    assert len(names) == len(set(names)) == 40
+    for person in world.people:
+        for attribute in ATTRIBUTES:
+            assert person.get(attribute) in world.values[attribute]
+    assert set(world.city_country) == set(world.values["city"])
+    # Names and values never collide, so a question has one reading.
+    first_words = {n.split()[0] for n in names}
+    assert not first_words & set(world.values["city"]) & set(world.values["employer"])
+
+
+def test_same_seed_same_world_other_seed_other_world():
+    assert _world(1).to_dict() == _world(1).to_dict()
+    assert _world(1).to_dict() != _world(2).to_dict()
+
+
+def test_pretraining_text_states_every_fact():
+    world = _world()
+    text = "\n".join(pretraining_documents(world, 0, passes=1, stories=5))
+    for person in world.people:
+        for attribute in ATTRIBUTES:
+            assert f"{person.name} " in text and person.get(attribute) in text
+        assert f"{person.name} was born in {person.city}." in text
+
+
+def test_knowledge_answers_come_from_the_world():
+    world = _world()
+    docs = knowledge_docs(world, seed=0)
+    assert len(docs) == len(world.people) * len(ATTRIBUTES)
+    for doc in docs:
+        truth = world.person(doc["person"]).get(doc["attribute"])
+        assert doc["choices"][doc["gold"]] == truth
+        assert doc["choices"].count(truth) == 1 and len(set(doc["choices"])) == 4
+        assert doc["person"] in doc["question"]
+
+
+def test_reasoning_answer_is_stated_in_the_story():
+    world = _world()
+    for doc in reasoning_docs(world, seed=0, n=30):
+        asked = doc["question"].removeprefix("What does ").removesuffix(" have?")
+        assert f"{asked} has a {doc['choices'][doc['gold']]}." in doc["story"]
+        for k, choice in enumerate(doc["choices"]):
+            if k != doc["gold"]:
+                assert f"{asked} has a {choice}." not in doc["story"]
+
+
+def test_heldout_instruction_answers_are_derivable():
+    world = _world()
+    docs = heldout_instruction_docs(world, per_family=5, seed=0)
+    for doc in docs:
+        if doc["family"] in FACT_FAMILIES:
+            assert doc["value"] == [world.person(doc["person"]).get(doc["attribute"])]
+        else:
+            listed = doc["instruction"].split(": ", 1)[1].split("?")[0].split()
+            assert doc["value"] == (listed if doc["family"] != "first_word" else listed[:1])
+        assert doc["prompt"].endswith("### Response:\n") and doc["instruction"] in doc["prompt"]
+
+
+def test_reasoning_docs_are_seeded():
+    world = _world()
+    assert reasoning_docs(world, 3, 10) == reasoning_docs(world, 3, 10)
+    assert reasoning_docs(world, 3, 10) != reasoning_docs(world, 4, 10)
