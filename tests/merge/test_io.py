@@ -104,3 +104,25 @@ def test_tokenizer_comes_from_first_model(zoo, tmp_path):
     (sub / "tokenizer_config.json").write_text(json.dumps({"chat_template": "alpaca"}))
     merge_models(zoo["base"], [sub], tmp_path / "out")
     assert read_json(tmp_path / "out" / "tokenizer_config.json")["chat_template"] == "alpaca"
+
+
+def test_bf16_models_are_merged_in_fp32_and_saved_in_bf16(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    base = make_base(tmp_path / "base")
+    paths = []
+    for k in range(2):
+        m = LlamaForCausalLM.from_pretrained(make_finetuned(base, tmp_path / f"f{k}", seed=k),
+                                             dtype=torch.bfloat16)
+        m.save_pretrained(tmp_path / f"b{k}")
+        paths.append(tmp_path / f"b{k}")
+    LlamaForCausalLM.from_pretrained(base, dtype=torch.bfloat16).save_pretrained(tmp_path / "bb")
+    merge_models(tmp_path / "bb", paths, tmp_path / "out", method="task_arithmetic",
+                 params={"normalize": True})
+    out, bb = load_dir(tmp_path / "out"), load_dir(tmp_path / "bb")
+    a, b = (load_dir(p) for p in paths)
+    for name, tensor in out.items():
+        assert tensor.dtype == torch.bfloat16
+        ref = bb[name].float() + ((a[name].float() - bb[name].float())
+                                   + (b[name].float() - bb[name].float())) / 2
+        assert torch.equal(tensor, ref.to(torch.bfloat16)), name

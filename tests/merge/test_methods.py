@@ -76,23 +76,25 @@ def test_ties_matches_reference(zoo, tmp_path, weights):
         _close(tensor, _ties_reference(base, models, name, w, 0.4))
 
 
-def test_ties_uniform_equals_peft_operator(zoo, tmp_path):
+@pytest.mark.parametrize("sign", ["total", "frequency"])
+def test_ties_uniform_equals_peft_operator(zoo, tmp_path, sign):
     from peft.utils.merge_utils import ties
 
     merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="ties",
-                 params={"density": 0.3})
+                 params={"density": 0.3, "majority_sign": sign})
     base, models = _load(zoo, "full")
     out = load_dir(tmp_path / "out")
     for name in ["model.layers.0.mlp.up_proj.weight", "model.embed_tokens.weight"]:
         deltas = [m[name] - base[name] for m in models]
-        _close(out[name], base[name] + ties(deltas, torch.ones(3), 0.3))
+        _close(out[name], base[name] + ties(deltas, torch.ones(3), 0.3, sign))
 
 
 def _dare_masks(name, rows, count, seed, density, shape):
+    """The documented recipe: one generator per (seed, tensor, model, block), keep if rand < p."""
     masks = []
     for k in range(count):
-        torch.manual_seed(block_seed(seed, name, k, rows))
-        masks.append(torch.bernoulli(torch.full(shape, density)).numpy())
+        g = torch.Generator().manual_seed(block_seed(seed, name, k, rows))
+        masks.append((torch.rand(shape, generator=g) < density).numpy())
     return masks
 
 
@@ -140,9 +142,11 @@ def test_interpolate_with_base(zoo, tmp_path):
 def test_kth_largest_is_exact():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(100_003, generator=g).abs()
+    y = torch.randn(100_003, generator=g).abs() * 1e-3
+    stacked = torch.stack([x, y])
     for k in [1, 17, 50_000, 100_003]:
-        expected = torch.topk(x, k).values[-1].item()
-        blocks = lambda: iter(x.split(7_000))  # noqa: E731  (streamed in uneven blocks)
+        expected = [torch.topk(v, k).values[-1].item() for v in (x, y)]
+        blocks = lambda: iter(stacked.split(7_000, dim=1))  # noqa: E731  (uneven blocks)
         assert kth_largest(blocks, k) == expected
 
 

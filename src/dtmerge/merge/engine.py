@@ -4,13 +4,14 @@ Phases: open and validate every input (cheap: headers and configs only) -> metho
 (e.g. Fisher estimation) -> for each base tensor, for each row block: read the base block and
 each model's block (or LoRA update), combine, optionally interpolate with the base, append to
 the output shard -> side files (config, generation config, tokenizer) and merge_record.json.
-Peak memory is about (K + 3) row blocks plus the LoRA factors, whatever the model size.
+Peak memory is a few (K + 1)-row-block buffers plus the LoRA factors, whatever the model size.
 Everything is written into a temporary sibling of `out_dir` and renamed only on success.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -140,6 +141,62 @@ def _describe(src) -> dict:
     return d
 
 
+class BlockReader:
+    """Reads one row block of every input into a reused (K, *block) buffer.
+
+    Row k holds model k's weights or, in delta space, its task vector W_k - W_0. The buffers
+    are allocated once per merge and reused for every block (no per-block allocation).
+    """
+
+    def __init__(self, base_src: FullModelSource, sources: list, block_elements: int):
+        self.base_src, self.sources = base_src, sources
+        self.block_elements = block_elements
+        self._pools: dict = {}
+
+    def _buffer(self, key: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        buf = self._pools.get((key, dtype))
+        if buf is None or buf.numel() < numel:
+            buf = self._pools[(key, dtype)] = torch.empty(numel, dtype=dtype)
+        return buf[:numel]
+
+    def base(self, name: str, rows, info: TensorInfo, work: torch.dtype) -> torch.Tensor:
+        shape = block_shape(info, rows)
+        numel = math.prod(shape)
+        if info.dtype == work:
+            return self.base_src.read(name, rows, self._buffer("base", numel, work)).view(shape)
+        return self.base_src.read(name, rows).to(work)
+
+    def stacked(self, name: str, rows, info: TensorInfo, work: torch.dtype,
+                base: torch.Tensor | None, as_delta: bool, key: str = "stack") -> torch.Tensor:
+        shape = block_shape(info, rows)
+        numel = math.prod(shape)
+        out = self._buffer(key, numel * len(self.sources), work).view(len(self.sources), *shape)
+        for k, src in enumerate(self.sources):
+            row = out[k]
+            if src.kind == "full":
+                if info.dtype == work:
+                    src.read(name, rows, row)
+                else:
+                    row.copy_(src.read(name, rows))
+                if as_delta:
+                    row.sub_(base)
+                continue
+            delta = src.delta(name, rows)
+            if delta is None:
+                row.zero_() if as_delta else row.copy_(base)
+            else:
+                row.copy_(delta)
+                if not as_delta:
+                    row.add_(base)
+        return out
+
+
+def block_shape(info: TensorInfo, rows) -> tuple[int, ...]:
+    if rows is None:
+        return tuple(info.shape)
+    return (rows[1] - rows[0], *info.shape[1:])
+
+
 def stream_merge(base_src: FullModelSource, sources: list, method, weights: list[float],
                  params: dict, extras: dict, t: float | None, out: Path, shard_size: str,
                  block_elements: int) -> dict:
@@ -147,6 +204,7 @@ def stream_merge(base_src: FullModelSource, sources: list, method, weights: list
     names = base_src.names()
     plan = [OutTensor(n, base_src.info(n).dtype, base_src.info(n).shape) for n in names]
     writer = ShardWriter(out, plan, shard_size)
+    reader = BlockReader(base_src, sources, block_elements)
     deltas_space = method.space == "deltas"
     for name in names:
         info = base_src.info(name)
@@ -156,38 +214,27 @@ def stream_merge(base_src: FullModelSource, sources: list, method, weights: list
                 writer.write(name, base_src.read(name, rows))
             continue
         work = torch.float64 if info.dtype == torch.float64 else torch.float32
-
-        def model_block(k: int, rows, base_block: torch.Tensor, as_delta: bool) -> torch.Tensor:
-            src = sources[k]
-            if src.kind == "full":
-                w = src.read(name, rows).to(work)
-                return w.sub_(base_block) if as_delta else w
-            d = src.delta(name, rows)
-            if d is None:
-                return torch.zeros_like(base_block) if as_delta else base_block
-            d = d.to(work)
-            return d if as_delta else d.add_(base_block)
-
-        def delta_stream(k: int) -> Iterator[torch.Tensor]:
-            for rows in row_blocks(info, block_elements):
-                yield model_block(k, rows, base_src.read(name, rows).to(work), True)
-
-        state = (method.prepare(name, info.numel, delta_stream, weights, params)
-                 if method.needs_prepare else None)
         # A weighted average of full models needs no base weights: skip reading them.
-        need_base = (deltas_space or t is not None or not all(touched)
-                     or any(s.kind == "lora" for s in sources))
+        need_base = deltas_space or t is not None or not all(s.kind == "full" for s in sources)
+
+        def delta_blocks() -> Iterator[torch.Tensor]:
+            for rows in row_blocks(info, block_elements):
+                base = reader.base(name, rows, info, work)
+                yield reader.stacked(name, rows, info, work, base, True, key="prepare")
+
+        state = (method.prepare(name, info.numel, delta_blocks, weights, params)
+                 if method.needs_prepare else None)
         for rows in row_blocks(info, block_elements):
-            base_block = base_src.read(name, rows).to(work) if need_base else None
-            tensors = [model_block(k, rows, base_block, deltas_space) for k in range(len(sources))]
-            merged = method.combine(Block(name, rows, base_block, tensors, weights, params,
+            base_block = reader.base(name, rows, info, work) if need_base else None
+            stacked = reader.stacked(name, rows, info, work, base_block, deltas_space)
+            merged = method.combine(Block(name, rows, base_block, stacked, weights, params,
                                           state, extras))
-            del tensors
             if deltas_space:
                 result = base_block.add_(merged if t is None else merged.mul_(t))
             else:
                 result = merged if t is None else base_block.add_(merged.sub_(base_block).mul_(t))
-            if not torch.isfinite(result).all():
+            # One cheap reduction instead of an isfinite pass: NaN/inf anywhere makes it non-finite.
+            if not math.isfinite(float(result.sum())) and not torch.isfinite(result).all():
                 raise MergeError(f"merging tensor '{name}' gave NaN or inf values: check the "
                                  "inputs for NaN weights and the method parameters")
             writer.write(name, result)

@@ -77,8 +77,9 @@ class FullModelSource:
         stored = self.resolve(name)
         return self.reader.infos[stored] if stored else None
 
-    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        return self.reader.read(self.resolve(name), rows)
+    def read(self, name: str, rows: tuple[int, int] | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.reader.read(self.resolve(name), rows, out)
 
     def close(self) -> None:
         self.reader.close()

@@ -97,8 +97,13 @@ class SafetensorsReader:
             fh = self._handles[path] = open(path, "rb", buffering=0)
         return fh
 
-    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        """The tensor `name`, or rows [start, end) of its first dimension, as a new tensor."""
+    def read(self, name: str, rows: tuple[int, int] | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        """The tensor `name`, or rows [start, end) of its first dimension.
+
+        Read into `out` (a contiguous tensor of the stored dtype and the block's number of
+        values, any shape) when given, so a merge reuses its block buffers; else a new tensor.
+        """
         info = self.infos[name]
         shape = list(info.shape)
         offset = info.start
@@ -107,7 +112,10 @@ class SafetensorsReader:
             itemsize = torch.empty((), dtype=info.dtype).element_size()
             offset += start * info.row_numel * itemsize
             shape[0] = end - start
-        out = torch.empty(shape, dtype=info.dtype)
+        if out is None or out.dtype != info.dtype or out.numel() != math.prod(shape):
+            out = torch.empty(shape, dtype=info.dtype)
+        else:
+            out = out.view(shape)
         buf = out.view(-1).view(torch.uint8).numpy() if out.numel() else None
         if buf is not None:
             fh = self._handle(info.file)

@@ -4,7 +4,7 @@ The engine streams every base tensor in row blocks and hands a method one `Block
 the base block and, per input model, either its weights (`space = "weights"`) or its task
 vector W_k - W_0 (`space = "deltas"`). A method returns the merged block in the same space.
 Methods that need statistics of the whole tensor first (TIES' magnitude threshold) implement
-`prepare`, which receives a function streaming each model's task vector block by block.
+`prepare`, which receives a function streaming the stacked task vectors block by block.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from dtmerge.errors import MergeError
 
-DeltaStream = Callable[[int], Iterator[torch.Tensor]]  # model index -> its task-vector blocks
+DeltaStream = Callable[[], Iterator[torch.Tensor]]  # a fresh pass over (K, *block) task vectors
 
 
 @dataclass
@@ -26,7 +26,9 @@ class Block:
     name: str
     rows: tuple[int, int] | None
     base: torch.Tensor | None  # None when the method needs no base (average of full models)
-    tensors: list[torch.Tensor]  # weights or task vectors, one per model (never modify in place)
+    # (K, *block): row k is model k's weights or task vector. The method owns this buffer and
+    # may overwrite it; it is refilled for the next block.
+    tensors: torch.Tensor
     weights: list[float]
     params: dict[str, Any]
     state: Any = None  # what `prepare` returned for this tensor
@@ -73,6 +75,7 @@ class MergeMethod:
 
     def prepare(self, name: str, numel: int, deltas: DeltaStream, weights: list[float],
                 params: dict) -> Any:
+        """Whole-tensor statistics computed before the blocks of `name` are combined."""
         return None
 
     def combine(self, block: Block) -> torch.Tensor:
@@ -83,3 +86,8 @@ def normalized(weights: list[float], like: torch.Tensor) -> torch.Tensor:
     """Weights divided by their sum, as a tensor of `like`'s dtype."""
     w = torch.tensor(weights, dtype=like.dtype)
     return w / w.sum()
+
+
+def per_model(weights: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
+    """Weights shaped (K, 1, ..., 1) to broadcast over a stacked (K, *block) tensor."""
+    return weights.to(stacked.dtype).view(-1, *([1] * (stacked.dim() - 1)))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from peft.utils.merge_utils import task_arithmetic
 
-from dtmerge.merge.methods.base import Block, MergeMethod, normalized
+from dtmerge.merge.methods.base import Block, MergeMethod, normalized, per_model
 
 
 class Linear(MergeMethod):
@@ -23,12 +22,13 @@ class Linear(MergeMethod):
         return [w / sum(weights) for w in weights]
 
     def combine(self, block: Block) -> torch.Tensor:
-        # Sum the weighted models first and divide by the total weight once, in input order:
-        # the same floating-point sequence as mergekit's normalised linear merge.
-        out = block.tensors[0] * block.weights[0]
-        for w, t in zip(block.weights[1:], block.tensors[1:]):
-            out.add_(t * w)
-        return out.div_(sum(block.weights))
+        # sum_k(w_k W_k) / sum_k(w_k): the same floating-point sequence as mergekit's normalised
+        # linear merge, so equal weights give bit-identical results (no multiply by 1/K).
+        stacked, w = block.tensors, block.weights
+        if len(set(w)) > 1:
+            stacked.mul_(per_model(torch.tensor(w), stacked))
+            return stacked.sum(0).div_(sum(w))
+        return stacked.sum(0).div_(len(w))
 
 
 class TaskArithmetic(MergeMethod):
@@ -47,7 +47,9 @@ class TaskArithmetic(MergeMethod):
         return [params["scaling"] * w / total for w in weights]
 
     def combine(self, block: Block) -> torch.Tensor:
+        from peft.utils.merge_utils import task_arithmetic  # PEFT's operator, imported on use
+
         base = block.base
         w = (normalized(block.weights, base) if block.params["normalize"]
              else torch.tensor(block.weights, dtype=base.dtype))
-        return task_arithmetic(block.tensors, w).mul_(block.params["scaling"])
+        return task_arithmetic(list(block.tensors), w).mul_(block.params["scaling"])
