@@ -174,6 +174,12 @@ def convert_gguf(file: str | Path, out_dir: str | Path, dtype: str = "float32") 
     }
 
 
+def cached_conversion(file: str | Path, cache_dir: str | Path | None = None) -> Path | None:
+    """The finished conversion of a local GGUF file in the cache, or None (never converts)."""
+    final = gguf_cache_root(cache_dir) / f"{Path(file).stem}-{gguf_fingerprint(file)}"
+    return final if (final / MARKER).is_file() else None
+
+
 def convert_gguf_cached(path: str, gguf_file: str | None, cache_dir: str | Path | None = None,
                         log=None) -> Path:
     """The cached Hugging Face directory converted from a GGUF model, converting on first use.

@@ -1,0 +1,56 @@
+"""Facts the dry-run plan uses when a model or data set is only a Hub id (no network here).
+
+Model entries are the architecture fields of the models' published config.json files, enough
+to build the model on the meta device and count its (and its LoRA adapters') parameters
+exactly. Data set entries give the example count and an *assumed* mean length in tokens; the
+plan says which numbers are assumptions.
+"""
+
+from __future__ import annotations
+
+# Hub id -> transformers config fields (model_type + shapes).
+KNOWN_MODELS: dict[str, dict] = {
+    "meta-llama/Llama-2-7b-hf": dict(
+        model_type="llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+        max_position_embeddings=4096, tie_word_embeddings=False),
+    "meta-llama/Llama-2-13b-hf": dict(
+        model_type="llama", vocab_size=32000, hidden_size=5120, intermediate_size=13824,
+        num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40,
+        max_position_embeddings=4096, tie_word_embeddings=False),
+    "mistralai/Mistral-7B-v0.1": dict(
+        model_type="mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+        max_position_embeddings=32768, tie_word_embeddings=False),
+    "google/gemma-3-270m": dict(
+        model_type="gemma3_text", vocab_size=262144, hidden_size=640, intermediate_size=2048,
+        num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+        max_position_embeddings=32768, tie_word_embeddings=True),
+    "HuggingFaceTB/SmolLM2-135M": dict(
+        model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
+        num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        max_position_embeddings=8192, tie_word_embeddings=True),
+}
+
+DEFAULT_TOKENS_PER_EXAMPLE = 300
+
+# Hub id -> (examples in the training split as used by dtmerge, assumed mean tokens per
+# example after the chat template, where the numbers come from).
+KNOWN_DATASETS: dict[str, tuple[int, int, str]] = {
+    "allenai/tulu-v2-sft-mixture": (
+        326_154, 450,
+        "326,154 first turns (paper); ~450 tokens/example assumed from the mixture's "
+        "composition (short FLAN/CoT items, long ShareGPT/science ones), not measured"),
+    "tatsu-lab/alpaca": (52_002, 200, "52,002 examples; ~200 tokens/example assumed"),
+    "yahma/alpaca-cleaned": (51_760, 200, "51,760 examples; ~200 tokens/example assumed"),
+    "vicgalle/alpaca-gpt4": (52_002, 300, "52,002 examples; ~300 tokens/example assumed"),
+    "GAIR/lima": (1_030, 600, "1,030 examples; ~600 tokens/example assumed"),
+}
+
+# Throughput assumptions printed beside every time estimate.
+GPU_NAME = "A100 80GB"
+GPU_PEAK_TFLOPS = 312.0  # bf16 dense peak
+ASSUMED_MFU = 0.35
+# Effective training throughput of one CPU core, from runs on a 2-core machine (fp32 LoRA on
+# SmolLM2-135M and Gemma-3-270M both came to ~0.1 TFLOP/s in total, 4*N*tokens/s).
+CPU_TFLOPS_PER_CORE = 0.05

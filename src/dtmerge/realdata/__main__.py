@@ -1,0 +1,5 @@
+import sys
+
+from dtmerge.realdata import main
+
+sys.exit(main())
