@@ -16,14 +16,14 @@ def run_on_ray(cfg_json: dict, run: RunDir, todo, log) -> list[str]:
         import ray
     except ImportError:
         raise DtmError("train.executor: ray needs Ray: pip install 'dtmerge[ray]'") from None
-    from dtmerge.train.stage import _run_one
+    from dtmerge.train.job import run_train_job
 
     train = cfg_json["train"]
     if not ray.is_initialized():
         ray.init(address=train.get("ray_address"), include_dashboard=False,
                  log_to_driver=True, ignore_reinit_error=True)
     remote = ray.remote(num_gpus=train["gpus_per_job"], num_cpus=train["cpus_per_job"],
-                        max_retries=0)(_run_one)
+                        max_retries=0)(run_train_job)
     refs = {}
     for job, fp in todo:
         log(f"[train] {job.name} as a Ray task")

@@ -9,25 +9,17 @@ only.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
 from dtmerge.rundir import RunDir, hash_obj, hash_path
+from dtmerge.train.job import TrainJob, run_train_job
 
 # Keys that change how a job runs but not what it learns.
 _NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps",
                       "executor", "ray_address", "gpus_per_job", "cpus_per_job"}
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    name: str
-    data: Path
-    out: Path
 
 
 def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
@@ -44,28 +36,6 @@ def job_fingerprint(cfg: RunConfig, job: TrainJob) -> str:
         "model": cfg.model.model_dump(mode="json"), "train": train,
         "monitor": cfg.monitor.model_dump(mode="json"), "data": hash_path(job.data),
     })
-
-
-def _run_one(cfg_json: dict, run_root: str, job: TrainJob, fingerprint: str, device: str | None):
-    """Body of one job; also the entry point of pool workers (hence plain arguments)."""
-    if device is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
-    from dtmerge.config import RunConfig
-    from dtmerge.train.trainer import train_model
-
-    cfg = RunConfig.model_validate(cfg_json)
-    run = RunDir(run_root)
-    callbacks = []
-    try:
-        from dtmerge.evaluate.monitor import build_monitor
-    except ImportError:
-        build_monitor = None
-    if build_monitor is not None and cfg.monitor.enabled:
-        monitor = build_monitor(cfg, run, job.name)
-        if monitor is not None:
-            callbacks.append(monitor)
-    return train_model(cfg, job.data, job.out, job.name, callbacks=callbacks,
-                       fingerprint=fingerprint)
 
 
 def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
@@ -98,7 +68,7 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
             log(f"[train] {job.name}: {job.data.name} -> {job.out}")
             run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
             try:
-                info = _run_one(cfg_json, str(run.root), job, fp, device)
+                info = run_train_job(cfg_json, str(run.root), job, fp, device)
             except BaseException as err:
                 run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
                 raise
@@ -124,7 +94,7 @@ def _run_pool(cfg_json, run: RunDir, todo, slots, log) -> list[str]:
                 slot = free.pop(0)
                 log(f"[train] {job.name} on device slot {slot}")
                 run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
-                fut = pool.submit(_run_one, cfg_json, str(run.root), job, fp, slot)
+                fut = pool.submit(run_train_job, cfg_json, str(run.root), job, fp, slot)
                 running[fut] = (job, slot)
             done = next(as_completed(running))
             job, slot = running.pop(done)

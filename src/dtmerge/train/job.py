@@ -1,0 +1,38 @@
+"""One training job (a sub-model or the SFT baseline) and the function every executor runs.
+
+Executors (in-process, process pool, Ray) call `run_train_job` with plain, picklable
+arguments, so the same body runs wherever the job is scheduled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dtmerge.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    name: str
+    data: Path
+    out: Path
+
+
+def run_train_job(cfg_json: dict, run_root: str, job: TrainJob, fingerprint: str, device: str | None):
+    """Body of one job; also the entry point of pool workers (hence plain arguments)."""
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    from dtmerge.config import RunConfig
+    from dtmerge.train.trainer import train_model
+
+    cfg = RunConfig.model_validate(cfg_json)
+    run = RunDir(run_root)
+    callbacks = []
+    if cfg.monitor.enabled:
+        from dtmerge.evaluate.monitor import build_monitor
+
+        callbacks.append(build_monitor(cfg, run, job.name))
+    return train_model(cfg, job.data, job.out, job.name, callbacks=callbacks,
+                       fingerprint=fingerprint)
