@@ -44,7 +44,7 @@ SIZES = {
     "tiny": SizePreset(16, 6, 5, 8, 60, ModelSize(32, 2, 2, 400, 30, 16, 64, 5e-3),
                        240, 16, 3),
     # The demo: base knowledge >= 0.9 within the few-minute pretraining budget.
-    "small": SizePreset(120, 16, 12, 40, 1500, ModelSize(128, 3, 4, 1000, 300, 32, 64, 5e-3),
+    "small": SizePreset(120, 16, 12, 40, 2500, ModelSize(128, 3, 4, 1000, 400, 32, 64, 3e-3),
                         2000, 200, 20),
 }
 

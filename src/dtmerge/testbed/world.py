@@ -107,15 +107,11 @@ def make_world(seed: int, num_people: int, num_cities: int, num_employers: int,
     countries = _unique_words(rng, num_countries, 2, taken)
     cities = _unique_words(rng, num_cities, 2, taken)
     employers = _unique_words(rng, num_employers, 2, taken)
-    firsts = _unique_words(rng, max(8, num_people // 3), 2, taken)
-    lasts = _unique_words(rng, max(8, num_people // 3), 1, taken)
-    names: list[str] = []
-    seen: set[str] = set()
-    while len(names) < num_people:
-        n = f"{rng.choice(firsts)} {rng.choice(lasts)}"
-        if n not in seen:
-            seen.add(n)
-            names.append(n)
+    # Unique first names: a fact is then a key -> value pair the model can store directly
+    # (first/last names shared across people would need a conjunction, much slower to learn).
+    firsts = _unique_words(rng, num_people, 2, taken)
+    lasts = _unique_words(rng, max(4, num_people // 8), 1, taken)
+    names = [f"{first} {rng.choice(lasts)}" for first in firsts]
     fields = FIELDS[:]
     people = [Person(n, rng.choice(cities), rng.choice(employers), rng.choice(fields))
               for n in names]
@@ -145,9 +141,11 @@ def lookup_story(world: World, rng: random.Random, num_pairs: int = 4) -> dict:
     """
     people = rng.sample(world.people, num_pairs)
     things = rng.sample([f"{c} {o}" for c in COLORS for o in OBJECTS], num_pairs)
-    story = " ".join(f"{p.name} has a {t}." for p, t in zip(people, things))
+    # First names only (they are unique): shorter stories, and the lookup key is one word.
+    firsts = [p.name.split()[0] for p in people]
+    story = " ".join(f"{n} has a {t}." for n, t in zip(firsts, things))
     ask = rng.randrange(num_pairs)
-    question = f"What does {people[ask].name} have?"
+    question = f"What does {firsts[ask]} have?"
     return {"story": story, "question": question, "choices": things, "gold": ask}
 
 
