@@ -132,7 +132,8 @@ def instruction_check_items(n: int = 90, seed: int = 1) -> list[dict]:
         if instruction in seen:
             continue
         seen.add(instruction)
-        choices = [right, *wrong]
+        # A wrong response can coincide with the right one (past tense of "read"): drop it.
+        choices = [right, *dict.fromkeys(w for w in wrong if w != right)]
         rng.shuffle(choices)
         prompt = f"{PREAMBLE}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
         items.append({"prompt": prompt, "instruction": instruction, "choices": choices,

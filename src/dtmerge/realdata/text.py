@@ -64,7 +64,7 @@ def continuation_items(n: int = 100, seed: int = 0) -> list[dict]:
         halves.append((" ".join(words[:cut]), " " + " ".join(words[cut:])))
     items = []
     for i, (context, ending) in enumerate(halves):
-        others = [h[1] for j, h in enumerate(halves) if j != i]
+        others = sorted({h[1] for h in halves} - {ending})
         choices = [ending, *rng.sample(others, 3)]
         rng.shuffle(choices)
         items.append({"context": context, "choices": choices, "answer": choices.index(ending)})
