@@ -54,7 +54,7 @@ def _pad(seqs: Sequence[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def token_logprobs(model, seqs: Sequence[list[int]], pad_id: int = 0,
                    batch_size: int = 16) -> list[torch.Tensor]:
     """Log-probability of every token given its prefix (entry 0 of each output is position 1).
@@ -65,15 +65,18 @@ def token_logprobs(model, seqs: Sequence[list[int]], pad_id: int = 0,
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out: list[torch.Tensor] = []
+    # Batches of similar length waste little compute on padding; results return in input order.
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out: list[torch.Tensor | None] = [None] * len(seqs)
     try:
-        for chunk in _batches(list(seqs), batch_size):
+        for idx in _batches(order, batch_size):
+            chunk = [seqs[i] for i in idx]
             ids, mask = _pad(chunk, pad_id, device)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             logp = torch.log_softmax(logits, dim=-1)
             picked = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            for i, s in enumerate(chunk):
-                out.append(picked[i, :len(s) - 1].cpu())
+            for j, i in enumerate(idx):
+                out[i] = picked[j, :len(seqs[i]) - 1].cpu()
     finally:
         if was_training:
             model.train()
