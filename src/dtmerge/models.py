@@ -56,8 +56,15 @@ def resolve_model_path(cfg: ModelConfig) -> str:
 
 
 def pick_dtype(name: str):
+    """torch dtype for `model.dtype`: auto = fp32 on CPU, bf16 on GPUs that have it, else fp16.
+
+    Raises:
+        ModelError: bfloat16 asked for on a GPU without bf16 support (pre-Ampere).
+    """
     import torch
 
+    if name == "bfloat16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ModelError("model.dtype=bfloat16 but this GPU has no bf16 support: use float16 or auto")
     if name != "auto":
         return getattr(torch, name)
     if torch.cuda.is_available():
