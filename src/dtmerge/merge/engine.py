@@ -217,16 +217,29 @@ def stream_merge(base_src: FullModelSource, sources: list, method, weights: list
         # A weighted average of full models needs no base weights: skip reading them.
         need_base = deltas_space or t is not None or not all(s.kind == "full" for s in sources)
 
+        blocks = list(row_blocks(info, block_elements))
+        cached = None
+        if method.needs_prepare and len(blocks) == 1:
+            # One block: read it once and let prepare and combine share it.
+            base = reader.base(name, blocks[0], info, work)
+            cached = (base, reader.stacked(name, blocks[0], info, work, base, deltas_space))
+
         def delta_blocks() -> Iterator[torch.Tensor]:
-            for rows in row_blocks(info, block_elements):
+            if cached is not None:
+                yield cached[1]
+                return
+            for rows in blocks:
                 base = reader.base(name, rows, info, work)
                 yield reader.stacked(name, rows, info, work, base, True, key="prepare")
 
         state = (method.prepare(name, info.numel, delta_blocks, weights, params)
                  if method.needs_prepare else None)
-        for rows in row_blocks(info, block_elements):
-            base_block = reader.base(name, rows, info, work) if need_base else None
-            stacked = reader.stacked(name, rows, info, work, base_block, deltas_space)
+        for rows in blocks:
+            if cached is not None:
+                base_block, stacked = cached
+            else:
+                base_block = reader.base(name, rows, info, work) if need_base else None
+                stacked = reader.stacked(name, rows, info, work, base_block, deltas_space)
             merged = method.combine(Block(name, rows, base_block, stacked, weights, params,
                                           state, extras))
             if deltas_space:

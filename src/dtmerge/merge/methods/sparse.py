@@ -66,7 +66,7 @@ def magnitude_thresholds(numel: int, deltas: DeltaStream, count: int, density: f
         return [0.0] * count
     if keep == 0:
         return [float("inf")] * count  # nothing survives
-    return kth_largest(lambda: (d.abs_() for d in deltas()), keep)
+    return kth_largest(lambda: (d.abs() for d in deltas()), keep)
 
 
 def block_seed(seed: int, name: str, model: int, rows: tuple[int, int] | None) -> int:
@@ -94,16 +94,18 @@ def sign_consensus_merge_(stacked: torch.Tensor, weights: list[float], sign_meth
 
     Overwrites `stacked` (K, *block) of pruned task vectors.
     """
+    uniform = len(set(weights)) == 1
     w = per_model(torch.tensor(weights), stacked)
-    stacked.mul_(w)
+    if not uniform:  # equal weights cancel out of the weighted mean: skip two passes
+        stacked.mul_(w)
     if sign_method == "total":
         positive = stacked.sum(0) >= 0
     else:  # "frequency": the sign most models have
         positive = (stacked > 0).sum(0) >= (stacked < 0).sum(0)
     agree = torch.where(positive, stacked > 0, stacked < 0)
     merged = stacked.mul_(agree).sum(0)
-    if len(set(weights)) == 1:
-        divisor = agree.sum(0, dtype=stacked.dtype).mul_(weights[0])
+    if uniform:
+        divisor = agree.sum(0, dtype=stacked.dtype)
     else:
         divisor = (agree * w).sum(0)
     divisor[divisor == 0] = 1
