@@ -140,3 +140,20 @@ def test_cli_explicit_models_and_list(zoo, tmp_path, capsys):
     assert main(["merge", "--base", str(zoo["base"]), "--models", str(zoo["full"][0]),
                  "--out", str(tmp_path / "o2"), "--method", "ties", "--param", "dens=1"]) == 2
     assert "no parameter 'dens'" in capsys.readouterr().err
+
+
+def test_cli_on_a_run_directory(zoo, tmp_path):
+    from dtmerge.cli.main import main
+    from dtmerge.rundir import RunDir
+
+    cfg = _run_config(tmp_path, zoo["base"])
+    run = RunDir(cfg.run_dir)
+    for k in range(2):
+        make_lora(zoo["base"], run.model(f"sub_{k}"), seed=50 + k)
+    (run.root / "config.yaml").write_text(cfg.to_yaml())
+    assert main(["merge", str(run.root), "--method", "dare_linear", "--param", "density=0.9",
+                 "--weights", "2", "1"]) == 0
+    record = read_json(run.model("dtm") / "merge_record.json")
+    assert record["method"] == "dare_linear" and record["params"]["density"] == 0.9
+    assert record["weights"] == [2.0, 1.0]
+    assert [m["kind"] for m in record["models"]] == ["lora", "lora"]
