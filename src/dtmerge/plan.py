@@ -283,7 +283,7 @@ def _compute_estimate(cfg: RunConfig, model: dict, tokens: int) -> dict:
     out.update(flops=flops, gpu_hours=float(f"{flops / gpu_rate / 3600:.3g}"),
                cpu_hours_here=float(f"{flops / (catalog.CPU_TFLOPS_PER_CORE * 1e12 * cores) / 3600:.3g}"),
                cpu_assumption=f"{catalog.CPU_TFLOPS_PER_CORE:g} TFLOP/s per core x {cores} cores "
-                              "(fp32, measured on a 2-core machine)")
+                              "(fp32, measured on an idle 2-core machine; a busy one is several times slower)")
     return out
 
 

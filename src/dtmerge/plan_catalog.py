@@ -51,6 +51,7 @@ KNOWN_DATASETS: dict[str, tuple[int, int, str]] = {
 GPU_NAME = "A100 80GB"
 GPU_PEAK_TFLOPS = 312.0  # bf16 dense peak
 ASSUMED_MFU = 0.35
-# Effective training throughput of one CPU core, from runs on a 2-core machine (fp32 LoRA on
-# SmolLM2-135M and Gemma-3-270M both came to ~0.1 TFLOP/s in total, 4*N*tokens/s).
+# Effective training throughput of one CPU core, from runs on an idle 2-core machine (fp32
+# LoRA on SmolLM2-135M and Gemma-3-270M both came to ~0.1 TFLOP/s in total, 4*N*tokens/s).
+# The same machine shared with other jobs (load ~7) gave ~10x less: see BENCHMARKS.md.
 CPU_TFLOPS_PER_CORE = 0.05
