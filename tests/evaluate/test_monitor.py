@@ -108,6 +108,7 @@ def test_monitor_catches_a_planted_decline_in_real_training(tmp_path, tiny_model
     assert recs[-1]["ratio"] is not None and recs[-1]["ratio"] < 0
     summary = json.loads((out.parent / "monitor_summary.json").read_text())
     assert summary["best_step"] == 0 and summary["alert"] and summary["job"] == "sft"
+    assert any("alert" in r for r in recs)
 
 
 def test_probe_from_local_task_dir(task_dir, tiny_model_dir):

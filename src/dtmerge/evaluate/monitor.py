@@ -147,13 +147,21 @@ class KnowledgeMonitor(TrainerCallback):
         if self.summary["alert"] and not self._alerted:
             self._alerted = True
             s = self.summary
-            log.warning(
-                "%s: knowledge probe fell more than %.3f below its peak (%.3f at step %s) at "
-                "step %s; best checkpoint so far: step %s%s", self.job_name, self.drop_threshold,
-                s["peak_acc"], s["peak_step"], s["alert_step"], s["best_step"],
-                "; stopping training (monitor.stop_on_drop)" if self.stop_on_drop else "")
+            message = (f"{self.job_name}: knowledge probe fell more than {self.drop_threshold:.3f}"
+                       f" below its peak ({s['peak_acc']:.3f} at step {s['peak_step']}) at step "
+                       f"{s['alert_step']}; best checkpoint so far: step {s['best_step']}"
+                       + ("; stopping training (monitor.stop_on_drop)" if self.stop_on_drop else ""))
+            log.warning(message)
+            self.records[-1]["alert"] = message  # `dtm watch` and the report show it
+            self._write()
             if self.stop_on_drop:
                 control.should_training_stop = True
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        if self.out_path is not None:  # also during training, so a live view sees the peak
+            atomic_write_json(self.out_path.with_name(self.out_path.stem + "_summary.json"),
+                              {**self.summary, "job": self.job_name})
 
     # -- Trainer hooks
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -186,9 +194,7 @@ class KnowledgeMonitor(TrainerCallback):
         log.info("%s: knowledge peak %.3f at step %s; best step %s; decline onset %s",
                  self.job_name, self.summary.get("peak_acc") or 0.0, self.summary.get("peak_step"),
                  self.summary.get("best_step"), self.summary.get("onset_step"))
-        if self.out_path is not None:
-            atomic_write_json(self.out_path.with_name(self.out_path.stem + "_summary.json"),
-                              self.summary)
+        self._write_summary()
 
 
 def monitor_path(run, job_name: str) -> Path:
