@@ -98,7 +98,7 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
     )
     result = {
         "variant": variant,
-        "model": str(model),
+        "model": str(adapter if adapter is not None else model),  # the variant's own dir
         "adapter": str(adapter) if adapter is not None else None,
         "base_model": str(base_model) if base_model is not None else str(model),
         "settings": settings_record(cfg, raw),
