@@ -75,3 +75,16 @@ def test_judge_task_entry_for_a_tiny_model(judge_url, tiny_model_dir, tmp_path):
 def test_unreachable_judge_is_a_clear_error():
     with pytest.raises(DtmError, match="cannot reach judge endpoint"):
         judge_answers([{"id": 0, "question": "q"}], ["a"], "http://127.0.0.1:9", "m")
+
+
+def test_judge_only_evaluation_through_evaluate_model(judge_url, tiny_model_dir, tmp_path):
+    from dtmerge.evaluate.harness import evaluate_model
+
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text('{"question": "where is alice born", "reference": "paris"}\n')
+    cfg = EvalConfig(judge_url=judge_url, judge_model="m", judge_questions=str(qfile),
+                     gen_kwargs={"max_gen_toks": 4})
+    res = evaluate_model(tiny_model_dir, cfg, tmp_path / "v.json", "base")
+    assert list(res["tasks"]) == ["llm_judge"]
+    assert res["tasks"]["llm_judge"]["items"][0]["gold"] == "paris"
+    assert json.loads((tmp_path / "v.json").read_text())["settings"]["lm_eval_version"]

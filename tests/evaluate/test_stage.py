@@ -114,3 +114,11 @@ def test_missing_models_are_skipped_and_unknown_variants_rejected(run_setup):
     bad = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"variants": ["dtmm"]})})
     with pytest.raises(ConfigError, match="dtmm"):
         plan_variants(bad, run)
+
+
+def test_no_tasks_means_nothing_to_score(run_setup):
+    cfg, run = run_setup
+    empty = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"tasks": []})})
+    logs = []
+    assert evaluate_stage(empty, run, log=logs.append) == {"variants": [], "ran": []}
+    assert "nothing to score" in logs[0]

@@ -86,16 +86,19 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
     if adapter is not None and model is None:
         raise ModelError(f"adapter '{adapter}' needs base_model (the model it was trained from)")
     names = resolve_tasks(tasks if tasks is not None else cfg.tasks, cfg.include_path)
-    if not names:
+    if not names and not cfg.judge_url:
         raise ConfigError("eval.tasks is empty: name lm-eval tasks, a group (paper, knowledge, "
                           "reasoning, code, instruction) or tasks in eval.include_path")
-    manager = task_manager_for(names, cfg.include_path)
+    manager = task_manager_for(names, cfg.include_path) if names else None
     lm = build_lm(model, cfg, adapter, tokenizer)
-    raw = lm_eval.simple_evaluate(
-        model=lm, tasks=names, task_manager=manager, num_fewshot=cfg.num_fewshot,
-        apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
-        limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
-    )
+    raw: dict = {"lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__")
+                 else None}
+    if names:
+        raw = lm_eval.simple_evaluate(
+            model=lm, tasks=names, task_manager=manager, num_fewshot=cfg.num_fewshot,
+            apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
+            limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
+        )
     result = {
         "variant": variant,
         "model": str(adapter if adapter is not None else model),  # the variant's own dir

@@ -96,9 +96,10 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """
     from dtmerge.evaluate.harness import evaluate_model, is_adapter_dir
 
-    if not cfg.eval.tasks:
-        raise ConfigError("eval.tasks is empty: name lm-eval tasks or a group such as "
-                          "'paper' (network) or tasks in eval.include_path (offline)")
+    if not cfg.eval.tasks and not cfg.eval.judge_url:
+        log("[skip] eval: eval.tasks is empty (name lm-eval tasks, a group such as 'paper', "
+            "or tasks in eval.include_path) and no judge is set: nothing to score")
+        return {"variants": [], "ran": []}
     if "interpolation" in cfg.eval.variants:
         build_interpolations(cfg, run, log)
     base = resolve_model_path(cfg.model)
