@@ -143,6 +143,9 @@ class EvalConfig(_Section):
     gen_kwargs: dict[str, Any] | None = Field(
         None, description="Generation settings for generate_until tasks (same for every variant)"
     )
+    allow_code_execution: bool = Field(
+        False, description="Let code tasks (humaneval, mbpp) run model-written code on this machine"
+    )
     judge_url: str | None = Field(
         None, description="OpenAI-compatible endpoint for an LLM judge (off when unset)"
     )

@@ -35,3 +35,11 @@ def test_unknown_task_names_close_match(task_dir):
 def test_missing_include_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not a directory"):
         task_manager_for(["x"], [tmp_path / "nope"])
+
+
+def test_code_tasks_need_explicit_consent(tmp_path, tiny_model_dir):
+    from dtmerge.config import EvalConfig
+    from dtmerge.evaluate.harness import evaluate_model
+
+    with pytest.raises(ConfigError, match="allow_code_execution"):
+        evaluate_model(tiny_model_dir, EvalConfig(tasks=["code"]), tmp_path / "x.json", "base")

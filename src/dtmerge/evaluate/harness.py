@@ -9,6 +9,7 @@ results are kept so the report can compare variants on the same items.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,13 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
         raise ConfigError("eval.tasks is empty: name lm-eval tasks, a group (paper, knowledge, "
                           "reasoning, code, instruction) or tasks in eval.include_path")
     manager = task_manager_for(names, cfg.include_path) if names else None
+    unsafe = [n for n in names if _runs_code(manager, n)]
+    if unsafe and not cfg.allow_code_execution:
+        raise ConfigError(
+            f"eval.tasks: {', '.join(unsafe)} execute model-written code on this machine; set "
+            "eval.allow_code_execution: true to accept that (ideally in a sandbox), or drop them")
+    if unsafe:
+        os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # the `evaluate` code_eval metric asks for it
     lm = build_lm(model, cfg, adapter, tokenizer)
     raw: dict = {"lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__")
                  else None}
@@ -98,6 +106,7 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
             model=lm, tasks=names, task_manager=manager, num_fewshot=cfg.num_fewshot,
             apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
             limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
+            confirm_run_unsafe_code=bool(unsafe),
         )
     result = {
         "variant": variant,
@@ -113,6 +122,18 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
         result["tasks"]["llm_judge"] = judge_task_result(lm, cfg)
     atomic_write_json(Path(out_json), result)
     return result
+
+
+def _runs_code(manager, name: str, depth: int = 0) -> bool:
+    """Whether task (or group) `name` is marked `unsafe_code` in its YAML."""
+    entry = manager.task_index.get(name)
+    cfg = (entry.cfg if entry is not None else None) or {}
+    if cfg.get("unsafe_code"):
+        return True
+    members = cfg.get("task") if "group" in cfg else None
+    if isinstance(members, list) and depth < 3:
+        return any(isinstance(m, str) and _runs_code(manager, m, depth + 1) for m in members)
+    return False
 
 
 def settings_record(cfg: EvalConfig, raw: dict) -> dict:
