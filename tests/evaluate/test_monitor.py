@@ -119,3 +119,24 @@ def test_probe_from_local_task_dir(task_dir, tiny_model_dir):
     assert len(probe) == 5 and all(len(c) == 4 for c in probe.choices)
     assert set(probe.sources) == {"tiny_mc"}
     assert all(0 <= g < 4 for g in probe.gold)
+
+
+def test_resumed_run_keeps_the_curve_measured_before(tmp_path):
+    from types import SimpleNamespace
+
+    class CountingProbe:
+        def __len__(self):
+            return 1
+
+        def accuracy(self, model):
+            return 0.5
+
+    out = tmp_path / "monitor.jsonl"
+    out.write_text("".join(json.dumps({"step": s, "probe_acc": a, "train_loss": l,
+                                       "heldout_loss": None, "ratio": None}) + "\n"
+                           for s, a, l in [(0, 0.4, None), (10, 0.6, 2.0), (20, 0.7, 1.5)]))
+    mon = KnowledgeMonitor(CountingProbe(), every_steps=10, out_path=out)
+    state = SimpleNamespace(global_step=10)
+    mon.on_train_begin(SimpleNamespace(), state, SimpleNamespace(), model=object())
+    assert [r["step"] for r in mon.records] == [0, 10]  # step 20 was lost with the crash
+    assert mon._last_loss == 2.0

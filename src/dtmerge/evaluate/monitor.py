@@ -167,7 +167,14 @@ class KnowledgeMonitor(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.tokenizer is None:
             self.tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
-        if model is not None and not self.records:
+        if state.global_step > 0 and self.out_path is not None and self.out_path.exists():
+            # resumed from a checkpoint: keep the curve measured before the interruption
+            lines = self.out_path.read_text().splitlines()
+            self.records = [r for r in map(json.loads, filter(None, lines))
+                            if r.get("step", 0) <= state.global_step]
+            last = [r["train_loss"] for r in self.records if r.get("train_loss") is not None]
+            self._last_loss = last[-1] if last else None
+        if model is not None and (not self.records or self.records[-1]["step"] != state.global_step):
             self._measure(state.global_step, model)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
