@@ -21,7 +21,7 @@ from dtmerge.testbed.pretrain import ModelSize, pretrain, train_tokenizer
 from dtmerge.testbed.world import make_world, pretraining_documents
 
 # Bump when generated content changes, so stale caches are not reused.
-GENERATOR_VERSION = "v1"
+GENERATOR_VERSION = "v2"
 
 
 @dataclass(frozen=True)
