@@ -46,7 +46,7 @@ def make_probe_tasks(root: Path, n: int = 200) -> Path:
 
 def make_model(path: Path, hidden: int) -> None:
     import torch
-    from conftest import build_tiny_tokenizer
+    from tiny import build_tiny_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = build_tiny_tokenizer()

@@ -37,7 +37,7 @@ def make_data(path: Path, n: int) -> None:
 
 def make_model(path: Path) -> None:
     import torch
-    from conftest import build_tiny_tokenizer
+    from tiny import build_tiny_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = build_tiny_tokenizer()

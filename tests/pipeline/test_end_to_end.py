@@ -7,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import write_alpaca
+from tiny import write_alpaca
 from dtmerge.cli.main import main
 
 

@@ -1,0 +1,64 @@
+"""Tiny tokenizer, model and data builders for tests and benchmarks (no network).
+
+A module of its own (not conftest) so tests and benchmarks can import it by a unique name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+WORDS = ("the a of to is in what which who where city born works capital answer instruction "
+         "response paris london rome berlin alice bob carol dave yes no one two three four "
+         "please write list name give short long first").split()
+
+
+def build_tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 3
+    corpus += ["### Instruction:\n### Response:\nBelow is an instruction that describes a task."]
+    tok.train_from_iterator(corpus, trainer)
+    from tokenizers import decoders
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
+
+
+def build_tiny_model_dir(path: Path, seed: int = 0, tie: bool = False) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, tie_word_embeddings=tie,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def write_alpaca(path: Path, n: int, seed: int = 0) -> Path:
+    import random
+
+    rng = random.Random(seed)
+    cities = ["paris", "london", "rome", "berlin"]
+    names = ["alice", "bob", "carol", "dave"]
+    with open(path, "w") as fh:
+        for i in range(n):
+            name = rng.choice(names)
+            fh.write(json.dumps({
+                "instruction": f"where is {name} born", "input": "",
+                "output": f"{name} is born in {rng.choice(cities)}",
+                "source": ["geo", "chat"][i % 2],
+            }) + "\n")
+    return path
