@@ -159,3 +159,34 @@ def test_unknown_method_and_param(zoo, tmp_path):
         merge_models(zoo["base"], zoo["full"], tmp_path / "out", method="ties",
                      params={"densty": 0.5})
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", ["linear", "ties", "dare_linear"])
+def test_mapped_and_read_blocks_agree(zoo, tmp_path, monkeypatch, method):
+    """The zero-copy mapped path (used for large blocks) equals the buffered read path."""
+    import dtmerge.merge.engine as engine
+
+    merge_models(zoo["base"], zoo["full"], tmp_path / "read", method=method, block_elements=500)
+    monkeypatch.setattr(engine, "MAP_MIN_BYTES", 0)  # map every block
+    merge_models(zoo["base"], zoo["full"], tmp_path / "mapped", method=method, block_elements=500)
+    a, b = load_dir(tmp_path / "read"), load_dir(tmp_path / "mapped")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    if method == "linear":
+        _, models = _load(zoo, "full")
+        for name, tensor in b.items():
+            _close(tensor, sum(m[name].double().numpy() for m in models) / 3)
+
+
+def test_magnitude_pruning_keeps_exactly_k_with_ties():
+    """Values tied at the threshold: exactly k survive (the first ones), as with top-k."""
+    from dtmerge.merge.methods.sparse import magnitude_thresholds, prune_by_magnitude_
+
+    x = torch.tensor([[0.5, -0.2, 0.2, 0.9, -0.2, 0.2, 0.1, 0.0]])
+    blocks = [x[:, :3], x[:, 3:6], x[:, 6:]]
+    state = magnitude_thresholds(8, lambda: (b.clone() for b in blocks), 1, density=0.5)
+    assert state == [[pytest.approx(0.2), 2]]  # 0.9, 0.5 above; 2 of the four 0.2s kept
+    out = [b.clone() for b in blocks]
+    for b in out:
+        prune_by_magnitude_(b, state)
+    kept = torch.cat(out, dim=1)
+    assert torch.equal(kept, torch.tensor([[0.5, -0.2, 0.2, 0.9, 0, 0, 0, 0]]))

@@ -73,6 +73,9 @@ class FullModelSource:
                     return other
         return None
 
+    def map_block(self, name: str, rows: tuple[int, int] | None = None):
+        return self.reader.map_block(self.resolve(name), rows)
+
     def info(self, name: str) -> TensorInfo | None:
         stored = self.resolve(name)
         return self.reader.infos[stored] if stored else None

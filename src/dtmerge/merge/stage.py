@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dtmerge.config import RunConfig
 from dtmerge.errors import MergeError
 from dtmerge.merge.engine import merge_models
 from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+
+if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --base` needs none
+    from dtmerge.config import RunConfig
 
 
 def interpolate(base: str | Path, model: str | Path, t: float, out_dir: str | Path) -> dict:
@@ -15,7 +18,7 @@ def interpolate(base: str | Path, model: str | Path, t: float, out_dir: str | Pa
     return merge_models(base, [model], out_dir, method="linear", base_interpolation=t)
 
 
-def merge_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
+def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
     """Merge the run's K sub-models into `run.model("dtm")` with `cfg.merge`.
 
     Skipped when already done with the same merge config and the same sub-model files.

@@ -26,14 +26,8 @@ from dtmerge.errors import MergeError
 from dtmerge.merge.methods.base import Block, DeltaStream, MergeMethod, normalized, per_model
 
 
-def kth_largest(blocks: Callable[[], Iterator[torch.Tensor]], k: int) -> list[float]:
-    """Per row, the k-th largest value (k >= 1) of non-negative floats streamed in blocks.
-
-    `blocks` returns a fresh iterator over (R, *block) float32 tensors (it is read twice).
-    Non-negative IEEE floats order like their bit patterns read as integers, so a histogram of
-    the top 16 bits finds the bucket holding the k-th value and a histogram of the low 16 bits
-    inside that bucket finds the value itself: exact, in O(n), one bincount for all rows.
-    """
+def _radix_select(blocks: Callable[[], Iterator[torch.Tensor]], k: int) -> list[tuple]:
+    """Per row: (k-th largest value, count of values above it, count of values equal to it)."""
     hist = None
     for b in blocks():
         bits = b.reshape(b.shape[0], -1).view(torch.int32)
@@ -53,20 +47,51 @@ def kth_largest(blocks: Callable[[], Iterator[torch.Tensor]], k: int) -> list[fl
             low[r] += torch.bincount(sel, minlength=1 << 16)
     out = []
     for r, h in enumerate(high):
-        p2 = int((low[r].flip(0).cumsum(0) < k - above[r]).sum())
+        low_from_top = low[r].flip(0).cumsum(0)
+        p2 = int((low_from_top < k - above[r]).sum())
         value = torch.tensor([(h << 16) | ((1 << 16) - 1 - p2)], dtype=torch.int32)
-        out.append(float(value.view(torch.float32)[0]))
+        greater = above[r] + (int(low_from_top[p2 - 1]) if p2 > 0 else 0)
+        out.append((float(value.view(torch.float32)[0]), greater, int(low[r].flip(0)[p2])))
     return out
 
 
+def kth_largest(blocks: Callable[[], Iterator[torch.Tensor]], k: int) -> list[float]:
+    """Per row, the k-th largest value (k >= 1) of non-negative floats streamed in blocks.
+
+    `blocks` returns a fresh iterator over (R, *block) float32 tensors (it is read twice).
+    Non-negative IEEE floats order like their bit patterns read as integers, so a histogram of
+    the top 16 bits finds the bucket holding the k-th value and a histogram of the low 16 bits
+    inside that bucket finds the value itself: exact, in O(n), one bincount for all rows.
+    """
+    return [value for value, _, _ in _radix_select(blocks, k)]
+
+
 def magnitude_thresholds(numel: int, deltas: DeltaStream, count: int, density: float) -> list:
-    """Per model, the smallest |delta| kept when keeping the int(density * n) largest."""
-    keep = int(density * numel)
+    """Per model: [threshold, how many entries equal to it may still be kept].
+
+    Keeps exactly max(1, int(density * n)) entries, as mergekit does: entries above the
+    threshold, plus the first (in storage order) of those tied at it.
+    """
     if density >= 1.0:
-        return [0.0] * count
-    if keep == 0:
-        return [float("inf")] * count  # nothing survives
-    return kth_largest(lambda: (d.abs() for d in deltas()), keep)
+        return [[0.0, None] for _ in range(count)]
+    keep = max(1, int(density * numel))
+    selected = _radix_select(lambda: (d.abs() for d in deltas()), keep)
+    return [[value, keep - greater if keep - greater < equal else None]
+            for value, greater, equal in selected]
+
+
+def prune_by_magnitude_(stacked: torch.Tensor, state: list) -> None:
+    """Zero the entries below each model's threshold (in place); `state` tracks tie budgets."""
+    thresholds = per_model(torch.tensor([t for t, _ in state]), stacked)
+    keep = stacked.abs() >= thresholds
+    for k, (threshold, budget) in enumerate(state):
+        if budget is None:  # no ties to break at the threshold
+            continue
+        tied = (stacked[k].abs() == threshold).view(-1).nonzero().view(-1)
+        if len(tied) > budget:
+            keep[k].view(-1)[tied[budget:]] = False
+        state[k][1] = max(0, budget - len(tied))
+    stacked.mul_(keep)
 
 
 def block_seed(seed: int, name: str, model: int, rows: tuple[int, int] | None) -> int:
@@ -138,8 +163,7 @@ class Ties(_SparseMethod):
 
     def combine(self, block: Block) -> torch.Tensor:
         stacked = block.tensors
-        thresholds = per_model(torch.tensor(block.state), stacked)
-        stacked.mul_(stacked.abs() >= thresholds)
+        prune_by_magnitude_(stacked, block.state)
         merged = sign_consensus_merge_(stacked, block.weights, block.params["majority_sign"])
         return merged.mul_(block.params["scaling"])
 
