@@ -100,17 +100,21 @@ def block_seed(seed: int, name: str, model: int, rows: tuple[int, int] | None) -
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
 
 
-def dare_drop_(block: Block) -> torch.Tensor:
-    """DARE in place: keep each entry with probability `density`, rescale kept ones by 1/density."""
+def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
+    """DARE in place: keep each entry with probability `density`, rescale kept ones by 1/density
+    (unless `rescale` is False: the caller folds 1/density into the model weights)."""
     density = float(block.params["density"])
     stacked = block.tensors
     if density >= 1.0:
         return stacked
     gen = torch.Generator()
+    uniform = torch.empty(stacked.shape[1:], dtype=stacked.dtype)
     for k in range(stacked.shape[0]):
         gen.manual_seed(block_seed(int(block.params["seed"]), block.name, k, block.rows))
-        keep = torch.rand(stacked[k].shape, generator=gen, dtype=stacked.dtype) < density
-        stacked[k].mul_(keep).div_(density)
+        torch.rand(uniform.shape, generator=gen, dtype=stacked.dtype, out=uniform)
+        stacked[k].mul_(uniform < density)
+        if rescale:
+            stacked[k].div_(density)
     return stacked
 
 
@@ -178,10 +182,11 @@ class DareLinear(_SparseMethod):
     defaults = {"density": 0.5, "scaling": 1.0, "normalize": True, "seed": 0}
 
     def combine(self, block: Block) -> torch.Tensor:
-        kept = dare_drop_(block)
+        kept = dare_drop_(block, rescale=False)
         w = (normalized(block.weights, kept) if block.params["normalize"]
              else torch.tensor(block.weights, dtype=kept.dtype))
-        return kept.mul_(per_model(w, kept)).sum(0).mul_(block.params["scaling"])
+        scale = block.params["scaling"] / min(1.0, float(block.params["density"]))
+        return kept.mul_(per_model(w * scale, kept)).sum(0)
 
 
 class DareTies(_SparseMethod):
