@@ -26,23 +26,12 @@ PY = sys.executable
 MERGEKIT_PIN = "mergekit"  # newest release; the issue's reference numbers came from 0.1.5
 
 
-def run_child(cmd: list[str], env=None) -> tuple[float, float, str]:
-    """Run a command; return (wall seconds, peak RSS in GB of the child, stdout)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - start
-    # rusage of all waited children; our parent stays tiny (no tensors) so it is the child's peak
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
-    if proc.returncode:
-        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{err[-3000:]}")
-    return wall, peak, out
-
-
 def peak_of(cmd: list[str]) -> tuple[float, float, str]:
-    """Like run_child but in a fresh helper process so RUSAGE_CHILDREN holds only this child."""
+    """Run a command; return (wall seconds, peak RSS in GB, stdout).
+
+    A fresh helper process waits for it, so the helper's RUSAGE_CHILDREN peak is this
+    command's alone (Linux carries a parent's peak RSS into a forked child).
+    """
     helper = ("import json,subprocess,sys,time,resource;t=time.perf_counter();"
               "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
               "w=time.perf_counter()-t;r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"

@@ -101,3 +101,23 @@ def test_unmergeable_adapters_are_rejected(zoo, tmp_path, key, value, match):
         merge_models(zoo["base"], [bad], tmp_path / "out")
     assert str(bad) in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_as_adapter_with_per_module_ranks(zoo, tmp_path):
+    """Adapters on different module sets: the concatenated ranks differ per module."""
+    from peft import PeftModel
+    from transformers import LlamaForCausalLM
+
+    q_only = make_lora(zoo["base"], tmp_path / "q", seed=9, r=2, alpha=5, target_modules=["q_proj"])
+    inputs = [zoo["lora"][0], q_only]
+    merge_models(zoo["base"], inputs, tmp_path / "ad", method="task_arithmetic",
+                 params={"scaling": 0.6}, as_adapter=True)
+    cfg = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and set(cfg["rank_pattern"].values()) == {6}
+    model = LlamaForCausalLM.from_pretrained(zoo["base"], dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, tmp_path / "ad").merge_and_unload().state_dict()
+    base = load_dir(zoo["base"])
+    refs = [merged_full(zoo["base"], a) for a in inputs]
+    expected = {n: base[n] + 0.6 * 0.5 * ((refs[0][n] - base[n]) + (refs[1][n] - base[n]))
+                for n in base}
+    _assert_same(merged, expected)
