@@ -201,40 +201,45 @@ class BlockReader:
         return out
 
 
-    def average(self, name: str, rows, info: TensorInfo, weights: list[float]) -> torch.Tensor:
-        """Weighted average of full models' blocks, summed straight from mapped pages."""
+    def average(self, name: str, rows, info: TensorInfo, weights: list[float],
+                out: torch.Tensor) -> None:
+        """Weighted average of full models' blocks into `out`, read from mapped pages."""
         shape = block_shape(info, rows)
-        out = self._buffer("average", math.prod(shape), info.dtype).view(shape)
+        acc = self._buffer("average", math.prod(shape), info.dtype).view(shape)
         views, mappings = [], []
         for src in self.sources:
-            if out.nbytes >= max(MAP_MIN_BYTES, 1):
+            if acc.nbytes >= max(MAP_MIN_BYTES, 1):
                 view, mapping = src.map_block(name, rows)
                 mappings.append(mapping)
             else:
                 view = src.read(name, rows)
             views.append(view)
-        result = average_into(views, weights, out)
+        weighted_sum_into(views, weights, acc)
         del views, view
         for mapping in mappings:
             unmap(mapping)
-        return result
+        # One cheap reduction instead of an isfinite pass: NaN/inf anywhere makes it non-finite.
+        if not math.isfinite(float(acc.sum())) and not torch.isfinite(acc).all():
+            raise MergeError(f"merging tensor '{name}' gave NaN or inf values: check the inputs "
+                             "for NaN weights")
+        torch.div(acc, len(weights) if len(set(weights)) == 1 else sum(weights), out=out)
 
 
-def average_into(views: list[torch.Tensor], weights: list[float], out: torch.Tensor):
-    """((w_1 v_1 + w_2 v_2) + ...) / sum(w), accumulated in input order into `out`.
+def weighted_sum_into(views: list[torch.Tensor], weights: list[float], acc: torch.Tensor):
+    """w_1 v_1 + w_2 v_2 + ... in input order into `acc` (equal weights: plain sum).
 
-    In input order, as torch's sum over a stacked dim 0 does for K <= 4, so the result equals
-    mergekit's normalised linear merge bit for bit there (within an ulp for larger K).
+    Divided by sum(w) afterwards, this is the same floating-point sequence as torch's sum
+    over a stacked dim 0 for K <= 4, so the average equals mergekit's normalised linear merge
+    bit for bit there (within an ulp for larger K).
     """
     if len(set(weights)) == 1:
-        torch.add(views[0], views[1], out=out) if len(views) > 1 else out.copy_(views[0])
+        torch.add(views[0], views[1], out=acc) if len(views) > 1 else acc.copy_(views[0])
         for v in views[2:]:
-            out.add_(v)
-        return out.div_(len(views))
-    torch.mul(views[0], weights[0], out=out)
+            acc.add_(v)
+        return
+    torch.mul(views[0], weights[0], out=acc)
     for w, v in zip(weights[1:], views[1:]):
-        out.add_(v * w)
-    return out.div_(sum(weights))
+        acc.add_(v * w)
 
 
 def block_shape(info: TensorInfo, rows) -> tuple[int, ...]:
@@ -282,12 +287,10 @@ def stream_merge(base_src: FullModelSource, sources: list, method, weights: list
                  if method.needs_prepare else None)
         plain_average = (method.name == "linear" and not need_base and info.dtype == work)
         for rows in blocks:
-            if plain_average:  # the paper's merge of full models: no stacking, no copies
-                result = reader.average(name, rows, info, weights)
-                if not math.isfinite(float(result.sum())) and not torch.isfinite(result).all():
-                    raise MergeError(f"merging tensor '{name}' gave NaN or inf values: check "
-                                     "the inputs for NaN weights")
-                writer.write(name, result)
+            if plain_average:  # the paper's merge of full models: no stacking, no copies;
+                # the final division writes straight into the output file's pages
+                with writer.block_out(name, block_shape(info, rows), MAP_MIN_BYTES) as out_block:
+                    reader.average(name, rows, info, weights, out_block)
                 continue
             if cached is not None:
                 base_block, stacked = cached

@@ -14,6 +14,7 @@ documented safetensors layout, so the files load with the safetensors library an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import mmap
@@ -222,26 +223,64 @@ class ShardWriter:
         header["__metadata__"] = {"format": "pt"}
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # data must start 8-byte aligned
-        self._fh = open(self.out_dir / self.files[i], "wb")
+        self._fh = open(self.out_dir / self.files[i], "w+b", buffering=0)  # r+w: mmap
         self._fh.write(struct.pack("<Q", len(raw)) + raw)
+        self._offset = 8 + len(raw)
+        os.ftruncate(self._fh.fileno(), self._offset + offset)  # full size: blocks may be mapped
         self._shard = i
 
-    def write(self, name: str, block: torch.Tensor) -> None:
-        """Append the next row block of tensor `name` (blocks arrive in row order)."""
+    def _next(self, name: str, nbytes: int) -> OutTensor:
         shard, t = self._order[self._pos]
         if t.name != name:
             raise RuntimeError(f"writer expected tensor {t.name}, got {name}")
         if shard != self._shard:
             self._open_shard(shard)
-        data = block.to(t.dtype).contiguous().view(-1)
-        if data.numel():
-            self._fh.write(memoryview(data.view(torch.uint8).numpy()))
-        self._written += data.numel() * data.element_size()
-        if self._written > t.nbytes:
+        if self._written + nbytes > t.nbytes:
             raise RuntimeError(f"too many bytes written for {name}")
+        return t
+
+    def _advance(self, t: OutTensor, nbytes: int) -> None:
+        self._offset += nbytes
+        self._written += nbytes
         if self._written == t.nbytes:
             self._pos += 1
             self._written = 0
+
+    def write(self, name: str, block: torch.Tensor) -> None:
+        """Append the next row block of tensor `name` (blocks arrive in row order)."""
+        data = block.to(self._order[self._pos][1].dtype).contiguous().view(-1)
+        nbytes = data.numel() * data.element_size()
+        t = self._next(name, nbytes)
+        view = memoryview(data.view(torch.uint8).numpy()) if data.numel() else b""
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fh.fileno(), view[done:], self._offset + done)
+        self._advance(t, nbytes)
+
+    @contextlib.contextmanager
+    def block_out(self, name: str, shape: tuple[int, ...], map_min_bytes: int = 1 << 20):
+        """A writable tensor for the next block of `name`: a view into the output file itself
+        (no copy) for large blocks, else a buffer written on exit. Fill it inside the block."""
+        t = self._order[self._pos][1]
+        numel = math.prod(shape)
+        nbytes = numel * torch.empty((), dtype=t.dtype).element_size()
+        if nbytes < max(map_min_bytes, 1):
+            buf = torch.empty(shape, dtype=t.dtype)
+            yield buf
+            self.write(name, buf)
+            return
+        t = self._next(name, nbytes)
+        start = self._offset - self._offset % mmap.ALLOCATIONGRANULARITY
+        mapping = mmap.mmap(self._fh.fileno(), nbytes + self._offset - start, offset=start,
+                            access=mmap.ACCESS_WRITE)
+        view = torch.frombuffer(mapping, dtype=t.dtype, count=numel,
+                                offset=self._offset - start).view(shape)
+        try:
+            yield view
+        finally:
+            del view
+            unmap(mapping)
+        self._advance(t, nbytes)
 
     def close(self) -> dict[str, str]:
         """Finish the files; returns the weight map (tensor -> file) and writes the index if sharded."""
