@@ -11,7 +11,7 @@ from dtmerge.merge import merge_models
 from dtmerge.merge.methods.fisher import estimate_fisher
 from dtmerge.merge.sources import FullModelSource
 
-from conftest import load_dir, make_lora, read_json
+from merge_zoo import load_dir, make_lora, read_json
 
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 .,:#?!\n") + ["[UNK]", "</s>"]
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from dtmerge.errors import MergeError
 from dtmerge.merge import merge_models
 
-from conftest import load_dir, make_base, make_finetuned, make_lora, merged_full, read_json
+from merge_zoo import load_dir, make_base, make_finetuned, make_lora, merged_full, read_json
 
 
 def test_sharded_inputs_and_outputs_load_in_transformers(zoo, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from dtmerge.errors import MergeError
 from dtmerge.merge import merge_models
 
-from conftest import load_dir, make_lora, merged_full
+from merge_zoo import load_dir, make_lora, merged_full
 
 TOL = 1e-6
 

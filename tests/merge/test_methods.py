@@ -9,7 +9,7 @@ import torch
 from dtmerge.merge import interpolate, merge_models
 from dtmerge.merge.methods.sparse import block_seed, kth_largest
 
-from conftest import load_dir, read_json
+from merge_zoo import load_dir, read_json
 
 TOL = 1e-6
 
