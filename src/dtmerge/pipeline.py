@@ -40,11 +40,12 @@ def check_stages(stages: list[str] | None) -> list[str]:
 
 def validate_and_plan(cfg: RunConfig, log=print) -> dict:
     """Validate everything that needs no training and print the plan."""
-    from dtmerge.plan import format_plan, make_plan, validate_inputs
+    from dtmerge.plan import format_plan, make_plan, raise_for_problems, validate_inputs
 
     problems = validate_inputs(cfg)
     plan = make_plan(cfg)
     log(format_plan(plan))
+    raise_for_problems(plan)  # disk space, K larger than the data...
     if problems:
         raise DtmError("dry run found problems:\n" + "\n".join(f"  - {p}" for p in problems))
     log("dry run: config, data, model files and disk space OK")

@@ -280,6 +280,11 @@ def _check_eval(cfg: RunConfig, found: list[str]) -> None:
                      "data sets come from the Hub: needs network")
     if not ec.tasks:
         found.append("note: eval.tasks is empty: variants will not be scored")
+    code_tasks = [t for t in tasks if t in TASK_GROUPS.get("code", [])]
+    if code_tasks and not ec.allow_code_execution:
+        # Caught here, not after hours of training when the eval stage refuses them.
+        found.append(f"error: eval tasks {', '.join(code_tasks)} execute model-written code: set "
+                     "eval.allow_code_execution: true (ideally in a sandbox) or drop them")
     if "sft" in ec.variants and not cfg.train.sft_baseline:
         found.append("error: eval.variants has 'sft' but train.sft_baseline is false")
 
