@@ -59,6 +59,12 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
     if dry_run:
         validate_and_plan(cfg, log)
         return RunDir(cfg.run_dir)
+    if "train" in order:  # check inputs up front, before hours of training
+        from dtmerge.preflight import validate_inputs
+
+        problems = validate_inputs(cfg)
+        if problems:
+            raise DtmError("inputs have problems:\n" + "\n".join(f"  - {p}" for p in problems))
     run = RunDir(cfg.run_dir)
     run.root.mkdir(parents=True, exist_ok=True)
     if shutil.disk_usage(run.root).free < 200 * 2**20:
