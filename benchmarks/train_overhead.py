@@ -1,7 +1,7 @@
 """Overhead of dtmerge's train_model against plain TRL SFTTrainer, side by side.
 
 Same model, data, tokenizer and settings; the runs alternate (dtmerge, TRL, dtmerge, TRL...)
-so machine noise hits both alike. Prints tokens/s for each and the ratio; the goal is that
+in ABBA order so machine noise and warm-up hit both alike. Prints tokens/s for each and the ratio; the goal is that
 dtmerge adds at most 5% (ratio of median step-loop times <= 1.05).
 
     .venv/bin/python benchmarks/train_overhead.py [--repeats 3] [--steps 30] [--method lora]
@@ -109,13 +109,14 @@ def main() -> None:
         loop = {"dtmerge": [], "trl": []}
         wall = {"dtmerge": [], "trl": []}
         for r in range(args.repeats):
-            for name, fn in (("dtmerge", run_dtmerge), ("trl", run_trl)):
+            pair = [("dtmerge", run_dtmerge), ("trl", run_trl)]
+            for name, fn in (pair if r % 2 == 0 else pair[::-1]):  # ABBA: no order bias
                 t_loop, t_wall = fn(cfg, tmp / "data.jsonl", tmp / f"{name}{r}")
                 loop[name].append(t_loop)
                 wall[name].append(t_wall)
         tokens = args.steps * batch * seq  # padded tokens per run, identical for both
         print(f"model: Llama 4x256, {args.method}, {args.steps} steps of {batch}x{seq}, "
-              f"{args.repeats} alternating repeats, {args.threads} threads")
+              f"{args.repeats} ABBA repeats, {args.threads} threads")
         for what, times in (("training loop", loop), ("end to end (load+train+save)", wall)):
             med = {k: statistics.median(v) for k, v in times.items()}
             print(f"-- {what}")
