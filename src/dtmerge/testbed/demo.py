@@ -53,7 +53,9 @@ def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
         "train": train,
         "merge": {"method": "linear"},
         "eval": {"tasks": tasks, "include_path": [str(testbed.tasks_dir)], "batch_size": 32,
-                 "device": "cpu", "variants": ["base", "sft", "dtm", "dtm_long", "interpolation"],
+                 # The long run is not evaluated itself: its merge is scored in the main run.
+                 "device": "cpu", "variants": ["base", "dtm"] if long else
+                 ["base", "sft", "dtm", "dtm_long", "interpolation"],
                  "interpolation": interpolation or INTERPOLATION},
         "report": {"knowledge_tasks": testbed.knowledge_tasks + testbed.reasoning_tasks,
                    "instruction_tasks": testbed.instruction_tasks},
