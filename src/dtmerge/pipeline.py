@@ -62,7 +62,7 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
     if "train" in order:  # check inputs up front, before hours of training
         from dtmerge.preflight import validate_inputs
 
-        problems = validate_inputs(cfg)
+        problems = validate_inputs(cfg, order)
         if problems:
             raise DtmError("inputs have problems:\n" + "\n".join(f"  - {p}" for p in problems))
     run = RunDir(cfg.run_dir)

@@ -68,11 +68,13 @@ def locate_gguf_quietly(mc: ModelConfig) -> Path | None:
         return None
 
 
-def check_inputs(cfg: RunConfig) -> list[str]:
+def check_inputs(cfg: RunConfig, stages: list[str] | None = None) -> list[str]:
     """Everything found in a run's inputs without touching the network.
 
     Args:
         cfg: the run config.
+        stages: the stages about to run (default all); eval settings are checked only when
+            the eval stage is among them.
 
     Returns:
         One line per finding, each starting "error: " (the run would fail: fix it first) or
@@ -81,18 +83,19 @@ def check_inputs(cfg: RunConfig) -> list[str]:
     found: list[str] = []
     _check_model(cfg.model, found)
     _check_data(cfg, found)
-    _check_eval(cfg, found)
+    if stages is None or "eval" in stages:
+        _check_eval(cfg, found)
     _check_runs_dir(cfg, found)
     return found
 
 
-def validate_inputs(cfg: RunConfig) -> list[str]:
+def validate_inputs(cfg: RunConfig, stages: list[str] | None = None) -> list[str]:
     """The problems that would make the run fail, found without a network (empty when OK).
 
     Inputs that merely need a network (Hub ids while HF_HUB_OFFLINE=1) are not problems; see
     `check_inputs` for those notes.
     """
-    return [f[len("error: "):] for f in check_inputs(cfg) if f.startswith("error: ")]
+    return [f[len("error: "):] for f in check_inputs(cfg, stages) if f.startswith("error: ")]
 
 
 # --------------------------------------------------------------------------- model
