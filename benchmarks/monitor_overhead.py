@@ -115,7 +115,7 @@ def main() -> None:
             print(f"repeat {r} {kind:9s} {elapsed:7.2f} s", flush=True)
 
     plain, mon = statistics.median(times["plain"]), statistics.median(times["monitored"])
-    print(f"\n| run | median wall time (s) | runs |\n|---|---|---|")
+    print("\n| run | median wall time (s) | runs |\n|---|---|---|")
     print(f"| without monitor | {plain:.2f} | {', '.join(f'{t:.2f}' for t in times['plain'])} |")
     print(f"| with monitor (every 50 steps, 100 items) | {mon:.2f} | "
           f"{', '.join(f'{t:.2f}' for t in times['monitored'])} |")

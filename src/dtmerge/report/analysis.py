@@ -144,7 +144,7 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint]) -> LineVer
                 f"base→SFT line (best: {best.variant}, {best.instruction:.3f}), so the line "
                 f"cannot be read at its level; its knowledge score is {y:.3f} against "
                 f"{best.knowledge:.3f} for {best.variant}"
-                + (f": it is better on both axes." if dominates else
+                + (": it is better on both axes." if dominates else
                    f": it trades {best.knowledge - y:.3f} knowledge for that gain.")))
         return LineVerdict(name, None, None, None, (
             f"{name}'s instruction-following score ({x:.3f}) is below every point of the "

@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from dtmerge.report.analysis import compare_variants
 from dtmerge.report.document import Table
@@ -101,19 +100,11 @@ def is_model_dir(path: Path) -> bool:
 def load_eval_config(path: str | Path):
     """EvalConfig from a YAML file: a whole run config (its `eval` section), a file with an
     `eval` section, or the bare section."""
-    from dtmerge.config import EvalConfig, RunConfig, format_validation_error
+    from dtmerge.config import EvalConfig, RunConfig, format_validation_error, read_yaml_mapping
     from dtmerge.errors import ConfigError
     from pydantic import ValidationError
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--eval-config {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping (an eval section or a run config)")
+    data = read_yaml_mapping(path, "--eval-config")
     try:
         if "model" in data and "data" in data:
             return RunConfig.model_validate(data).eval

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
