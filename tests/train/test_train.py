@@ -140,3 +140,20 @@ def test_ray_executor_runs_jobs_as_tasks(tmp_path, tiny_model_dir):
     finally:
         ray.shutdown()
     assert run.job("train:sub_0")["status"] == "done" and run.model("sub_0").exists()
+
+
+@pytest.mark.slow
+def test_mlflow_streams_training_curves_live(tmp_path, tiny_model_dir, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra")
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    torch.set_num_threads(1)
+    cfg = _cfg(tmp_path, tiny_model_dir, method="full")
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"mlflow": True})})
+    data = _write(tmp_path / "p.jsonl", _records(8))
+    train_model(cfg, data, tmp_path / "models" / "sub_0", "sub_0")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{(cfg.run_dir / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name("t")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_name for r in runs] == ["sub_0"]
+    assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 3

@@ -82,6 +82,22 @@ def sft_config(cfg: RunConfig, work_dir: Path, report_to: list[str]):
     return SFTConfig(**kwargs)
 
 
+def _live_trackers(cfg: RunConfig, job_name: str) -> list[str]:
+    """transformers' own callbacks stream the training curves live: TensorBoard into the work
+    dir, MLflow into the run's store (one MLflow run per job, named after it)."""
+    trackers = ["tensorboard"] if cfg.tracking.tensorboard else []
+    if cfg.tracking.mlflow:
+        from dtmerge.rundir import RunDir
+        from dtmerge.tracking import _import_mlflow, tracking_uri
+
+        _import_mlflow()  # a clear error when the extra is missing
+        # Set, not defaulted: two runs in one process must not share a store by accident.
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(cfg, RunDir(cfg.run_dir))
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = cfg.name
+        trackers.append("mlflow")
+    return trackers
+
+
 def _last_checkpoint(work_dir: Path) -> str | None:
     ckpts = sorted(glob.glob(str(work_dir / "checkpoint-*")), key=lambda p: int(p.rsplit("-", 1)[1]))
     return ckpts[-1] if ckpts else None
@@ -112,8 +128,8 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model)
     peft_config = lora_config(cfg, model) if cfg.train.method == "lora" else None
-    report_to = ["tensorboard"] if cfg.tracking.tensorboard else []
-    args = sft_config(cfg, work_dir, report_to)
+    args = sft_config(cfg, work_dir, _live_trackers(cfg, job_name))
+    args.run_name = job_name
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=peft_config,
