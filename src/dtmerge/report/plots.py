@@ -57,7 +57,7 @@ def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str]) -> byte
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
     ax.set_ylabel("tax: score minus base")
-    ax.set_title("Alignment tax per benchmark (bars: paired bootstrap 95% interval)")
+    ax.set_title("Alignment tax per benchmark\n(error bars: paired bootstrap 95% interval)", fontsize=10)
     ax.legend(fontsize=8, ncol=min(4, len(shown)))
     return _png(fig)
 
