@@ -90,10 +90,13 @@ def _live_trackers(cfg: RunConfig, job_name: str) -> list[str]:
         from dtmerge.rundir import RunDir
         from dtmerge.tracking import _import_mlflow, tracking_uri
 
-        _import_mlflow()  # a clear error when the extra is missing
-        # Set, not defaulted: two runs in one process must not share a store by accident.
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(cfg, RunDir(cfg.run_dir))
+        mlflow = _import_mlflow()  # a clear error when the extra is missing
+        uri = tracking_uri(cfg, RunDir(cfg.run_dir))
+        # Set, not defaulted, and on mlflow itself too: transformers' callback ignores the
+        # variable once any URI was set in this process (e.g. by an earlier run's report).
+        os.environ["MLFLOW_TRACKING_URI"] = uri
         os.environ["MLFLOW_EXPERIMENT_NAME"] = cfg.name
+        mlflow.set_tracking_uri(uri)
         trackers.append("mlflow")
     return trackers
 
