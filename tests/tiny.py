@@ -62,3 +62,20 @@ def write_alpaca(path: Path, n: int, seed: int = 0) -> Path:
                 "source": ["geo", "chat"][i % 2],
             }) + "\n")
     return path
+
+
+def write_mc_task(root: Path, name: str, rows: list[dict], category: str = "knowledge") -> Path:
+    """A local lm-eval multiple-choice task over `rows` ({question, choices, answer})."""
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / f"{name}.yaml").write_text(yaml.safe_dump({
+        "task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test", "output_type": "multiple_choice",
+        "doc_to_text": "Question: {{question}}\nAnswer:", "doc_to_choice": "{{choices}}",
+        "doc_to_target": "answer", "metric_list": [{"metric": "acc"}],
+        "metadata": {"version": 1.0, "category": category},
+    }))
+    return root

@@ -7,26 +7,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tiny import write_alpaca
+from tiny import write_alpaca, write_mc_task
 from dtmerge.cli.main import main
-
-
-def write_mc_task(root):
-    """A 4-way multiple-choice lm-eval task over a local JSONL file."""
-    root.mkdir(parents=True, exist_ok=True)
-    cities = ["paris", "london", "rome", "berlin"]
-    with open(root / "mc.jsonl", "w") as fh:
-        for i, name in enumerate(["alice", "bob", "carol", "dave"] * 3):
-            fh.write(json.dumps({"question": f"where is {name} born", "choices": cities,
-                                 "answer": i % 4}) + "\n")
-    (root / "tiny_mc.yaml").write_text(yaml.safe_dump({
-        "task": "tiny_mc", "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(root / "mc.jsonl")}},
-        "test_split": "test", "output_type": "multiple_choice",
-        "doc_to_text": "{{question}}", "doc_to_choice": "{{choices}}",
-        "doc_to_target": "{{answer}}", "metric_list": [{"metric": "acc"}],
-    }))
-    return root
 
 
 def expected_lora_average(base_dir, adapter_dirs):
@@ -53,7 +35,10 @@ def expected_lora_average(base_dir, adapter_dirs):
 def test_dtm_run_k2_end_to_end(tmp_path, tiny_model_dir, capsys):
     torch.set_num_threads(1)
     data = write_alpaca(tmp_path / "data.jsonl", 40)
-    tasks = write_mc_task(tmp_path / "tasks")
+    cities = ["paris", "london", "rome", "berlin"]
+    rows = [{"question": f"where is {name} born", "choices": cities, "answer": i % 4}
+            for i, name in enumerate(["alice", "bob", "carol", "dave"] * 3)]
+    tasks = write_mc_task(tmp_path / "tasks", "tiny_mc", rows)
     cfg = {
         "name": "e2e", "runs_dir": str(tmp_path / "runs"),
         "model": {"path": str(tiny_model_dir)},
