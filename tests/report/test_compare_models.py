@@ -9,7 +9,6 @@ from dtmerge.cli.main import main
 from tiny import write_mc_task
 
 
-
 @pytest.mark.slow
 def test_identical_models_pass_the_gate(tmp_path, tiny_model_dir, capsys):
     import torch
