@@ -13,7 +13,7 @@ from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, DtmError
 from dtmerge.rundir import STAGES, RunDir, atomic_write_text
 
-# stage -> "module:function"; every function takes (cfg, run).
+# stage -> "module:function"; every function takes (cfg, run, log=print).
 STAGE_FUNCTIONS = {
     "data": "dtmerge.data:prepare_data",
     "disperse": "dtmerge.disperse:disperse_stage",
@@ -73,7 +73,7 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
     for stage in order:
         log(f"== {stage}")
         fn = stage_function(stage)
-        result = fn(cfg, run, log=log) if stage == "train" else fn(cfg, run)
+        result = fn(cfg, run, log=log)
         if isinstance(result, dict) and result.get("summary"):
             log(result["summary"])
     return run
