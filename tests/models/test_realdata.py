@@ -54,3 +54,54 @@ def test_right_answers_are_right():
     assert caps["choices"][caps["answer"]].isupper()
     paris = next(i for i in world_fact_items() if "capital of France" in i["question"])
     assert paris["choices"][paris["answer"]] == "Paris"
+
+
+def _shingles(text: str, n: int = 8) -> set[tuple[str, ...]]:
+    words = text.lower().split()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_heldout_text_task_is_a_rolling_lm_task_not_in_the_instruction_data(tmp_path):
+    rd = build_realdata(tmp_path / "rd", num_examples=1200)
+    assert rd.lm_loss_tasks == ("rt_heldout_text",)
+    spec = yaml.safe_load((rd.tasks_dir / "rt_heldout_text.yaml").read_text())
+    assert spec["output_type"] == "loglikelihood_rolling" and spec["doc_to_target"] == "{{text}}"
+    assert [m["metric"] for m in spec["metric_list"]] == ["word_perplexity", "byte_perplexity",
+                                                          "bits_per_byte"]
+    assert not any(m["higher_is_better"] for m in spec["metric_list"])
+    docs = _jsonl(rd.tasks_dir / "rt_heldout_text.jsonl")
+    prov = json.loads((rd.tasks_dir / "rt_heldout_text.provenance.json").read_text())
+    assert prov["docs"] == len(docs) and 0 < len(docs) <= 48
+    assert prov["words"] == sum(d["words"] for d in docs)
+    assert prov["bytes"] == sum(len(d["text"].encode()) for d in docs)
+    # the Python standard library is on every machine: its docstrings always contribute
+    assert prov["by_source"]["python-stdlib"] > 0
+    assert all(d["origin"] and d["source"] in ("python-stdlib", "licenses", "package-docs")
+               for d in docs)
+    assert len({d["text"] for d in docs}) == len(docs)
+    # held out: no 8-word run of any training example appears in any passage
+    train = set().union(*(_shingles(f"{r['instruction']} {r['output']}") for r in _jsonl(rd.data)))
+    assert all(not (_shingles(d["text"]) & train) for d in docs)
+
+
+def test_heldout_selection_skips_missing_roots_and_is_deterministic(tmp_path):
+    from dtmerge.realdata.heldout import is_prose, select_heldout
+
+    docs_dir = tmp_path / "doc"
+    (docs_dir / "pkg").mkdir(parents=True)
+    para = ("This package provides a small library for reading configuration files. It keeps "
+            "the original order of the sections and reports every error with its line number.")
+    (docs_dir / "pkg" / "README").write_text("\n\n".join([para] * 2 + ["x = {'a': [1, 2]}"] +
+                                                         [para.replace("small", f"tiny {i}")
+                                                          for i in range(12)]))
+    kwargs = dict(licenses_dir=tmp_path / "missing", package_docs_dir=docs_dir,
+                  modules=["json", "no_such_module_xyz"], min_words=20)
+    a = select_heldout(**kwargs)
+    b = select_heldout(**kwargs)
+    assert a == b
+    assert a.provenance["missing_roots"] == [str(tmp_path / "missing")]
+    assert {p.source for p in a.passages} <= {"python-stdlib", "package-docs"}
+    readme = [p for p in a.passages if p.source == "package-docs"]
+    assert readme and all("{" not in p.text for p in readme)
+    assert all(p.text.count(para) <= 1 for p in readme)  # the duplicate paragraph is dropped
+    assert not is_prose("def f(x):\n    return {'a': x}  # a dict of things, returned here.")

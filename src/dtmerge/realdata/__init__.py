@@ -6,6 +6,9 @@
     tasks/rt_world_facts.*      multiple-choice real-world knowledge (category knowledge)
     tasks/rt_text_continuation.* real prose from this machine, true vs foreign endings
                                 (category knowledge: a forgetting measure)
+    tasks/rt_heldout_text.*     held-out real prose from this machine scored as language-
+                                modelling loss (bits per byte, lower is better; category
+                                knowledge: the forgetting measure), with provenance.json
     tasks/rt_instruction_check.* held-out instructions, obeying vs ignoring response
                                 (category instruction)
 
@@ -21,7 +24,9 @@ from pathlib import Path
 
 import yaml
 
+from dtmerge.errors import DataError
 from dtmerge.realdata.facts import world_fact_items
+from dtmerge.realdata.heldout import passage_record, select_heldout
 from dtmerge.realdata.instructions import instruction_check_items, instruction_examples
 from dtmerge.realdata.text import continuation_items
 from dtmerge.rundir import atomic_dir
@@ -29,6 +34,7 @@ from dtmerge.rundir import atomic_dir
 DEFAULT_OUT = "runs/realdata"
 KNOWLEDGE_TASKS = ["rt_world_facts", "rt_text_continuation"]
 INSTRUCTION_TASKS = ["rt_instruction_check"]
+LM_LOSS_TASKS = ["rt_heldout_text"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class RealData:
     tasks_dir: Path
     knowledge_tasks: tuple[str, ...] = tuple(KNOWLEDGE_TASKS)
     instruction_tasks: tuple[str, ...] = tuple(INSTRUCTION_TASKS)
+    lm_loss_tasks: tuple[str, ...] = tuple(LM_LOSS_TASKS)
 
 
 def _task_yaml(name: str, data_file: Path, text: str, category: str) -> dict:
@@ -53,6 +60,34 @@ def _task_yaml(name: str, data_file: Path, text: str, category: str) -> dict:
     }
 
 
+def _rolling_task_yaml(name: str, data_file: Path, category: str) -> dict:
+    """A language-modelling task like lm-eval's wikitext: each document's whole text scored
+    by rolling log-likelihood; the three metrics are lower-is-better."""
+    return {
+        "task": name, "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}},
+        "test_split": "test", "output_type": "loglikelihood_rolling",
+        "doc_to_text": "", "doc_to_target": "{{text}}",
+        "metric_list": [{"metric": m, "higher_is_better": False}
+                        for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")],
+        "metadata": {"version": 1.0, "category": category},
+    }
+
+
+def _write_heldout_task(tasks: Path, final_tasks: Path, name: str, seed: int) -> dict:
+    selection = select_heldout(seed=seed)
+    if not selection.passages:
+        raise DataError("rt_heldout_text: no English prose found on this machine (checked the "
+                        "Python standard library's docstrings, /usr/share/common-licenses and "
+                        "/usr/share/doc/*/README*); drop rt_heldout_text from eval.tasks")
+    data = tasks / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(passage_record(p)) + "\n" for p in selection.passages))
+    spec = _rolling_task_yaml(name, final_tasks / data.name, "knowledge")
+    (tasks / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (tasks / f"{name}.provenance.json").write_text(json.dumps(selection.provenance, indent=2) + "\n")
+    return selection.provenance
+
+
 def _write_task(tasks: Path, final_tasks: Path, name: str, items: list[dict], text: str,
                 category: str) -> None:
     data = tasks / f"{name}.jsonl"
@@ -62,12 +97,13 @@ def _write_task(tasks: Path, final_tasks: Path, name: str, items: list[dict], te
 
 
 def build_realdata(out_dir: str | Path = DEFAULT_OUT, num_examples: int = 1200, seed: int = 0) -> RealData:
-    """Write the instruction data and the three local lm-eval tasks under `out_dir`.
+    """Write the instruction data and the four local lm-eval tasks under `out_dir`.
 
     Args:
         out_dir: destination (replaced atomically when complete).
         num_examples: instruction examples to generate.
-        seed: random seed of the instruction data (the tasks are fixed).
+        seed: random seed of the instruction data (the tasks are fixed; the held-out text is
+            fixed for a given machine, see `heldout.py`).
 
     Returns:
         A RealData with the data file, the tasks directory and the task names by category.
@@ -88,6 +124,7 @@ def build_realdata(out_dir: str | Path = DEFAULT_OUT, num_examples: int = 1200, 
                     "{{context}}", "knowledge")
         _write_task(tasks, final_tasks, "rt_instruction_check", checks, "{{prompt}}",
                     "instruction")
+        _write_heldout_task(tasks, final_tasks, "rt_heldout_text", seed=0)
     return RealData(data=out / "instructions.jsonl", tasks_dir=out / "tasks")
 
 
@@ -99,5 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rd = build_realdata(args.out, args.num_examples, args.seed)
     print(f"instruction data: {rd.data}\nlm-eval tasks:    {rd.tasks_dir} "
-          f"({', '.join(rd.knowledge_tasks + rd.instruction_tasks)})")
+          f"({', '.join(rd.knowledge_tasks + rd.instruction_tasks + rd.lm_loss_tasks)})")
+    prov = json.loads((rd.tasks_dir / "rt_heldout_text.provenance.json").read_text())
+    print(f"held-out text:    {prov['docs']} passages, {prov['words']} words, "
+          f"{prov['bytes']} bytes ({', '.join(f'{k} {v}' for k, v in prov['by_source'].items())})"
+          + (f"; missing: {', '.join(prov['missing_roots'])}" if prov["missing_roots"] else ""))
     return 0
