@@ -16,12 +16,16 @@ from typing import Any
 from dtmerge.config import EvalConfig
 from dtmerge.errors import ConfigError, ModelError
 from dtmerge.evaluate.groups import resolve_tasks, task_category, task_manager_for
+from dtmerge.evaluate.lm_loss import (
+    RATIO_METRICS, is_higher_better, item_parts, ratio_value, rolling_item,
+)
 from dtmerge.rundir import atomic_write_json
 
 log = logging.getLogger("dtmerge.evaluate")
 
 # Primary metric per output type when a task lists several (first listed otherwise).
-_PREFERRED = ("acc", "exact_match", "pass@1", "prompt_level_strict_acc", "acc_norm", "mc2")
+_PREFERRED = ("acc", "exact_match", "pass@1", "prompt_level_strict_acc", "acc_norm", "mc2",
+              "bits_per_byte", "byte_perplexity", "word_perplexity")
 
 
 def pick_device(name: str) -> str:
@@ -168,13 +172,22 @@ def primary_metric(results: dict, preferred: tuple[str, ...] = _PREFERRED) -> tu
 
 
 def task_result(raw: dict, name: str, category: str) -> dict:
-    """Convert lm-eval's output for one task (or group) into the contract's task entry."""
+    """Convert lm-eval's output for one task (or group) into the contract's task entry.
+
+    The entry records the primary metric's direction (`higher_is_better`). For metrics that
+    aggregate as a ratio of sums over documents (bits per byte, perplexities of rolling
+    log-likelihood tasks) each item keeps its log-likelihood and word/byte counts, and
+    `stderr` / `interval` come from a bootstrap of that ratio over documents (lm-eval gives
+    none for them).
+    """
     results = raw["results"].get(name) or {}
     subtasks = raw.get("group_subtasks", {}).get(name) or []
     leaves = _leaf_tasks(raw, name) if subtasks else [name]
     if not _metric_keys(results):  # a group without aggregate: use its first leaf's metric
         results = raw["results"][leaves[0]]
     metric, filt = primary_metric(results)
+    higher = is_higher_better(raw, name if name in (raw.get("higher_is_better") or {})
+                              else leaves[0], metric)
     items: list[dict] = []
     for leaf in leaves:
         prefix = f"{leaf}:" if subtasks else ""
@@ -182,12 +195,26 @@ def task_result(raw: dict, name: str, category: str) -> dict:
             if sample.get("filter", "none") == filt and metric in sample:
                 items.append(_item(sample, metric, prefix))
     items.sort(key=lambda it: (isinstance(it["doc_id"], str), it["doc_id"]))
+    parts = [item_parts(it, metric) for it in items] if metric in RATIO_METRICS else []
+    ratio = bool(parts) and all(p is not None for p in parts)
     score = results.get(f"{metric},{filt}")
-    if score is None or score == "N/A":
+    if (score is None or score == "N/A") and ratio:
+        score = ratio_value(metric, [p[0] for p in parts], [p[1] for p in parts])
+    elif score is None or score == "N/A":
         score = sum(i["score"] for i in items) / len(items) if items else None
     stderr = results.get(f"{metric}_stderr,{filt}")
-    return {
-        "metric": metric, "filter": filt,
+    interval = None
+    if ratio:
+        from dtmerge.report.stats import ratio_interval
+
+        low, high, se = ratio_interval([p[0] for p in parts], [p[1] for p in parts],
+                                       RATIO_METRICS[metric].transform, n_boot=1000)
+        interval = [low, high]
+        if not isinstance(stderr, (int, float)):
+            stderr = se
+    entry = {
+        "metric": metric, "filter": filt, "higher_is_better": higher,
+        "aggregation": "ratio_of_sums" if ratio else "mean",
         "score": float(score) if score is not None else None,
         "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
         "n": len(items),
@@ -197,6 +224,9 @@ def task_result(raw: dict, name: str, category: str) -> dict:
         "subtasks": leaves if subtasks else [],
         "items": items,
     }
+    if interval is not None:
+        entry["interval"] = interval
+    return entry
 
 
 def _leaf_tasks(raw: dict, name: str) -> list[str]:
@@ -208,9 +238,17 @@ def _leaf_tasks(raw: dict, name: str) -> list[str]:
 
 
 def _item(sample: dict, metric: str, prefix: str) -> dict:
-    """One per-item record: primary score; choice indices for multiple choice, text otherwise."""
+    """One per-item record: primary score; choice indices for multiple choice, log-likelihood
+    and word/byte counts for language modelling, text otherwise."""
     doc_id = sample["doc_id"]
     doc_id = f"{prefix}{doc_id}" if prefix else doc_id
+    rolling = rolling_item(sample) if metric in RATIO_METRICS else None
+    if rolling is not None:
+        # language modelling: the document's own metric value, and the parts that aggregate
+        parts = item_parts(rolling, metric)
+        score = float(RATIO_METRICS[metric].transform(parts[0] / parts[1])) if parts else None
+        return {"doc_id": doc_id, "score": score, **rolling,
+                "pred": None, "gold": None, "response": None}
     value = sample[metric]
     score = float(value) if isinstance(value, (int, float, bool)) else None
     if score is None and isinstance(value, (list, tuple)) and value:

@@ -3,18 +3,23 @@
 Each variant is its own manifest job (`eval:<variant>`) whose fingerprint covers the eval
 settings and a hash of the model directory, so a rerun skips finished evaluations and redoes
 those whose model or settings changed. Interpolations base + t*(sft - base) are built first
-(job `interp:<t>`), then evaluated as `interp_<t>`.
+(job `interp:<t>`), then evaluated as `interp_<t>`. When only `eval.tasks` changed, task
+results already scored with the same model and settings are reused (see `reuse.py`), so
+adding one benchmark scores only that benchmark.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dtmerge.config import RunConfig
+from dtmerge.config import EvalConfig, RunConfig
 from dtmerge.errors import ConfigError
 from dtmerge.models import resolve_model_path
-from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+from dtmerge.evaluate.groups import resolve_tasks
+from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
+from dtmerge.rundir import RunDir, atomic_write_json, hash_obj, hash_path, run_job
 
 _SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation")
 
@@ -94,7 +99,7 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     Returns:
         {"variants": [names evaluated or already done], "ran": [names evaluated now]}.
     """
-    from dtmerge.evaluate.harness import evaluate_model, is_adapter_dir
+    from dtmerge.evaluate.harness import is_adapter_dir
 
     if not cfg.eval.tasks and not cfg.eval.judge_url:
         log("[skip] eval: eval.tasks is empty (name lm-eval tasks, a group such as 'paper', "
@@ -104,22 +109,34 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         build_interpolations(cfg, run, log)
     base = resolve_model_path(cfg.model)
     settings = cfg.eval.model_dump(mode="json")
+    defaults = EvalConfig().model_dump(mode="json")
+    wanted = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path)
     ran, names = [], []
     for v in plan_variants(cfg, run, log):
         adapter = v.model if is_adapter_dir(v.model) else None
-        fp = hash_obj({"eval": settings, "model": _model_hash(v.model),
-                       "base": _model_hash(base) if adapter else None})
-        out = run.eval_file(v.name)
+        hashes = {"model": _model_hash(v.model), "base": _model_hash(base) if adapter else None}
 
-        def work(v=v, adapter=adapter, out=out):
+        def fingerprints_for(tasks: list[str], hashes=hashes):
+            for s in settings_variants(dict(settings, tasks=tasks), defaults):
+                yield hash_obj({"eval": s, **hashes})
+
+        fp = next(fingerprints_for(cfg.eval.tasks))
+        out = run.eval_file(v.name)
+        previous = run.job(f"eval:{v.name}")  # read now: run_job overwrites it when it starts
+
+        def work(v=v, adapter=adapter, out=out, previous=previous, fps=fingerprints_for):
             log(f"[eval] {v.name}: {v.model}" + (" (LoRA adapter, unmerged)" if adapter else ""))
-            result = evaluate_model(adapter or v.model, cfg.eval, out, v.name,
-                                    base_model=base if adapter else None,
-                                    tokenizer=_tokenizer_for(cfg, v, adapter))
+            reused = {} if cfg.eval.judge_url else reusable_results(out, previous, fps, wanted)
+            missing = [t for t in wanted if t not in reused]
+            if reused:
+                log(f"[eval] {v.name}: reusing {', '.join(reused)} (same model and settings)"
+                    + (f"; scoring {', '.join(missing)}" if missing else ""))
+            result = _score_variant(cfg, v, adapter, base, out, reused, wanted)
             scores = {t: r["score"] for t, r in result["tasks"].items()}
             log(f"[eval] {v.name}: " + ", ".join(f"{t}={s:.4f}" for t, s in scores.items()
                                                    if s is not None))
-            return {"outputs": [str(out)], "scores": scores}
+            return {"outputs": [str(out)], "scores": scores, "eval_tasks": list(cfg.eval.tasks),
+                    "reused": list(reused)}
 
         if not out.exists() and run.is_done(f"eval:{v.name}", fp):
             run.update_job(f"eval:{v.name}", status="stale")  # result file was deleted
@@ -130,6 +147,26 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
     bias_stage(cfg, run, log=log)
     return {"variants": names, "ran": ran}
+
+
+def _score_variant(cfg: RunConfig, v: Variant, adapter: str | None, base: str, out: Path,
+                   reused: dict, wanted: list[str]) -> dict:
+    """Score the tasks of `wanted` not in `reused` and write the variant's complete result."""
+    from dtmerge.evaluate.harness import evaluate_model
+
+    kwargs = dict(base_model=base if adapter else None, tokenizer=_tokenizer_for(cfg, v, adapter))
+    if not reused:
+        return evaluate_model(adapter or v.model, cfg.eval, out, v.name, **kwargs)
+    missing = [t for t in wanted if t not in reused]
+    if missing:
+        part = out.with_name(f".{out.stem}.new-tasks.json")
+        fresh = evaluate_model(adapter or v.model, cfg.eval, part, v.name, tasks=missing, **kwargs)
+        part.unlink(missing_ok=True)
+    else:  # tasks were only dropped: keep the file's record with fewer tasks
+        fresh = dict(json.loads(out.read_text()), tasks={})
+    result = merge_results(out, fresh, reused, wanted)
+    atomic_write_json(out, result)
+    return result
 
 
 def _tokenizer_for(cfg: RunConfig, v: Variant, adapter: str | None):
