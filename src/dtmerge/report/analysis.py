@@ -12,18 +12,32 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtmerge.report.results import TaskResult, VariantResult, interp_t, sub_index
-from dtmerge.report.stats import PairedDiff, paired_by_id, unpaired_normal
+from dtmerge.evaluate.lm_loss import RATIO_METRICS
+from dtmerge.report.stats import PairedDiff, paired_by_id, paired_ratio_by_id, unpaired_normal
 
 CORRECT_AT = 0.5  # an item counts as answered correctly when its primary score is >= this
 
 
 def diff_tasks(a: TaskResult, b: TaskResult, n_boot: int = 2000, seed: int = 0) -> PairedDiff:
-    """b - a on one benchmark: paired bootstrap on shared doc_ids, else a normal interval."""
-    if a.items and b.items:
-        paired = paired_by_id(a.items, b.items, n_boot=n_boot, seed=seed)
+    """b - a on one benchmark, in the metric's units, with the metric's direction recorded.
+
+    Paired bootstrap on shared doc_ids: of the mean for mean-aggregated metrics, of the ratio
+    of sums for language-modelling metrics (bits per byte, perplexity), whose per-document
+    values must not be averaged; a normal interval when items cannot be paired.
+    """
+    higher = b.higher_is_better
+    if a.metric in RATIO_METRICS and a.metric == b.metric:
+        if a.parts and b.parts:
+            paired = paired_ratio_by_id(a.parts, b.parts, RATIO_METRICS[a.metric].transform,
+                                        higher_is_better=higher, n_boot=n_boot, seed=seed)
+            if paired is not None:
+                return paired
+    elif a.items and b.items:
+        paired = paired_by_id(a.items, b.items, higher_is_better=higher, n_boot=n_boot, seed=seed)
         if paired is not None:
             return paired
-    return unpaired_normal(a.score, a.stderr, b.score, b.stderr, n=min(a.n or 0, b.n or 0))
+    return unpaired_normal(a.score, a.stderr, b.score, b.stderr, n=min(a.n or 0, b.n or 0),
+                           higher_is_better=higher)
 
 
 def compare_variants(
@@ -41,14 +55,19 @@ def compare_variants(
 class TaxCell:
     score: float
     stderr: float | None
-    tax: float | None  # variant minus base
+    tax: float | None  # variant minus base, in the metric's units (see higher_is_better)
     tax_diff: PairedDiff | None  # paired interval of the tax
+    higher_is_better: bool = True  # False: a positive tax is a loss (bits per byte)
 
 
 def tax_table(
     variants: dict[str, VariantResult], tasks: list[str], n_boot: int = 2000, seed: int = 0
 ) -> dict[str, dict[str, TaxCell]]:
-    """task -> variant -> score, stderr and tax (variant minus base) with its interval."""
+    """task -> variant -> score, stderr and tax (variant minus base) with its interval.
+
+    The tax keeps the metric's units and sign: for a lower-is-better metric a positive value is
+    the loss; `TaxCell.higher_is_better` and the interval's marks say which way is worse.
+    """
     base = variants.get("base")
     table: dict[str, dict[str, TaxCell]] = {}
     for task in tasks:
@@ -60,7 +79,7 @@ def tax_table(
             b = base.tasks.get(task) if base else None
             diff = diff_tasks(b, r, n_boot, seed) if b is not None and name != "base" else None
             tax = r.score - b.score if b is not None else None
-            row[name] = TaxCell(r.score, r.stderr, tax, diff)
+            row[name] = TaxCell(r.score, r.stderr, tax, diff, r.higher_is_better)
         table[task] = row
     return table
 

@@ -17,8 +17,10 @@ from dtmerge.report.analysis import (
     compare_variants, distance_to_line, error_sets, interpolation_line, tax_table, tradeoff_points,
 )
 from dtmerge.report.document import Image, Paragraph, Section, Table
+from dtmerge.report.lm_loss_section import lm_loss_section
 from dtmerge.report.results import (
-    ReportError, VariantResult, load_eval_dir, settings_mismatches, split_tasks, all_tasks,
+    ReportError, VariantResult, all_tasks, higher_is_better, lm_loss_tasks, load_eval_dir,
+    settings_mismatches, split_tasks,
 )
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
@@ -54,6 +56,15 @@ def _score_cell(v: VariantResult, task: str) -> str:
     return fmt(r.score) + (f" ± {r.stderr:.3f}" if r.stderr is not None else "")
 
 
+def task_header(variants: dict[str, VariantResult], task: str) -> str:
+    """Column title: the task, plus its metric and direction when lower is better."""
+    for v in variants.values():
+        r = v.tasks.get(task)
+        if r is not None and not r.higher_is_better:
+            return f"{task}: {r.label}"
+    return task
+
+
 def _mean_score(v: VariantResult, tasks: list[str]) -> float | None:
     if not tasks or not all(t in v.tasks for t in tasks):
         return None
@@ -81,9 +92,12 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
         )
     tasks = all_tasks(variants)
     know, instr = split_tasks(variants, knowledge, instruction)
+    lm_tasks = lm_loss_tasks(variants)
     names = list(variants)
+    headers = [task_header(variants, t) for t in tasks]
     data: dict[str, Any] = {"variants": names, "tasks": tasks, "knowledge_tasks": know,
-                            "instruction_tasks": instr}
+                            "instruction_tasks": instr, "lm_loss_tasks": lm_tasks,
+                            "higher_is_better": {t: higher_is_better(variants, t) for t in tasks}}
     sections: list[Section] = []
 
     # -- scores and tax
@@ -94,18 +108,30 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
         row = [name] + [_score_cell(v, t) for t in tasks]
         row += [fmt(_mean_score(v, know)), fmt(_mean_score(v, instr))]
         score_rows.append(row)
-    scores = Table(["variant"] + tasks + ["knowledge mean", "instruction mean"], score_rows,
+    scores = Table(["variant"] + headers + ["knowledge mean", "instruction mean"], score_rows,
                    "Score ± standard error per benchmark")
     tax_rows = [[n] + [fmt_diff(table[t][n].tax_diff) if n in table[t] else "-" for t in tasks]
                 for n in names if n != "base"]
-    intro = Paragraph(
-        f"{len(names)} variants on {len(tasks)} benchmarks. Tax is variant minus base "
-        "(negative: knowledge lost); intervals are paired bootstrap 95% intervals on the same "
-        f"items ({n_boot} resamples); ▲/▼ mark intervals that exclude zero.")
-    blocks: list = [intro, scores]
+    text = (f"{len(names)} variants on {len(tasks)} benchmarks. Tax is variant minus base in "
+            "each benchmark's own metric (for accuracies, negative: knowledge lost); intervals "
+            f"are paired bootstrap 95% intervals on the same items ({n_boot} resamples); ▲/▼ "
+            "mark intervals that exclude zero, ▲ better and ▼ worse in the metric's direction.")
+    if lm_tasks:
+        text += (f" {', '.join(lm_tasks)} {'is' if len(lm_tasks) == 1 else 'are'} language-"
+                 "modelling loss (lower is better: a rise is the tax); never averaged with the "
+                 "accuracies in the knowledge mean.")
+    blocks: list = [Paragraph(text), scores]
+    misplaced = [t for t in (knowledge or []) + (instruction or []) if t in lm_tasks]
+    if misplaced:
+        blocks.append(Paragraph(
+            f"Note: report.knowledge_tasks / instruction_tasks name {', '.join(misplaced)}, whose "
+            "metric is lower-is-better; it is left out of the means (an average of accuracy and "
+            "bits per byte means nothing) and reported in the language-modelling section."))
     if "base" in variants:
-        blocks.append(Table(["variant"] + tasks, tax_rows, "Tax: variant minus base [95% interval]"))
-        chart = plots.tax_chart(table, names)
+        blocks.append(Table(["variant"] + headers, tax_rows,
+                            "Tax: variant minus base [95% interval]"))
+        higher = [t for t in tasks if t not in lm_tasks]
+        chart = plots.tax_chart({t: table[t] for t in higher}, names)
         if chart:
             blocks.append(Image("tax.png", chart, "alignment tax per benchmark"))
     else:
@@ -114,6 +140,8 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
         blocks.append(Paragraph(f"Warning: {problem}; scores are not comparable until every "
                                 "variant is evaluated with the same settings."))
     sections.append(Section("Scores and alignment tax", blocks))
+    if lm_tasks:
+        sections.append(lm_loss_section(variants, lm_tasks, table, data, n_boot, seed))
     data["scores"] = {n: {t: variants[n].tasks[t].score for t in variants[n].tasks} for n in names}
     data["tax"] = {t: {n: c.tax for n, c in row.items() if c.tax is not None} for t, row in table.items()}
 
@@ -127,7 +155,8 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
             diffs = compare_variants(variants["sft"], variants[m], n_boot, seed)
             if m == "dtm":
                 summary_diff = diffs
-            rows = [[t, fmt(variants["sft"].tasks[t].score), fmt(variants[m].tasks[t].score),
+            rows = [[task_header(variants, t), fmt(variants["sft"].tasks[t].score),
+                     fmt(variants[m].tasks[t].score),
                      fmt(d.mean, sign=True), f"[{d.low:+.3f}, {d.high:+.3f}]", format_p(d.p_value),
                      str(d.n), d.mark() or "n.s."] for t, d in diffs.items()]
             blocks.append(Table(["benchmark", "sft", m, f"{m} − sft", "95% interval", "p", "items",
@@ -163,7 +192,8 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
 
     summary_rows = []
     for t in tasks:
-        row = [t] + [fmt(variants[n].tasks[t].score) if t in variants[n].tasks else "-" for n in names]
+        row = [task_header(variants, t)] + [fmt(variants[n].tasks[t].score) if t in variants[n].tasks
+                                            else "-" for n in names]
         d = summary_diff.get(t)
         row.append(f"{d.mean:+.3f} {d.mark() or 'n.s.'}" if d else "-")
         summary_rows.append(row)

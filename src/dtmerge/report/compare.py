@@ -33,7 +33,7 @@ class BenchmarkDiff:
         if self.regression:
             return "REGRESSION"
         if self.diff.significant:
-            return "better" if self.diff.mean > 0 else "worse (within tolerance)"
+            return "better" if self.diff.better else "worse (within tolerance)"
         return "no significant change"
 
 
@@ -60,7 +60,7 @@ class Comparison:
         }
 
     def table(self) -> Table:
-        rows = [[r.task, f"{r.score_a:.3f}", f"{r.score_b:.3f}", f"{r.diff.mean:+.3f}",
+        rows = [[r.task + ("" if r.diff.higher_is_better else " (lower is better)"), f"{r.score_a:.3f}", f"{r.score_b:.3f}", f"{r.diff.mean:+.3f}",
                  f"[{r.diff.low:+.3f}, {r.diff.high:+.3f}]", format_p(r.diff.p_value),
                  str(r.diff.n), r.verdict] for r in self.rows]
         return Table(["benchmark", "A", "B", "B − A", "95% interval", "p", "items", "verdict"],
@@ -81,8 +81,10 @@ def compare_results(a: VariantResult, b: VariantResult, tolerance: float = 0.01,
         raise ReportError(
             f"A ({a.name}: {', '.join(a.tasks) or 'no tasks'}) and B ({b.name}: "
             f"{', '.join(b.tasks) or 'no tasks'}) share no benchmark: evaluate both on the same tasks")
+    # A regression is B significantly worse in the metric's own direction (a rise in bits per
+    # byte, a fall in accuracy) by more than the tolerance.
     rows = [BenchmarkDiff(t, a.tasks[t].score, b.tasks[t].score, d,
-                          regression=d.high < 0 and d.mean < -tolerance)
+                          regression=d.significant and d.worse and abs(d.mean) > tolerance)
             for t, d in diffs.items()]
     return Comparison(_label(a), _label(b), tolerance, rows,
                       only_in_a=[t for t in a.tasks if t not in b.tasks],

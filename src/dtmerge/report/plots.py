@@ -31,8 +31,13 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str]) -> bytes | None:
-    """Grouped bars: tax (variant minus base) per benchmark, with the paired 95% interval."""
+def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str],
+              ylabel: str = "tax: score minus base",
+              title: str = "Alignment tax per benchmark") -> bytes | None:
+    """Grouped bars: tax (variant minus base) per benchmark, with the paired 95% interval.
+
+    Give tasks of one direction per chart: the report draws accuracies and language-modelling
+    loss (lower is better, where a bar above zero is the tax) in separate charts."""
     shown = [v for v in variants if v != "base" and interp_t(v) is None]
     tasks = [t for t, row in table.items() if any(row.get(v) and row[v].tax is not None for v in shown)]
     if not shown or not tasks:
@@ -56,8 +61,8 @@ def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str]) -> byte
         ax.bar(xs, ys, width, label=v, color=colours[v], yerr=[lo, hi], capsize=2)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
-    ax.set_ylabel("tax: score minus base")
-    ax.set_title("Alignment tax per benchmark\n(error bars: paired bootstrap 95% interval)", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\n(error bars: paired bootstrap 95% interval)", fontsize=10)
     ax.legend(fontsize=8, ncol=min(4, len(shown)))
     return _png(fig)
 

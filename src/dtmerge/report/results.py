@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dtmerge.errors import DtmError
+from dtmerge.evaluate.lm_loss import LOWER_IS_BETTER, item_parts, metric_label
 
 # Files in eval/ that are not per-variant results.
 NON_VARIANT_FILES = {"bias"}
@@ -27,7 +28,12 @@ class ReportError(DtmError):
 
 @dataclass
 class TaskResult:
-    """One benchmark's result for one variant; `items` maps doc_id -> primary-metric score."""
+    """One benchmark's result for one variant; `items` maps doc_id -> primary-metric score.
+
+    For language-modelling metrics (bits per byte, perplexity) `higher_is_better` is False
+    and `parts` maps doc_id -> (numerator, denominator): the metric over any set of documents
+    is computed from their sums (see `dtmerge.evaluate.lm_loss`), never as a mean of `items`.
+    """
 
     name: str
     metric: str
@@ -37,6 +43,15 @@ class TaskResult:
     category: str
     items: dict[Any, float] = field(default_factory=dict)
     preds: dict[Any, Any] = field(default_factory=dict)
+    higher_is_better: bool = True
+    parts: dict[Any, tuple[float, float]] = field(default_factory=dict)
+    interval: tuple[float, float] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The metric's name with its direction when it is not the usual higher-is-better."""
+        return metric_label(self.metric, self.higher_is_better)
 
 
 @dataclass
@@ -83,28 +98,47 @@ def _parse_task(where: str, name: str, raw: Any) -> TaskResult:
             f"{where}: tasks.{name}.score is missing or not a number ({raw.get('score')!r}); "
             "re-run `dtm eval` to rewrite the file"
         )
+    metric = str(raw.get("metric", "score"))
+    higher = raw.get("higher_is_better")
+    if higher is None:  # files written before dtmerge recorded the direction
+        higher = metric not in LOWER_IS_BETTER
+    elif not isinstance(higher, bool):
+        raise ReportError(f"{where}: tasks.{name}.higher_is_better must be true or false, "
+                          f"got {higher!r}")
     items: dict[Any, float] = {}
     preds: dict[Any, Any] = {}
+    parts: dict[Any, tuple[float, float]] = {}
     for i, item in enumerate(raw.get("items") or []):
         if not isinstance(item, dict) or "doc_id" not in item or "score" not in item:
             raise ReportError(
                 f"{where}: tasks.{name}.items[{i}] needs 'doc_id' and 'score' (got {item!r})"
             )
+        part = item_parts(item, metric)
+        if part is not None:
+            parts[item["doc_id"]] = part
         if item["score"] is None:
             continue
         items[item["doc_id"]] = float(item["score"])
         if "pred" in item:
             preds[item["doc_id"]] = (item.get("pred"), item.get("gold"))
     stderr = raw.get("stderr")
+    interval = raw.get("interval")
     return TaskResult(
         name=name,
-        metric=str(raw.get("metric", "score")),
+        metric=metric,
         score=float(raw["score"]),
         stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
         n=raw.get("n"),
         category=str(raw.get("category") or "other"),
         items=items,
         preds=preds,
+        higher_is_better=higher,
+        # a ratio metric is only recomputed from parts when every item has them
+        parts=parts if len(parts) == len(raw.get("items") or []) else {},
+        interval=(float(interval[0]), float(interval[1])) if isinstance(interval, list)
+        and len(interval) == 2 else None,
+        metrics={k: float(v) for k, v in (raw.get("metrics") or {}).items()
+                 if isinstance(v, (int, float))},
     )
 
 
@@ -161,17 +195,25 @@ def task_category(variants: dict[str, VariantResult], task: str) -> str:
     return "other"
 
 
+def higher_is_better(variants: dict[str, VariantResult], task: str) -> bool:
+    for v in variants.values():
+        if task in v.tasks:
+            return v.tasks[task].higher_is_better
+    return True
+
+
 def split_tasks(
     variants: dict[str, VariantResult],
     knowledge: list[str] | None = None,
     instruction: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """(knowledge/reasoning tasks, instruction-following tasks).
+    """(knowledge/reasoning tasks, instruction-following tasks) that are averaged as scores.
 
     Explicit lists (cfg.report) win; otherwise tasks are grouped by the category recorded in
-    the evaluation files.
+    the evaluation files. Lower-is-better tasks (language-modelling loss) are never averaged
+    with accuracies: see `lm_loss_tasks`.
     """
-    tasks = all_tasks(variants)
+    tasks = [t for t in all_tasks(variants) if higher_is_better(variants, t)]
     know = [t for t in knowledge if t in tasks] if knowledge else [
         t for t in tasks if task_category(variants, t) in KNOWLEDGE_CATEGORIES
     ]
@@ -179,6 +221,12 @@ def split_tasks(
         t for t in tasks if task_category(variants, t) == "instruction"
     ]
     return know, instr
+
+
+def lm_loss_tasks(variants: dict[str, VariantResult]) -> list[str]:
+    """Tasks whose metric is lower-is-better (bits per byte, perplexity): the forgetting
+    measure in language-modelling loss, reported on its own."""
+    return [t for t in all_tasks(variants) if not higher_is_better(variants, t)]
 
 
 def settings_mismatches(variants: dict[str, VariantResult]) -> list[str]:
