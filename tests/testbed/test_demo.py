@@ -8,19 +8,26 @@ import pytest
 
 from dtmerge.errors import ConfigError
 from dtmerge.testbed.build import build_testbed
-from dtmerge.testbed.demo import line_gap, summarise
+from dtmerge.rundir import RunDir
+from dtmerge.testbed.demo import line_gaps, summarise
 
 
-def test_line_gap_reads_the_interpolation_line():
-    scores = {"base": {"format": 0.0, "knowledge": 1.0}, "sft": {"format": 1.0, "knowledge": 0.6},
-              "interp_0.5": {"format": 0.5, "knowledge": 0.9},
-              "dtm": {"format": 0.75, "knowledge": 0.8}, "dtm_far": {"format": 2.0}}
-    assert line_gap(scores, "dtm") == pytest.approx(0.8 - 0.75)
-    assert line_gap(scores, "dtm_far") is None
-    table = summarise([{"scores": scores}, {"scores": {**scores, "dtm": {"format": 0.25,
-                                                                         "knowledge": 0.9}}}])
+def test_demo_gaps_are_the_reports_verdicts(tmp_path):
+    """The demo summary quotes the report's own distance to the line (one definition)."""
+    run = RunDir(tmp_path / "run")
+    (run.root / "report").mkdir(parents=True)
+    (run.root / "report" / "report.json").write_text(json.dumps({"tradeoff": {"verdicts": {
+        "dtm": {"distance": 0.05, "text": "above"},
+        "dtm_long": {"distance": None, "text": "outside the line"}}}}))
+    assert line_gaps(run) == {"dtm": 0.05}
+    assert line_gaps(RunDir(tmp_path / "no-report")) == {}
+    scores = {"base": {"knowledge": 1.0}, "dtm": {"knowledge": 0.8}}
+    table = summarise([{"scores": scores, "gaps": {"dtm": 0.05}},
+                       {"scores": {**scores, "dtm": {"knowledge": 0.9}}, "gaps": {"dtm": -0.15}}])
     assert table["dtm"]["knowledge"]["mean"] == pytest.approx(0.85)
+    assert table["dtm"]["gap_to_line"]["mean"] == pytest.approx(-0.05)
     assert table["dtm"]["gap_to_line"]["n_seeds"] == 2
+    assert "gap_to_line" not in table["base"]
 
 
 def test_unknown_size_is_a_user_error(tmp_path):
@@ -55,5 +62,9 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     for row in scores.values():
         assert 0.0 <= row["knowledge"] <= 1.0 and 0.0 <= row["format"] <= 1.0
     run = tmp_path / "runs" / "demo-tiny-seed1-k2"
+    report = json.loads((run / "report" / "report.json").read_text())
+    reported = {v: d["distance"] for v, d in report["tradeoff"]["verdicts"].items()
+                if d["distance"] is not None}
+    assert summary["per_seed"][0]["gaps"] == reported
     assert (run / "report" / "report.md").exists()
     assert (tmp_path / "runs" / "demo-tiny-seed1-k2-long" / "models" / "dtm").exists()

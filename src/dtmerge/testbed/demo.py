@@ -87,7 +87,7 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)
-    return {"seed": seed, "run_dir": str(run.root), "scores": scores,
+    return {"seed": seed, "run_dir": str(run.root), "scores": scores, "gaps": line_gaps(run),
             "testbed": {k: v for k, v in testbed.info.items() if not isinstance(v, dict)},
             "seconds": {"testbed": round(built - start, 1),
                         "total": round(time.perf_counter() - start, 1)}}
@@ -110,24 +110,16 @@ def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
     return out
 
 
-def line_gap(scores: dict[str, dict[str, float]], variant: str, x: str = "format",
-             y: str = "knowledge") -> float | None:
-    """How far `variant` lies above (+) or below (-) the base-SFT interpolation line.
-
-    The line is piecewise linear through base, interp_<t> and sft sorted by `x`; the gap is
-    the variant's `y` minus the line's `y` at the variant's `x` (None outside the line).
-    """
-    points = sorted((s[x], s[y]) for name, s in scores.items()
-                    if (name in ("base", "sft") or name.startswith("interp_"))
-                    and s.get(x) is not None and s.get(y) is not None)
-    v = scores.get(variant)
-    if not v or v.get(x) is None or len(points) < 2:
-        return None
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        if x0 <= v[x] <= x1:
-            line_y = y0 if x1 == x0 else y0 + (y1 - y0) * (v[x] - x0) / (x1 - x0)
-            return v[y] - line_y
-    return None
+def line_gaps(run: RunDir) -> dict[str, float]:
+    """DTM variant -> its distance to the base-SFT interpolation line, as the report computed
+    it (report/analysis.distance_to_line): one definition, so the demo summary and the report
+    never disagree. Variants the line cannot be read at are left out."""
+    path = run.root / "report" / "report.json"
+    if not path.exists():
+        return {}
+    tradeoff = json.loads(path.read_text()).get("tradeoff") or {}
+    return {name: v["distance"] for name, v in (tradeoff.get("verdicts") or {}).items()
+            if v.get("distance") is not None}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -144,8 +136,8 @@ def summarise(results: list[dict]) -> dict:
                 row[m] = {"mean": statistics.fmean(vals),
                           "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                           "n_seeds": len(vals)}
-        gaps = [g for r in results if (g := line_gap(r["scores"], v)) is not None]
-        if gaps and v.startswith("dtm"):
+        gaps = [r["gaps"][v] for r in results if v in r.get("gaps", {})]
+        if gaps:
             row["gap_to_line"] = {"mean": statistics.fmean(gaps),
                                   "std": statistics.stdev(gaps) if len(gaps) > 1 else 0.0,
                                   "n_seeds": len(gaps)}
@@ -195,8 +187,9 @@ def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: i
                "seconds": round(time.perf_counter() - start, 1)}
     out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + seeds - 1}.json"
     atomic_write_json(out, summary)
-    log(f"\nDemo summary over seed(s) {summary['seeds']} (mean ± std; gap_to_line: knowledge "
-        "above (+) or below (-) the base-SFT interpolation line at the same format score)")
+    log(f"\nDemo summary over seed(s) {summary['seeds']} (mean ± std; gap_to_line: mean of "
+        "knowledge and reasoning above (+) or below (-) the base-SFT interpolation line at the "
+        "same instruction-following (format) score, as in each report)")
     log(format_table(summary["summary"]))
     log(f"summary: {out}   reports: " + ", ".join(f"{r['run_dir']}/report" for r in results))
     return summary
