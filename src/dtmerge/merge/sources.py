@@ -109,6 +109,14 @@ class LoraModule:
         b = self.B if rows is None else self.B[rows[0]:rows[1]]
         return (b @ self.A).mul_(self.scaling)
 
+    def delta_at(self, positions: torch.Tensor) -> torch.Tensor:
+        """The update at flat positions of the weight (a sample for TIES' threshold)."""
+        width = self.B.shape[0] if self.fan_in_fan_out else self.A.shape[1]
+        rows, cols = positions // width, positions % width
+        if self.fan_in_fan_out:  # weight[i, j] = (B A)[j, i]
+            rows, cols = cols, rows
+        return (self.B[rows] * self.A[:, cols].T).sum(1).mul_(self.scaling)
+
 
 # adapter_config keys whose non-default value changes the update in a way we cannot compute
 # from A and B alone; each is rejected with its reason.

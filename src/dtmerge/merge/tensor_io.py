@@ -5,7 +5,7 @@ Written by hand because the safetensors library offers neither piece we need:
   process's resident memory until the file is closed; merging K models that way costs K whole
   models of RSS (measured: a 400 MB shard read through `get_tensor` leaves ~640 MB peak RSS).
   `SafetensorsReader` reads one row block with `readinto` into a buffer we own, or maps just
-  that block's bytes (`map_block`, zero-copy) and unmaps them as soon as the block is merged.
+  one tensor's bytes (`map_block`, to sample a few values) and unmaps them right after.
 - `save_file` needs every tensor of a shard in memory at once. `ShardWriter` writes the header
   first (the output layout is known before merging) and then each block as it is produced.
 The format (8-byte little-endian header length, JSON header, raw little-endian data) is the
@@ -14,7 +14,6 @@ documented safetensors layout, so the files load with the safetensors library an
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import mmap
@@ -223,10 +222,9 @@ class ShardWriter:
         header["__metadata__"] = {"format": "pt"}
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # data must start 8-byte aligned
-        self._fh = open(self.out_dir / self.files[i], "w+b", buffering=0)  # r+w: mmap
+        self._fh = open(self.out_dir / self.files[i], "wb", buffering=0)
         self._fh.write(struct.pack("<Q", len(raw)) + raw)
         self._offset = 8 + len(raw)
-        os.ftruncate(self._fh.fileno(), self._offset + offset)  # full size: blocks may be mapped
         self._shard = i
 
     def _next(self, name: str, nbytes: int) -> OutTensor:
@@ -255,31 +253,6 @@ class ShardWriter:
         done = 0
         while done < len(view):
             done += os.pwrite(self._fh.fileno(), view[done:], self._offset + done)
-        self._advance(t, nbytes)
-
-    @contextlib.contextmanager
-    def block_out(self, name: str, shape: tuple[int, ...], map_min_bytes: int = 1 << 20):
-        """A writable tensor for the next block of `name`: a view into the output file itself
-        (no copy) for large blocks, else a buffer written on exit. Fill it inside the block."""
-        t = self._order[self._pos][1]
-        numel = math.prod(shape)
-        nbytes = numel * torch.empty((), dtype=t.dtype).element_size()
-        if nbytes < max(map_min_bytes, 1):
-            buf = torch.empty(shape, dtype=t.dtype)
-            yield buf
-            self.write(name, buf)
-            return
-        t = self._next(name, nbytes)
-        start = self._offset - self._offset % mmap.ALLOCATIONGRANULARITY
-        mapping = mmap.mmap(self._fh.fileno(), nbytes + self._offset - start, offset=start,
-                            access=mmap.ACCESS_WRITE)
-        view = torch.frombuffer(mapping, dtype=t.dtype, count=numel,
-                                offset=self._offset - start).view(shape)
-        try:
-            yield view
-        finally:
-            del view
-            unmap(mapping)
         self._advance(t, nbytes)
 
     def close(self) -> dict[str, str]:

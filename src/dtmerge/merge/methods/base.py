@@ -4,7 +4,11 @@ The engine streams every base tensor in row blocks and hands a method one `Block
 the base block and, per input model, either its weights (`space = "weights"`) or its task
 vector W_k - W_0 (`space = "deltas"`). A method returns the merged block in the same space.
 Methods that need statistics of the whole tensor first (TIES' magnitude threshold) implement
-`prepare`, which receives a function streaming the stacked task vectors block by block.
+`prepare`, which receives a function streaming the stacked task vectors block by block and one
+returning them at given flat positions (a random sample).
+
+Blocks are small (cache-sized) unless a method's result depends on the block partition
+(`seeded_per_block`: DARE draws one random mask per block of the merge's `block_elements`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from dtmerge.errors import MergeError
 
 DeltaStream = Callable[[], Iterator[torch.Tensor]]  # a fresh pass over (K, *block) task vectors
+DeltaSampler = Callable[[torch.Tensor], torch.Tensor]  # flat positions (m,) -> (K, m) task vectors
 
 
 @dataclass
@@ -47,6 +52,8 @@ class MergeMethod:
     # True when the merged update is a linear map of the inputs' updates (exact as an adapter).
     linear_in_deltas: bool = False
     needs_prepare: bool = False
+    # True when the result depends on how the tensor is cut into blocks (one RNG per block)
+    seeded_per_block: bool = False
 
     def check_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults filled in; unknown keys and bad values raise MergeError naming them."""
@@ -74,7 +81,7 @@ class MergeMethod:
         return {}
 
     def prepare(self, name: str, numel: int, deltas: DeltaStream, weights: list[float],
-                params: dict) -> Any:
+                params: dict, sample: DeltaSampler | None = None) -> Any:
         """Whole-tensor statistics computed before the blocks of `name` are combined."""
         return None
 
