@@ -91,11 +91,12 @@ def test_output_untouched_on_failure(zoo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial dirs left
 
 
-def test_nan_input_is_caught(zoo, tmp_path):
+@pytest.mark.parametrize("method", ["linear", "ties"])
+def test_nan_input_is_caught(zoo, tmp_path, method):
     bad = make_finetuned(zoo["base"], tmp_path / "nan", seed=1)
     _edit_tensor(bad, "model.norm.weight", lambda t: t * float("nan"))
     with pytest.raises(MergeError, match="model.norm.weight.*NaN"):
-        merge_models(zoo["base"], [bad, zoo["full"][0]], tmp_path / "out")
+        merge_models(zoo["base"], [bad, zoo["full"][0]], tmp_path / "out", method=method)
     assert not (tmp_path / "out").exists()
 
 

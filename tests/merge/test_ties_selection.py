@@ -47,7 +47,8 @@ def _cases():
     small = torch.randn(2, 50, 7, generator=g)  # far smaller than the sample
     tiny_ties = torch.tensor([[[0.5], [-0.2], [0.2], [0.9], [-0.2], [0.2], [0.1], [0.0]]])
     return {"continuous": continuous, "quantized": quantized, "bf16": bf16,
-            "mostly_zero": mostly_zero, "small": small, "tiny_ties": tiny_ties}
+            "mostly_zero": mostly_zero, "small": small, "tiny_ties": tiny_ties,
+            "float64": quantized.double() / 3}
 
 
 CASES = _cases()

@@ -161,7 +161,9 @@ def magnitude_cuts(numel: int, deltas: DeltaStream, count: int, density: float,
         lo[missed], hi[missed] = 0, np.inf
         above, parts = _gather_pass(deltas, count, lo, hi)
         for k in missed:
-            cuts[k] = _cut(keep, int(above[k]), parts[k])
+            # Still None: NaN entries, which no comparison counts. Keep everything, so the
+            # NaN reaches the merged block and the engine's check names the tensor.
+            cuts[k] = _cut(keep, int(above[k]), parts[k]) or MagnitudeCut(0.0, 0.0)
     return cuts
 
 
