@@ -99,3 +99,26 @@ def test_adding_a_task_scores_only_that_task(roll_run):
     assert run.job("eval:base")["reused"] == []
     third = json.loads(run.eval_file("base").read_text())
     assert third["tasks"]["tiny_roll"]["n"] == 3 and third["tasks"]["tiny_mc"]["n"] == 3
+
+
+def test_rolling_batch_is_bounded_by_logits_memory():
+    from types import SimpleNamespace
+
+    from dtmerge.evaluate.harness import LOGITS_BUDGET_BYTES, rolling_batch_size
+
+    def fake_lm(vocab, batch, max_length):
+        head = SimpleNamespace(weight=torch.empty(vocab, 0))
+        model = SimpleNamespace(get_output_embeddings=lambda: head)
+        return SimpleNamespace(batch_size_per_gpu=batch, max_length=max_length, model=model)
+
+    # Gemma-3's 262k vocabulary: 16 whole documents at once would need tens of GB of logits
+    assert rolling_batch_size(fake_lm(262_144, 16, 32_768)) == 1
+    assert rolling_batch_size(fake_lm(300, 16, 256)) == 16  # a small model keeps its batch
+    mid = rolling_batch_size(fake_lm(32_000, 16, 4096))
+    assert 1 <= mid < 16 and 2 * 2048 * 32_000 * 4 * mid <= LOGITS_BUDGET_BYTES
+    assert rolling_batch_size(fake_lm(300, "auto", 256)) is None
+
+
+def test_rolling_batch_is_recorded(rolling_result):
+    result, _ = rolling_result
+    assert result["settings"]["rolling_batch_size"] == 4  # the tiny model keeps eval.batch_size

@@ -105,19 +105,28 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
     lm = build_lm(model, cfg, adapter, tokenizer)
     raw: dict = {"lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__")
                  else None}
-    if names:
-        raw = lm_eval.simple_evaluate(
-            model=lm, tasks=names, task_manager=manager, num_fewshot=cfg.num_fewshot,
-            apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
-            limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
-            confirm_run_unsafe_code=bool(unsafe),
-        )
+    rolling = [n for n in names if _output_type(manager, n) == "loglikelihood_rolling"]
+    rolling_batch = rolling_batch_size(lm) if rolling else None
+    # Rolling (language-modelling) tasks run on their own with a batch that bounds the logits'
+    # memory; every other task keeps the configured batch size.
+    for group, batch in ((([n for n in names if n not in rolling]), None), (rolling, rolling_batch)):
+        if not group:
+            continue
+        with _batch_size(lm, batch):
+            part = lm_eval.simple_evaluate(
+                model=lm, tasks=group, task_manager=manager, num_fewshot=cfg.num_fewshot,
+                apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
+                limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
+                confirm_run_unsafe_code=bool(unsafe),
+            )
+        raw = _merge_raw(raw, part)
     result = {
         "variant": variant,
         "model": str(adapter if adapter is not None else model),  # the variant's own dir
         "adapter": str(adapter) if adapter is not None else None,
         "base_model": str(base_model) if base_model is not None else str(model),
-        "settings": settings_record(cfg, raw),
+        "settings": settings_record(cfg, raw) | (
+            {"rolling_batch_size": rolling_batch} if rolling_batch is not None else {}),
         "tasks": {name: task_result(raw, name, task_category(manager, name)) for name in names},
     }
     if cfg.judge_url:
@@ -126,6 +135,55 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
         result["tasks"]["llm_judge"] = judge_task_result(lm, cfg)
     atomic_write_json(Path(out_json), result)
     return result
+
+
+# Memory allowed for one batch's logits and their log-softmax in a rolling task.
+LOGITS_BUDGET_BYTES = 2 << 30
+
+
+def rolling_batch_size(lm) -> int | None:
+    """Batch size for loglikelihood_rolling tasks: the configured one, lowered so that the
+    fp32 logits of a batch of windows (and their log-softmax) stay within
+    LOGITS_BUDGET_BYTES. Whole documents are scored at once, so with a large vocabulary
+    (Gemma: 262k) a batch of 16 documents of ~700 tokens needs over 20 GB; the scores do not
+    depend on the batch size. None leaves lm-eval's "auto" detection alone."""
+    size = getattr(lm, "batch_size_per_gpu", None)
+    if not isinstance(size, int):
+        return None
+    vocab = lm.model.get_output_embeddings().weight.shape[0]
+    window = min(int(lm.max_length), 2048)
+    per_window = 2 * window * vocab * 4
+    return max(1, min(size, LOGITS_BUDGET_BYTES // per_window))
+
+
+class _batch_size:
+    """Temporarily set an HFLM's batch size (None: leave it)."""
+
+    def __init__(self, lm, size: int | None):
+        self.lm, self.size, self.saved = lm, size, getattr(lm, "batch_size_per_gpu", None)
+
+    def __enter__(self):
+        if self.size is not None:
+            self.lm.batch_size_per_gpu = self.size
+
+    def __exit__(self, *exc):
+        if self.size is not None:
+            self.lm.batch_size_per_gpu = self.saved
+
+
+def _merge_raw(raw: dict, part: dict) -> dict:
+    """lm-eval outputs of two calls as one (per-task dicts merged, first call's rest kept)."""
+    merged = dict(part, **{k: v for k, v in raw.items() if k not in ("results", "samples")})
+    for key in ("results", "samples", "versions", "n-shot", "higher_is_better", "group_subtasks",
+                "configs"):
+        merged[key] = {**(raw.get(key) or {}), **(part.get(key) or {})}
+    return merged
+
+
+def _output_type(manager, name: str) -> str | None:
+    entry = manager.task_index.get(name) if manager is not None else None
+    cfg = (entry.cfg if entry is not None else None) or {}
+    return cfg.get("output_type") if isinstance(cfg, dict) else None
 
 
 def _runs_code(manager, name: str, depth: int = 0) -> bool:
