@@ -163,6 +163,8 @@ def main() -> int:
         print("creating the base and", args.k, "perturbed copies under", WORK / "models")
         subprocess.run(me + ["make"], check=True)
     mergekit = None if args.skip_mergekit else ensure_mergekit()
+    # The machine may be shared: the load average says how far to trust absolute times.
+    print("load average (1, 5, 15 min) at start: %.2f %.2f %.2f" % os.getloadavg())
     read = json.loads(peak_of(me + ["read"])[2].strip().splitlines()[-1])
     gb = read["bytes"] / 1e9
     print(f"\ninputs: {args.k + 1} files, {gb:.2f} GB; page-cache read {read['read_s']:.2f} s "
@@ -198,6 +200,7 @@ def main() -> int:
                   f"to end, {r['mergekit_peak'] / r['dtmerge_peak']:.1f}x less peak RSS; merge loop "
                   f"{r['dtmerge_loop'] / read['read_s']:.1f}x the page-cache read; "
                   f"max |dtmerge - mergekit| = {r['max_abs_diff']:.3g}")
+    print("load average (1, 5, 15 min) at end: %.2f %.2f %.2f" % os.getloadavg())
     return 0
 
 
