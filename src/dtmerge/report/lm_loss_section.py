@@ -73,8 +73,10 @@ def lm_loss_section(variants: dict[str, VariantResult], tasks: list[str],
             f"{task}: {label}; ▼ significantly more loss than base (forgetting), ▲ less"))
         blocks += [Paragraph(t) for t in _verdicts(task, label, record)]
         out[task] = record
+    metrics = {r["metric"] for record in out.values() for r in record.values()}
+    unit = metric_label(metrics.pop(), True) if len(metrics) == 1 else "loss"
     chart = plots.tax_chart({t: table[t] for t in tasks if t in table}, list(variants),
-                            ylabel="loss minus base (above 0: forgetting)",
+                            ylabel=f"{unit} minus base (above 0: forgetting)",
                             title="Held-out language-modelling loss against base")
     if chart:
         blocks.append(Image("lm_loss.png", chart, "held-out language-modelling loss minus base"))
