@@ -31,7 +31,7 @@ def test_same_seed_same_world_other_seed_other_world():
 
 def test_pretraining_text_states_every_fact():
     world = _world()
-    text = "\n".join(pretraining_documents(world, 0, passes=1, stories=5))
+    text = "\n".join(pretraining_documents(world, 0, passes=1, premises=5))
     for person in world.people:
         for attribute in ATTRIBUTES:
             assert f"{person.name} " in text and person.get(attribute) in text
@@ -49,14 +49,26 @@ def test_knowledge_answers_come_from_the_world():
         assert doc["person"] in doc["question"]
 
 
-def test_reasoning_answer_is_stated_in_the_story():
+def test_reasoning_answer_follows_from_premise_and_world():
     world = _world()
-    for doc in reasoning_docs(world, seed=0, n=30):
-        asked = doc["question"].removeprefix("What does ").removesuffix(" have?")
-        assert f"{asked} has a {doc['choices'][doc['gold']]}." in doc["story"]
-        for k, choice in enumerate(doc["choices"]):
-            if k != doc["gold"]:
-                assert f"{asked} has a {choice}." not in doc["story"]
+    docs = reasoning_docs(world, seed=0, n=30)
+    assert len(docs) == 30
+    for doc in docs:
+        assert doc["question_text"].startswith(f"Suppose {doc['person']} was born in {doc['city']}.")
+        assert doc["choices"][doc["gold"]] == world.city_country[doc["city"]]
+        assert len(set(doc["choices"])) == 4 and set(doc["choices"]) <= set(world.values["country"])
+    # Most premises contradict the person's real city: memory alone cannot answer them.
+    real = {p.name.split()[0]: p.city for p in world.people}
+    assert sum(real[d["person"]] != d["city"] for d in docs) >= 20
+
+
+def test_reasoning_probe_premises_never_appear_in_pretraining():
+    world = _world()
+    text = "\n".join(pretraining_documents(world, 0, passes=0, premises=2000))
+    asked = reasoning_docs(world, seed=0, n=50)
+    assert "Suppose" in text
+    for doc in asked:
+        assert doc["question_text"] not in text
 
 
 def test_heldout_instruction_answers_are_derivable():

@@ -1,7 +1,7 @@
 """The testbed's benchmarks as lm-eval task directories (YAML + JSONL, + utils.py).
 
   tb_knowledge  4-way multiple choice on every fact about every person (loglikelihood);
-  tb_reasoning  4-way multiple choice on in-context lookup stories (the answer is in the prompt);
+  tb_reasoning  4-way multiple choice: a premise plus a known fact give the conclusion;
   tb_instruct   held-out instructions, generate_until, scored by checks.py (format/correct/style).
 
 They are evaluated exactly like real benchmarks: `TaskManager(include_path=tasks_dir)`.
@@ -18,7 +18,7 @@ import yaml
 
 from dtmerge.testbed import checks
 from dtmerge.testbed.instructions import heldout_instruction_docs
-from dtmerge.testbed.world import ATTRIBUTES, World, format_story, lookup_story
+from dtmerge.testbed.world import ATTRIBUTES, World, premise_splits, premise_text
 
 KNOWLEDGE_TASK = "tb_knowledge"
 REASONING_TASK = "tb_reasoning"
@@ -44,11 +44,20 @@ def knowledge_docs(world: World, seed: int) -> list[dict]:
 
 
 def reasoning_docs(world: World, seed: int, n: int) -> list[dict]:
+    """`n` held-out premises ("Suppose X was born in C. Then X was born in") with the premise
+    city's country among four countries: answered by combining the premise with a known fact,
+    not by recalling X (the premise usually contradicts X's real city)."""
     rng = random.Random(seed * 7777 + 13)
+    _, heldout = premise_splits(world, seed)
+    countries = world.values["country"]
     docs = []
-    for _ in range(n):
-        item = lookup_story(world, rng)
-        docs.append({**item, "question_text": format_story(item, with_answer=False)})
+    for first, city in rng.sample(heldout, min(n, len(heldout))):
+        answer = world.city_country[city]
+        choices = rng.sample([c for c in countries if c != answer], 3)
+        gold = rng.randrange(4)
+        choices.insert(gold, answer)
+        docs.append({"question_text": premise_text(world, first, city, with_answer=False),
+                     "choices": choices, "gold": gold, "person": first, "city": city})
     return docs
 
 
@@ -73,7 +82,7 @@ def _instruct_yaml(data_file: Path) -> str:
         "doc_to_text": "prompt", "doc_to_target": "target", "target_delimiter": "",
         "generation_kwargs": {"until": ["\n\n", "###"], "max_gen_toks": 32, "do_sample": False},
         "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
-                        for m in ("format", "correct", "style")],
+                        for m in ("format", "format_loose", "correct", "style")],
         "metadata": {"version": 1.0, "category": "instruction"},
     }
     # `!function` is a custom YAML tag lm-eval resolves relative to this file.

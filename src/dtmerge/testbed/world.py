@@ -117,7 +117,7 @@ def make_world(seed: int, num_people: int, num_cities: int, num_employers: int,
               for n in names]
     city_country = {c: rng.choice(countries) for c in cities}
     return World(seed, people, city_country,
-                 {"city": cities, "employer": employers, "field": fields})
+                 {"city": cities, "employer": employers, "field": fields, "country": countries})
 
 
 def fact_sentences(world: World, rng: random.Random) -> list[str]:
@@ -132,39 +132,41 @@ def fact_sentences(world: World, rng: random.Random) -> list[str]:
     return out
 
 
-def lookup_story(world: World, rng: random.Random, num_pairs: int = 4) -> dict:
-    """A short story pairing people with objects, and a question answered by the story alone.
+PREMISE = "Suppose {name} was born in {city}. Then {name} was born in"
 
-    This is the reasoning probe: the answer is read from the context, not from memory, and
-    pretraining shows many such stories (with their answers) so even a tiny model learns the
-    skill. Returns {"story", "question", "choices", "gold"} (gold indexes choices).
+
+def premise_splits(world: World, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Every (first name, city) premise, split into those pretraining shows and those only the
+    reasoning probe asks (a fixed third, seeded), so the probe is never answered from memory.
+
+    Most premises contradict what the world says about the person (the premise city is drawn
+    from all cities), so the answer cannot come from the person's own remembered city.
     """
-    people = rng.sample(world.people, num_pairs)
-    things = rng.sample([f"{c} {o}" for c in COLORS for o in OBJECTS], num_pairs)
-    # First names only (they are unique): shorter stories, and the lookup key is one word.
-    firsts = [p.name.split()[0] for p in people]
-    story = " ".join(f"{n} has a {t}." for n, t in zip(firsts, things))
-    ask = rng.randrange(num_pairs)
-    question = f"What does {firsts[ask]} have?"
-    return {"story": story, "question": question, "choices": things, "gold": ask}
+    rng = random.Random(seed * 4099 + 7)
+    pairs = [(p.name.split()[0], city) for p in world.people for city in world.values["city"]]
+    rng.shuffle(pairs)
+    cut = len(pairs) // 3
+    return pairs[cut:], pairs[:cut]
 
 
-def format_story(item: dict, with_answer: bool) -> str:
-    text = f"Story: {item['story']}\nQuestion: {item['question']}\nAnswer: a"
-    if with_answer:
-        text += f" {item['choices'][item['gold']]}."
-    return text
+def premise_text(world: World, first: str, city: str, with_answer: bool) -> str:
+    """The reasoning probe's form: a premise plus a known fact (the city's country) give the
+    conclusion. Returns the prompt, and with `with_answer` the conclusion's country too."""
+    text = PREMISE.format(name=first, city=city)
+    return f"{text} {world.city_country[city]}." if with_answer else text
 
 
-def pretraining_documents(world: World, seed: int, passes: int, stories: int) -> list[str]:
+def pretraining_documents(world: World, seed: int, passes: int, premises: int) -> list[str]:
     """Documents for pretraining: `passes` shuffled passes over all fact sentences (grouped
-    into short paragraphs) and `stories` lookup stories with their answers."""
+    into short paragraphs) and `premises` premise-conclusion examples drawn from the
+    pretraining split of `premise_splits` (never a pair the reasoning probe asks)."""
     rng = random.Random(seed * 7919 + 1)
     docs: list[str] = []
     for _ in range(passes):
         sentences = fact_sentences(world, rng)
         for i in range(0, len(sentences), 6):
             docs.append(" ".join(sentences[i:i + 6]))
-    docs += [format_story(lookup_story(world, rng), with_answer=True) for _ in range(stories)]
+    seen, _ = premise_splits(world, seed)
+    docs += [premise_text(world, *rng.choice(seen), with_answer=True) for _ in range(premises)]
     rng.shuffle(docs)
     return docs
