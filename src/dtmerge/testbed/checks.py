@@ -2,6 +2,8 @@
 
 Each response is scored separately for:
   format:  the exact output format the instruction asked for (and nothing else);
+  format_loose: the same, also accepting the response without its first and/or last line
+           (IFEval's "loose" reading: a greeting or sign-off line around a right answer);
   correct: the content (the right fact, the right words in the right order), read leniently
            so a right answer wrapped in a wrong format still counts as correct;
   style:   no assistant boilerplate ("Sure! Here is ...", "Hope this helps!").
@@ -46,6 +48,14 @@ def check_format(doc: dict, response: str) -> bool:
     return _FORMATS[shape].fullmatch(text) is not None
 
 
+def check_format_loose(doc: dict, response: str) -> bool:
+    """IFEval-style loose format: the response, or it without its first line, its last line,
+    or both, has exactly the requested shape."""
+    lines = response.strip().split("\n")
+    variants = [lines, lines[1:], lines[:-1], lines[1:-1]]
+    return any(check_format(doc, "\n".join(v)) for v in variants if v)
+
+
 def extract_answer(doc: dict, response: str):
     """The content of a response, whatever its format: one word for single-answer families,
     the word list for list families."""
@@ -87,6 +97,7 @@ def check_style(response: str) -> bool:
 def score_response(doc: dict, response: str) -> dict:
     """All three scores (0.0/1.0) of one response."""
     return {"format": float(check_format(doc, response)),
+            "format_loose": float(check_format_loose(doc, response)),
             "correct": float(check_correct(doc, response)),
             "style": float(check_style(response))}
 
