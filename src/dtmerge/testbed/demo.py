@@ -26,8 +26,7 @@ LONG_FACTOR = 3  # dtm_long: sub-models see LONG_FACTOR times the epochs of SFT
 # would leave too few trainable weights to show anything).
 TRAIN = {
     "tiny": {"num_epochs": 1, "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
-    # Large batches: at this model size a step costs mostly fixed overhead, not tokens.
-    "small": {"num_epochs": 3, "batch_size": 64, "learning_rate": 2e-3},
+    "small": {"num_epochs": 4, "batch_size": 16, "learning_rate": 2e-3},
 }
 INTERPOLATION = [0.25, 0.5, 0.75]
 
@@ -94,7 +93,8 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
 
 
 def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
-    """variant -> {knowledge, reasoning, format, correct, style} from run/eval/*.json."""
+    """variant -> {knowledge, reasoning, format, format_loose, correct, style} from
+    run/eval/*.json."""
     out: dict[str, dict[str, float]] = {}
     for path in sorted((run.root / "eval").glob("*.json")):
         result = json.loads(path.read_text())
@@ -105,7 +105,8 @@ def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
             if r.get("category") in ("knowledge", "reasoning"):
                 row[r["category"]] = r["score"]
             elif r.get("category") == "instruction":
-                row.update({m: r["metrics"].get(m) for m in ("format", "correct", "style")})
+                row.update({m: r["metrics"].get(m)
+                            for m in ("format", "format_loose", "correct", "style")})
         out[result.get("variant", path.stem)] = row
     return out
 
@@ -151,7 +152,8 @@ def _variant_order(name: str) -> tuple:
 
 
 def format_table(table: dict) -> str:
-    cols = ["knowledge", "reasoning", "format", "correct", "style", "gap_to_line"]
+    cols = ["knowledge", "reasoning", "format", "format_loose", "correct", "style",
+            "gap_to_line"]
     lines = ["variant      " + "".join(f"{c:>16}" for c in cols)]
     for v, row in table.items():
         cells = []
