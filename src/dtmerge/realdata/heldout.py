@@ -22,12 +22,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib
-import inspect
 import random
 import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from dtmerge.realdata.text import module_docstrings
 
 LICENSES_DIR = Path("/usr/share/common-licenses")
 PACKAGE_DOCS_DIR = Path("/usr/share/doc")
@@ -144,13 +145,7 @@ def _stdlib_sources(modules: list[str]) -> list[tuple[str, str, str, str]]:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        docs = [inspect.getdoc(module) or ""]
-        for attr in sorted(dir(module)):
-            obj = getattr(module, attr, None) if not attr.startswith("_") else None
-            if getattr(obj, "__module__", None) == module.__name__ and \
-                    (inspect.isfunction(obj) or inspect.isclass(obj)):
-                docs.append(inspect.getdoc(obj) or "")
-        text = "\n\n".join(d for d in docs if d)
+        text = "\n\n".join(d for d in module_docstrings(module, own_only=True) if d)
         file = getattr(module, "__file__", None)
         digest = _sha256(Path(file).read_bytes()) if file and Path(file).is_file() else ""
         out.append(("python-stdlib", f"python:{name}", digest, text))

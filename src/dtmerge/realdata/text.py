@@ -23,6 +23,20 @@ MODULES = ["json", "csv", "argparse", "textwrap", "collections", "random", "stat
 _WORD = re.compile(r"^[A-Za-z][A-Za-z,;'()-]*$")
 
 
+def module_docstrings(module, own_only: bool = False) -> list[str]:
+    """The module's docstring, then those of its public functions and classes (by name);
+    with `own_only`, only those defined in the module itself (not re-exported)."""
+    docs = [inspect.getdoc(module) or ""]
+    for attr in sorted(dir(module)):
+        obj = getattr(module, attr, None) if not attr.startswith("_") else None
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        if own_only and getattr(obj, "__module__", None) != module.__name__:
+            continue
+        docs.append(inspect.getdoc(obj) or "")
+    return docs
+
+
 def docstring_sentences(modules: list[str] = MODULES) -> list[str]:
     """Prose sentences (8-30 plain words, no code) from the docstrings of `modules`."""
     seen, out = set(), []
@@ -31,13 +45,7 @@ def docstring_sentences(modules: list[str] = MODULES) -> list[str]:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        docs = [inspect.getdoc(module) or ""]
-        for attr in sorted(dir(module)):
-            if not attr.startswith("_"):
-                obj = getattr(module, attr, None)
-                if inspect.isfunction(obj) or inspect.isclass(obj):
-                    docs.append(inspect.getdoc(obj) or "")
-        for doc in docs:
+        for doc in module_docstrings(module):
             for para in doc.split("\n\n"):
                 text = " ".join(para.split())
                 for sent in re.split(r"(?<=[.!?])\s+", text):
