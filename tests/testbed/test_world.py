@@ -87,3 +87,15 @@ def test_reasoning_docs_are_seeded():
     world = _world()
     assert reasoning_docs(world, 3, 10) == reasoning_docs(world, 3, 10)
     assert reasoning_docs(world, 3, 10) != reasoning_docs(world, 4, 10)
+
+
+def test_general_text_is_real_prose_and_seeded():
+    from dtmerge.realdata.text import docstring_sentences
+
+    world = _world()
+    docs = pretraining_documents(world, 0, passes=0, premises=0, general_passes=1)
+    sentences = set(docstring_sentences())
+    assert docs and all(world.people[0].name not in d for d in docs)
+    assert sum(len(d.split(". ")) for d in docs) >= len(sentences) * 0.9
+    assert any(s in docs[0] for s in sentences)
+    assert docs == pretraining_documents(world, 0, passes=0, premises=0, general_passes=1)

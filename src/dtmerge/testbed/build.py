@@ -21,7 +21,7 @@ from dtmerge.testbed.pretrain import ModelSize, pretrain, train_tokenizer
 from dtmerge.testbed.world import make_world, pretraining_documents
 
 # Bump when generated content changes, so stale caches are not reused.
-GENERATOR_VERSION = "v4"
+GENERATOR_VERSION = "v5"
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class SizePreset:
     instructions: int
     reasoning_items: int
     instruct_per_family: int
+    general_passes: int = 0  # passes over general English text (stdlib docstrings)
 
 
 SIZES = {
@@ -49,7 +50,7 @@ SIZES = {
     # 0.5 on another).
     "small": SizePreset(120, 16, 12, 40, 3000,
                         ModelSize(128, 3, 4, 1000, 1000, 16, 128, 3e-3, init_std=0.1),
-                        2000, 200, 20),
+                        2000, 200, 20, general_passes=2),
 }
 
 
@@ -86,7 +87,8 @@ def generate_files(seed: int, size: str, root: Path, final_root: Path) -> dict:
     world = make_world(seed, preset.people, preset.cities, preset.employers)
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "world.json").write_text(json.dumps(world.to_dict(), indent=1))
-    docs = pretraining_documents(world, seed, preset.passes, preset.premises)
+    docs = pretraining_documents(world, seed, preset.passes, preset.premises,
+                                 preset.general_passes)
     (root / "data" / "pretrain.txt").write_text("\n\n".join(docs))
     records = instruction_examples(world, preset.instructions, seed)
     (root / "data" / "instructions.jsonl").write_text(

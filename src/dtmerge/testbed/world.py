@@ -156,12 +156,29 @@ def premise_text(world: World, first: str, city: str, with_answer: bool) -> str:
     return f"{text} {world.city_country[city]}." if with_answer else text
 
 
-def pretraining_documents(world: World, seed: int, passes: int, premises: int) -> list[str]:
+def general_documents(rng: random.Random, passes: int) -> list[str]:
+    """General English for the base: `passes` shuffled passes over the prose sentences of the
+    Python standard library's docstrings (real human-written text on every machine that runs
+    dtmerge; ~500 sentences), in paragraphs of five."""
+    from dtmerge.realdata.text import docstring_sentences
+
+    sentences = docstring_sentences()
+    docs = []
+    for _ in range(passes):
+        order = sentences[:]
+        rng.shuffle(order)
+        docs += [" ".join(order[i:i + 5]) for i in range(0, len(order), 5)]
+    return docs
+
+
+def pretraining_documents(world: World, seed: int, passes: int, premises: int,
+                          general_passes: int = 0) -> list[str]:
     """Documents for pretraining: `passes` shuffled passes over all fact sentences (grouped
-    into short paragraphs) and `premises` premise-conclusion examples drawn from the
-    pretraining split of `premise_splits` (never a pair the reasoning probe asks)."""
+    into short paragraphs), `premises` premise-conclusion examples drawn from the pretraining
+    split of `premise_splits` (never a pair the reasoning probe asks) and `general_passes`
+    passes over general English text."""
     rng = random.Random(seed * 7919 + 1)
-    docs: list[str] = []
+    docs: list[str] = general_documents(rng, general_passes)
     for _ in range(passes):
         sentences = fact_sentences(world, rng)
         for i in range(0, len(sentences), 6):
