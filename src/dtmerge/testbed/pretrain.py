@@ -65,9 +65,9 @@ def _packed_blocks(tokenizer, docs: list[str], seq_len: int):
     """Pack whole documents (each followed by EOS) into `seq_len` blocks, each block starting
     at a document boundary; the tail of a block is padding, masked out of the loss.
 
-    Why not plain concatenation cut every `seq_len` tokens: a lookup story cut in two leaves
-    its question without the story that answers it, which teaches the model to guess rather
-    than to read its context. Documents longer than a block are truncated.
+    Why not plain concatenation cut every `seq_len` tokens: a premise cut from its conclusion
+    (or a fact paragraph cut mid-sentence) teaches the model to guess rather than to read its
+    context. Documents longer than a block are truncated.
 
     Returns:
         (input_ids, labels): int64 tensors of shape (blocks, seq_len); labels are -100 on padding.
