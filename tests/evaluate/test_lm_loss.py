@@ -53,6 +53,21 @@ def test_rolling_task_records_direction_parts_and_ratio_of_sums(rolling_result):
     assert json.loads(out.read_text())["tasks"]["tiny_roll"]["higher_is_better"] is False
 
 
+def test_rolling_scores_do_not_depend_on_the_batch_size(rolling_result, tiny_model_dir,
+                                                        rolling_task_dir, tmp_path):
+    """The Gemma run scored some variants at batch 16 and one at batch 1 (the logits cap):
+    per-document log-likelihoods must agree, so the variants stay comparable."""
+    result, _ = rolling_result  # batch 4
+    cfg = EvalConfig(tasks=["tiny_roll"], include_path=[str(rolling_task_dir)], device="cpu",
+                     batch_size=1)
+    single = evaluate_model(tiny_model_dir, cfg, tmp_path / "b1.json", "base")
+    by_doc = {it["doc_id"]: it["loglikelihood"] for it in result["tasks"]["tiny_roll"]["items"]}
+    for it in single["tasks"]["tiny_roll"]["items"]:
+        assert it["loglikelihood"] == pytest.approx(by_doc[it["doc_id"]], rel=1e-4, abs=1e-4)
+    assert single["tasks"]["tiny_roll"]["score"] == pytest.approx(
+        result["tasks"]["tiny_roll"]["score"], rel=1e-5)
+
+
 def test_report_reads_rolling_results(rolling_result, tmp_path):
     from dtmerge.report.results import load_eval_file
 
