@@ -22,11 +22,16 @@ from dtmerge.config import RunConfig, config_from_dict
 from dtmerge.rundir import RunDir, atomic_dir, atomic_write_json, hash_path
 
 LONG_FACTOR = 3  # dtm_long: sub-models see LONG_FACTOR times the epochs of SFT
-# Demo training settings per testbed size: full fine-tuning (LoRA on a ~1M-parameter model
-# would leave too few trainable weights to show anything).
+# Demo training settings per testbed size: LoRA on every linear layer, as in the paper's main
+# setting. Rank 32 of hidden 128 leaves enough to train; with full fine-tuning (measured, seed 0)
+# the average of four sub-models reached only 0.14-0.20 strict format against SFT's 0.54,
+# whatever the training length, while LoRA sub-models merge into SFT's level.
+_LORA = {"method": "lora", "lora": {"r": 32, "alpha": 64, "dropout": 0.0,
+                                    "target_modules": "all-linear"}}
 TRAIN = {
-    "tiny": {"num_epochs": 1, "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
-    "small": {"num_epochs": 4, "batch_size": 16, "learning_rate": 2e-3},
+    "tiny": {**_LORA, "lora": {**_LORA["lora"], "r": 8, "alpha": 16}, "num_epochs": 1,
+             "max_steps": 4, "batch_size": 8, "learning_rate": 1e-3},
+    "small": {**_LORA, "num_epochs": 4, "batch_size": 16, "learning_rate": 4e-3},
 }
 INTERPOLATION = [0.25, 0.5, 0.75]
 
@@ -34,7 +39,7 @@ INTERPOLATION = [0.25, 0.5, 0.75]
 def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
                 long: bool = False, interpolation: list[float] | None = None) -> RunConfig:
     """The RunConfig of one demo run (the main one, or the longer-trained DTM with `long`)."""
-    train = {"method": "full", "warmup_steps": 10, "grad_accum": 1, "max_length": 192,
+    train = {"warmup_steps": 10, "grad_accum": 1, "max_length": 192,
              "max_grad_norm": 1.0, "weight_decay": 0.0, "adam_beta2": 0.98, "seed": seed,
              "logging_steps": 20, "save_steps": 100000, **TRAIN[size]}
     if long:
