@@ -85,8 +85,3 @@ def item_parts(item: Mapping, metric: str) -> tuple[float, float] | None:
 def ratio_value(metric: str, numerators: Sequence[float], denominators: Sequence[float]) -> float:
     """The metric over a set of documents: transform(sum numerators / sum denominators)."""
     return float(RATIO_METRICS[metric].transform(sum(numerators) / sum(denominators)))
-
-
-def item_value(metric: str, parts: tuple[float, float]) -> float:
-    """The metric of one document on its own (for display; aggregate with `ratio_value`)."""
-    return float(RATIO_METRICS[metric].transform(parts[0] / parts[1]))

@@ -229,7 +229,7 @@ def _gather(src: FullModelSource, name: str, info: TensorInfo, positions: torch.
     """Values at sorted flat positions, mapping about `window` values of the tensor at a time."""
     out = torch.empty(len(positions), dtype=info.dtype)
     for rows in row_blocks(info, window):
-        first, end = (0, 1) if rows is None else (rows[0] * info.row_numel, rows[1] * info.row_numel)
+        first, end = flat_range(info, rows)
         lo, hi = torch.searchsorted(positions, torch.tensor([first, end])).tolist()
         if lo == hi:
             continue
