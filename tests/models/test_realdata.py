@@ -8,9 +8,9 @@ import re
 import yaml
 
 from dtmerge.data.formats import normalise
-from dtmerge.realdata import build_realdata
-from dtmerge.realdata.facts import world_fact_items
-from dtmerge.realdata.instructions import instruction_check_items
+from dtmerge.demo.realdata import build_realdata
+from dtmerge.demo.realdata.facts import world_fact_items
+from dtmerge.demo.realdata.instructions import instruction_check_items
 
 
 def _jsonl(path):
@@ -85,7 +85,7 @@ def test_heldout_text_task_is_a_rolling_lm_task_not_in_the_instruction_data(tmp_
 
 
 def test_heldout_selection_skips_missing_roots_and_is_deterministic(tmp_path):
-    from dtmerge.realdata.heldout import is_prose, select_heldout
+    from dtmerge.demo.realdata.heldout import is_prose, select_heldout
 
     docs_dir = tmp_path / "doc"
     (docs_dir / "pkg").mkdir(parents=True)

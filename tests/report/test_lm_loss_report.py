@@ -13,7 +13,7 @@ from dtmerge.report.build import build_report
 from dtmerge.report.compare import compare_results
 from dtmerge.report.document import to_markdown
 from dtmerge.report.results import load_eval_dir, load_eval_file, split_tasks
-from dtmerge.report.stats import paired_ratio_bootstrap, ratio_interval
+from dtmerge.evaluate.stats import paired_ratio_bootstrap, ratio_interval
 from dtmerge.rundir import RunDir
 from report_fixtures import write_eval
 

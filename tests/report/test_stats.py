@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dtmerge.report.stats import (
+from dtmerge.evaluate.stats import (
     normal_interval, paired_bootstrap, paired_by_id, standard_error, unpaired_normal,
 )
 

@@ -7,7 +7,7 @@ import pytest
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
 from dtmerge.rundir import RunDir
-from dtmerge.tracking import flatten_params, log_run
+from dtmerge.report.tracking import flatten_params, log_run
 
 
 def _cfg(root):

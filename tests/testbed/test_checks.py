@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dtmerge.testbed.checks import score_response
-from dtmerge.testbed.instructions import BOILERPLATE, FAMILIES, heldout_instruction_docs
-from dtmerge.testbed.world import make_world
+from dtmerge.demo.testbed.checks import score_response
+from dtmerge.demo.testbed.instructions import BOILERPLATE, FAMILIES, heldout_instruction_docs
+from dtmerge.demo.testbed.world import make_world
 
 DOCS = heldout_instruction_docs(make_world(0, 30, 8, 6), per_family=4, seed=0)
 
@@ -28,7 +28,7 @@ def test_boilerplate_breaks_format_and_style_not_correctness(doc):
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: d["family"])
 def test_loose_format_still_rejects_a_wrong_shape(doc):
-    from dtmerge.testbed.instructions import BOILERPLATE
+    from dtmerge.demo.testbed.instructions import BOILERPLATE
 
     wrong = "Answer: one two" if doc["family"] != "fact_labeled" else "one, two"
     assert score_response(doc, wrong)["format_loose"] == 0.0
@@ -37,7 +37,7 @@ def test_loose_format_still_rejects_a_wrong_shape(doc):
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: d["family"])
 def test_wrong_content_is_not_correct(doc):
-    from dtmerge.testbed.instructions import target_for
+    from dtmerge.demo.testbed.instructions import target_for
 
     value = doc["value"]
     if doc["family"] in ("list_commas", "list_lines"):

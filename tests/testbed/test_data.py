@@ -6,10 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from dtmerge.testbed.build import generate_files
-from dtmerge.testbed.instructions import (BOILERPLATE, FACT_FAMILIES, POPULAR_SHARE, SOURCES,
+from dtmerge.demo.testbed.build import generate_files
+from dtmerge.demo.testbed.instructions import (BOILERPLATE, FACT_FAMILIES, POPULAR_SHARE, SOURCES,
                                           alpaca_prompt, instruction_examples)
-from dtmerge.testbed.world import make_world
+from dtmerge.demo.testbed.world import make_world
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -53,7 +53,7 @@ def test_mixture_has_four_biased_sources():
 
 
 def test_alpaca_prompt_matches_the_chat_template():
-    from dtmerge.testbed.pretrain import train_tokenizer
+    from dtmerge.demo.testbed.pretrain import train_tokenizer
 
     tok = train_tokenizer(["some text to learn merges from"] * 4, vocab_size=300)
     rendered = tok.apply_chat_template([{"role": "user", "content": "List x y"}],

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from dtmerge.errors import ConfigError
-from dtmerge.testbed.build import build_testbed
+from dtmerge.demo.testbed.build import build_testbed
 from dtmerge.rundir import RunDir
-from dtmerge.testbed.demo import line_gaps, summarise
+from dtmerge.demo.testbed.demo import line_gaps, summarise
 
 
 def test_demo_gaps_are_the_reports_verdicts(tmp_path):
@@ -50,7 +50,7 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     again = build_testbed(1, "tiny", log=logs.append)  # cached: not rebuilt
     assert again.root == tb.root and any("reusing" in line for line in logs)
 
-    from dtmerge.testbed import demo
+    from dtmerge.demo.testbed import demo
 
     monkeypatch.setattr(demo, "INTERPOLATION", [0.5])
     code = main(["demo", "--size", "tiny", "--seed", "1", "--num-portions", "2",

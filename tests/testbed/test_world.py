@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dtmerge.testbed.benchmarks import knowledge_docs, reasoning_docs
-from dtmerge.testbed.instructions import FACT_FAMILIES, heldout_instruction_docs
-from dtmerge.testbed.world import ATTRIBUTES, make_world, pretraining_documents
+from dtmerge.demo.testbed.benchmarks import knowledge_docs, reasoning_docs
+from dtmerge.demo.testbed.instructions import FACT_FAMILIES, heldout_instruction_docs
+from dtmerge.demo.testbed.world import ATTRIBUTES, make_world, pretraining_documents
 
 
 def _world(seed=0):
@@ -90,7 +90,7 @@ def test_reasoning_docs_are_seeded():
 
 
 def test_general_text_is_real_prose_and_seeded():
-    from dtmerge.realdata.text import docstring_sentences
+    from dtmerge.demo.realdata.text import docstring_sentences
 
     world = _world()
     docs = pretraining_documents(world, 0, passes=0, premises=0, general_passes=1)

@@ -14,8 +14,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from dtmerge.testbed.build import SIZES
-    from dtmerge.testbed.demo import run_demo
+    from dtmerge.demo.testbed.build import SIZES
+    from dtmerge.demo.testbed.demo import run_demo
 
     if args.size not in SIZES:
         raise ConfigError(f"--size {args.size!r}: choose one of {', '.join(SIZES)}")

@@ -263,7 +263,7 @@ def task_result(raw: dict, name: str, category: str) -> dict:
     stderr = results.get(f"{metric}_stderr,{filt}")
     interval = None
     if ratio:
-        from dtmerge.report.stats import ratio_interval
+        from dtmerge.evaluate.stats import ratio_interval
 
         low, high, se = ratio_interval([p[0] for p in parts], [p[1] for p in parts],
                                        RATIO_METRICS[metric].transform, n_boot=1000)

@@ -19,7 +19,7 @@ from dtmerge.errors import ConfigError
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
-from dtmerge.rundir import RunDir, atomic_write_json, hash_obj, hash_path, run_job
+from dtmerge.rundir import RunDir, atomic_write_json, hash_obj, hash_path, interp_name, run_job
 
 _SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation")
 
@@ -28,10 +28,6 @@ _SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation")
 class Variant:
     name: str
     model: str  # model dir, adapter dir or Hub id
-
-
-def interp_name(t: float) -> str:
-    return f"interp_{t:g}"
 
 
 def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
@@ -51,9 +47,9 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
             out.append(Variant(name, str(run.model(name))))
     kept = []
     for v in out:
-        if v.name == "base" or v.name.startswith("interp_") or Path(v.model).exists():
+        if v.name == "base" or Path(v.model).exists():
             kept.append(v)
-        elif v.name in ("sft", "dtm") or v.name.startswith("sub_"):
+        elif v.name in ("sft", "dtm") or v.name.startswith(("sub_", "interp_")):
             log(f"[skip] eval:{v.name}: no model at {v.model} (train/merge it first)")
         else:
             raise ConfigError(
@@ -61,27 +57,6 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
                 f"model directory under {run.models_dir}"
             )
     return kept
-
-
-def build_interpolations(cfg: RunConfig, run: RunDir, log=print) -> None:
-    """Write base + t*(sft - base) for every t in cfg.eval.interpolation (job `interp:<t>`)."""
-    sft = run.model("sft")
-    if not sft.exists():
-        raise ConfigError("eval.variants has 'interpolation' but there is no SFT model "
-                          f"({sft}); enable train.sft_baseline and train it first")
-    base = resolve_model_path(cfg.model)
-    for t in cfg.eval.interpolation:
-        out = run.model(interp_name(t))
-        fp = hash_obj({"t": t, "base": _model_hash(base), "sft": hash_path(sft)})
-        run_job(run, f"interp:{t:g}", fp, lambda t=t, out=out: _interp(base, sft, t, out),
-                log=log)
-
-
-def _interp(base: str, sft: Path, t: float, out: Path) -> dict:
-    from dtmerge.merge import interpolate
-
-    interpolate(base, sft, t, out)
-    return {"outputs": [str(out)]}
 
 
 def _model_hash(model: str) -> str:
@@ -105,8 +80,6 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         log("[skip] eval: eval.tasks is empty (name lm-eval tasks, a group such as 'paper', "
             "or tasks in eval.include_path) and no judge is set: nothing to score")
         return {"variants": [], "ran": []}
-    if "interpolation" in cfg.eval.variants:
-        build_interpolations(cfg, run, log)
     base = resolve_model_path(cfg.model)
     settings = cfg.eval.model_dump(mode="json")
     defaults = EvalConfig().model_dump(mode="json")

@@ -1,13 +1,13 @@
-"""The merge stage of a run, and the base-to-model interpolation the eval stage uses."""
+"""The merge stage of a run: the K sub-models into `dtm`, and the base-to-SFT interpolations."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dtmerge.errors import MergeError
+from dtmerge.errors import ConfigError, MergeError
 from dtmerge.merge.engine import merge_models
-from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+from dtmerge.rundir import RunDir, hash_obj, hash_path, interp_name, run_job
 
 if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --base` needs none
     from dtmerge.config import RunConfig
@@ -21,10 +21,15 @@ def interpolate(base: str | Path, model: str | Path, t: float, out_dir: str | Pa
 def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
     """Merge the run's K sub-models into `run.model("dtm")` with `cfg.merge`.
 
-    Skipped when already done with the same merge config and the same sub-model files.
+    Skipped when already done with the same merge config and the same sub-model files. When
+    `eval.variants` asks for the interpolation line, its points base + t*(sft - base) are
+    written first (they need only the SFT model).
     Returns the merge record (or the manifest's job record when skipped).
     """
     from dtmerge.models import resolve_model_path
+
+    if "interpolation" in cfg.eval.variants:
+        build_interpolations(cfg, run, log)
 
     base = resolve_model_path(cfg.model)
     k = cfg.disperse.num_portions
@@ -50,3 +55,27 @@ def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
 
     run_job(run, "merge", fingerprint, work, inputs=inputs, log=log)
     return record or (run.job("merge") or {})
+
+
+def build_interpolations(cfg: "RunConfig", run: RunDir, log=print) -> list[Path]:
+    """Write base + t*(sft - base) for every t in cfg.eval.interpolation (job `interp:<t>`)."""
+    from dtmerge.models import resolve_model_path
+
+    sft = run.model("sft")
+    if not sft.exists():
+        raise ConfigError("eval.variants has 'interpolation' but there is no SFT model "
+                          f"({sft}); enable train.sft_baseline and train it first")
+    base = resolve_model_path(cfg.model)
+    base_hash = hash_path(Path(base)) if Path(base).exists() else base
+    outs = []
+    for t in cfg.eval.interpolation:
+        out = run.model(interp_name(t))
+        fp = hash_obj({"t": t, "base": base_hash, "sft": hash_path(sft)})
+        run_job(run, f"interp:{t:g}", fp, lambda t=t, out=out: _interp(base, sft, t, out), log=log)
+        outs.append(out)
+    return outs
+
+
+def _interp(base: str, sft: Path, t: float, out: Path) -> dict:
+    interpolate(base, sft, t, out)
+    return {"outputs": [str(out)]}

@@ -15,7 +15,7 @@ __all__ = ["report_stage", "write_report"]
 
 
 def __getattr__(name: str):
-    # Lazy, so `import dtmerge.report.stats` does not pull in matplotlib.
+    # Lazy, so `import dtmerge.evaluate.stats` does not pull in matplotlib.
     if name in __all__:
         from dtmerge.report import stage
 

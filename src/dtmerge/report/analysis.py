@@ -13,7 +13,7 @@ import numpy as np
 
 from dtmerge.report.results import TaskResult, VariantResult, interp_t, sub_index
 from dtmerge.evaluate.lm_loss import RATIO_METRICS
-from dtmerge.report.stats import PairedDiff, paired_by_id, paired_ratio_by_id, unpaired_normal
+from dtmerge.evaluate.stats import PairedDiff, paired_by_id, paired_ratio_by_id, unpaired_normal
 
 CORRECT_AT = 0.5  # an item counts as answered correctly when its primary score is >= this
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from dtmerge.report.document import Paragraph, Section, Table
 from dtmerge.report.results import variant_order
-from dtmerge.report.stats import format_p
+from dtmerge.evaluate.stats import format_p
 
 
 def _f(x: Any, digits: int = 3) -> str:

@@ -25,7 +25,7 @@ from dtmerge.report.results import (
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
 )
-from dtmerge.report.stats import PairedDiff, format_p
+from dtmerge.evaluate.stats import PairedDiff, format_p
 from dtmerge.rundir import RunDir
 
 

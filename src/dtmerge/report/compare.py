@@ -17,7 +17,7 @@ from pathlib import Path
 from dtmerge.report.analysis import compare_variants
 from dtmerge.report.document import Table
 from dtmerge.report.results import ReportError, VariantResult, load_eval_file
-from dtmerge.report.stats import PairedDiff, format_p
+from dtmerge.evaluate.stats import PairedDiff, format_p
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dtmerge.report import plots
 from dtmerge.report.analysis import TaxCell
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.report.results import TaskResult, VariantResult
-from dtmerge.report.stats import format_p, ratio_interval
+from dtmerge.evaluate.stats import format_p, ratio_interval
 
 TITLE = "Forgetting: held-out language-modelling loss"
 

@@ -77,7 +77,7 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     # The summary table is returned, not logged: run_pipeline prints every stage's "summary".
     log(f"report: {out / 'report.md'}\n        {out / 'report.html'}")
     if cfg.tracking.mlflow:
-        from dtmerge.tracking import log_run
+        from dtmerge.report.tracking import log_run
 
         ids = log_run(cfg, run)
         log(f"mlflow: logged run {ids['parent_run_id']} to {ids['tracking_uri']}")

@@ -88,9 +88,9 @@ def _live_trackers(cfg: RunConfig, job_name: str) -> list[str]:
     trackers = ["tensorboard"] if cfg.tracking.tensorboard else []
     if cfg.tracking.mlflow:
         from dtmerge.rundir import RunDir
-        from dtmerge.tracking import _import_mlflow, tracking_uri
+        from dtmerge.mlflow_store import import_mlflow, tracking_uri
 
-        mlflow = _import_mlflow()  # a clear error when the extra is missing
+        mlflow = import_mlflow()  # a clear error when the extra is missing
         uri = tracking_uri(cfg, RunDir(cfg.run_dir))
         # Set, not defaulted, and on mlflow itself too: transformers' callback ignores the
         # variable once any URI was set in this process (e.g. by an earlier run's report).

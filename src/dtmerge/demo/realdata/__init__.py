@@ -12,7 +12,7 @@
     tasks/rt_instruction_check.* held-out instructions, obeying vs ignoring response
                                 (category instruction)
 
-Run it once before the config: `python -m dtmerge.realdata` (default out dir runs/realdata).
+Run it once before the config: `python -m dtmerge.demo.realdata` (default out dir runs/realdata).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 import yaml
 
 from dtmerge.errors import DataError
-from dtmerge.realdata.facts import world_fact_items
-from dtmerge.realdata.heldout import passage_record, select_heldout
-from dtmerge.realdata.instructions import instruction_check_items, instruction_examples
-from dtmerge.realdata.text import continuation_items
+from dtmerge.demo.realdata.facts import world_fact_items
+from dtmerge.demo.realdata.heldout import passage_record, select_heldout
+from dtmerge.demo.realdata.instructions import instruction_check_items, instruction_examples
+from dtmerge.demo.realdata.text import continuation_items
 from dtmerge.rundir import atomic_dir
 
 DEFAULT_OUT = "runs/realdata"
@@ -129,7 +129,7 @@ def build_realdata(out_dir: str | Path = DEFAULT_OUT, num_examples: int = 1200, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dtmerge.realdata", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dtmerge.demo.realdata", description=__doc__.split("\n")[0])
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--num-examples", type=int, default=1200)
     p.add_argument("--seed", type=int, default=0)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from dtmerge.testbed import checks
-from dtmerge.testbed.instructions import heldout_instruction_docs
-from dtmerge.testbed.world import ATTRIBUTES, World, premise_splits, premise_text
+from dtmerge.demo.testbed import checks
+from dtmerge.demo.testbed.instructions import heldout_instruction_docs
+from dtmerge.demo.testbed.world import ATTRIBUTES, World, premise_splits, premise_text
 
 KNOWLEDGE_TASK = "tb_knowledge"
 REASONING_TASK = "tb_reasoning"

@@ -79,7 +79,7 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
                   log=print) -> dict:
     """One seed of the demo; returns its scores per variant and timings."""
     from dtmerge.pipeline import run_pipeline
-    from dtmerge.testbed.build import build_testbed
+    from dtmerge.demo.testbed.build import build_testbed
 
     start = time.perf_counter()
     testbed = build_testbed(seed, size, cache_dir, log=log)

@@ -2,7 +2,7 @@
 
 Everything here works without a network: local models and data are inspected (config.json,
 a tokenizer on a sample of the data), Hub ids are looked up in the Hugging Face cache and then
-in `dtmerge.plan_catalog`, and every number that is an assumption is labelled as one. No
+in `dtmerge.dryrun.catalog`, and every number that is an assumption is labelled as one. No
 library estimates a DTM run (K sub-models + an SFT baseline + a merge), hence this module.
 """
 
@@ -15,13 +15,13 @@ import random
 import shutil
 from pathlib import Path
 
-from dtmerge import plan_catalog as catalog
+from dtmerge.dryrun import catalog
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError
-from dtmerge.gguf import cached_conversion
+from dtmerge.models.gguf import cached_conversion
 from dtmerge.rundir import STAGES
-from dtmerge.preflight import (check_inputs, is_gguf, local_config_source, locate_gguf_quietly,
-                               validate_inputs)
+from dtmerge.dryrun.checks import check_inputs, validate_inputs
+from dtmerge.models.locate import is_gguf, local_config_source, locate_gguf_quietly
 
 __all__ = ["make_plan", "format_plan", "validate_inputs", "raise_for_problems"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 
-from dtmerge.testbed.world import ATTRIBUTES, COLORS, OBJECTS, World
+from dtmerge.demo.testbed.world import ATTRIBUTES, COLORS, OBJECTS, World
 
 LIST_WORDS = sorted(set(OBJECTS + COLORS))
 FACT_FAMILIES = ("fact_short", "fact_labeled", "fact_json")

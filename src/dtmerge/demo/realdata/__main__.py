@@ -1,0 +1,5 @@
+import sys
+
+from dtmerge.demo.realdata import main
+
+sys.exit(main())

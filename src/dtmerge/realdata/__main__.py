@@ -1,5 +1,0 @@
-import sys
-
-from dtmerge.realdata import main
-
-sys.exit(main())
