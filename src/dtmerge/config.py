@@ -120,6 +120,9 @@ class MergeConfig(_Section):
         None, ge=0.0, le=1.0, description="WiSE-FT knob: base + t * (merged - base)"
     )
     shard_size: str = "2GB"
+    as_adapter: bool = Field(
+        False, description="Write models/dtm as one rank-concatenated LoRA adapter (LoRA "
+        "sub-models and a method linear in the updates)")
 
 
 class EvalConfig(_Section):

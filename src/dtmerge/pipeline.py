@@ -11,7 +11,7 @@ import shutil
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, DtmError
-from dtmerge.rundir import STAGES, RunDir, atomic_write_text
+from dtmerge.rundir import STAGES, RunDir, atomic_write_text, retire_stale_variants, run_lock
 
 # stage -> "module:function"; every function takes (cfg, run, log=print).
 STAGE_FUNCTIONS = {
@@ -40,15 +40,13 @@ def check_stages(stages: list[str] | None) -> list[str]:
 
 def validate_and_plan(cfg: RunConfig, log=print) -> dict:
     """Validate everything that needs no training and print the plan."""
-    from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems, validate_inputs
+    from dtmerge.dryrun.checks import checked_line
+    from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems
 
-    problems = validate_inputs(cfg)
-    plan = make_plan(cfg)
+    plan = make_plan(cfg)  # runs the input checks once; their findings are plan["problems"]
     log(format_plan(plan))
-    raise_for_problems(plan)  # disk space, K larger than the data...
-    if problems:
-        raise DtmError("dry run found problems:\n" + "\n".join(f"  - {p}" for p in problems))
-    log("dry run: config, data, model files and disk space OK")
+    raise_for_problems(plan)  # bad inputs, disk space, K larger than the data...
+    log(checked_line(plan["problems"]))
     return plan
 
 
@@ -59,21 +57,22 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
     if dry_run:
         validate_and_plan(cfg, log)
         return RunDir(cfg.run_dir)
-    if "train" in order:  # check inputs up front, before hours of training
-        from dtmerge.dryrun.checks import validate_inputs
-
-        problems = validate_inputs(cfg, order)
-        if problems:
-            raise DtmError("inputs have problems:\n" + "\n".join(f"  - {p}" for p in problems))
     run = RunDir(cfg.run_dir)
-    run.root.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(run.root).free < 200 * 2**20:
-        raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
-    atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
-    for stage in order:
-        log(f"== {stage}")
-        fn = stage_function(stage)
-        result = fn(cfg, run, log=log)
-        if isinstance(result, dict) and result.get("summary"):
-            log(result["summary"])
+    with run_lock(run.root):  # one process per run directory, for the whole run
+        if "train" in order:  # check inputs up front, before hours of training
+            from dtmerge.dryrun.checks import validate_inputs
+
+            problems = validate_inputs(cfg, order)
+            if problems:
+                raise DtmError("inputs have problems:\n" + "\n".join(f"  - {p}" for p in problems))
+        if shutil.disk_usage(run.root).free < 200 * 2**20:
+            raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
+        atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
+        retire_stale_variants(cfg, run, log)
+        for stage in order:
+            log(f"== {stage}")
+            fn = stage_function(stage)
+            result = fn(cfg, run, log=log)
+            if isinstance(result, dict) and result.get("summary"):
+                log(result["summary"])
     return run

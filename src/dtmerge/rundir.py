@@ -13,6 +13,8 @@ Layout of `runs/NAME/`::
     models/interp_<t>/     base + t * (sft - base), written by the merge stage
     eval/<variant>.json    evaluation results per variant
     report/report.md, report/report.html
+    retired/<time>/        variants the config no longer produces, moved aside (never deleted)
+    .lock                  held (flock) by the one dtm process working here; names its pid
 
 Every output is written under a temporary name and renamed into place when complete, and a
 job is only "done" when the manifest says so with a fingerprint equal to the one computed
@@ -23,21 +25,54 @@ whose config or inputs changed is redone (and the rerun says so).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from dtmerge.errors import DtmError
 
 STAGES = ("data", "disperse", "train", "merge", "eval", "report")
+# The command that (re)makes the output of a manifest job, by job-name prefix.
+_RERUN_COMMAND = {"data": "disperse", "disperse": "disperse", "train": "train", "merge": "merge",
+                  "interp": "merge", "eval": "eval", "report": "report"}
+
+
+def fault_point(label: str) -> None:
+    """Test hook of the fault-injection suite: SIGKILL this process at the Nth point reached.
+
+    With DTM_FAULT_KILL_AT=N set, the Nth call in this process kills it (no cleanup runs, as
+    with a power cut); with DTM_FAULT_TRACE=FILE every label is appended there. Unset (the
+    normal case) it costs one dictionary lookup.
+    """
+    at = os.environ.get("DTM_FAULT_KILL_AT")
+    trace = os.environ.get("DTM_FAULT_TRACE")
+    if not at and not trace:
+        return
+    if _FAULTS.get("pid") != os.getpid():  # a forked child counts from zero
+        _FAULTS.update(pid=os.getpid(), n=0)
+    _FAULTS["n"] += 1
+    if trace:
+        with open(trace, "a") as fh:
+            fh.write(f"{_FAULTS['n']} {label}\n")
+    if at and _FAULTS["n"] == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAULTS: dict[str, int] = {}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
+    fault_point(f"write {path.name}")
     os.replace(tmp, path)
 
 
@@ -61,11 +96,13 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fault_point(f"complete {final.name}/")
     old = final.with_name(f".{final.name}.old")
     if final.exists():
         if old.exists():
             shutil.rmtree(old)
         os.replace(final, old)
+        fault_point(f"replace {final.name}/")
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -164,6 +201,7 @@ class RunDir:
         job = manifest["jobs"].setdefault(name, {})
         job.update(fields)
         atomic_write_json(self.manifest_path, manifest)
+        fault_point(f"manifest {name} {fields.get('status', '')}")
 
     def mark_started(self, name: str, fingerprint: str, inputs: dict[str, str] | None = None):
         self.update_job(
@@ -182,27 +220,171 @@ class RunDir:
     def mark_failed(self, name: str, error: str) -> None:
         self.update_job(name, status="failed", error=error, finished=time.time())
 
+    def needs_run(self, name: str, fingerprint: str, outputs: Iterable[Path] = (),
+                  log=print) -> bool:
+        """Whether job `name` must (re)run, saying why: not done, done with another
+        fingerprint, an earlier attempt killed or failed, or its outputs since deleted."""
+        previous = self.job(name)
+        status = previous.get("status") if previous else None
+        if status == "done" and previous.get("fingerprint") == fingerprint:
+            gone = [str(p) for p in outputs if not Path(p).exists()]
+            if not gone:
+                log(f"[skip] {name}: already done with the same config and inputs")
+                return False
+            log(f"[redo] {name}: done before, but its output {gone[0]} is gone; making it again")
+        elif status == "done":
+            log(f"[redo] {name}: its config or inputs changed since it was done; running it again")
+        elif status in ("running", "failed"):
+            log(f"[resume] {name}: previous attempt did not finish ({status})")
+        return True
+
+    def require_finished(self, job: str, output: Path | str) -> None:
+        """Refuse to read `output` when the manifest says `job`, which writes it, did not finish.
+
+        A killed or failed job may leave an older, complete output in place (outputs are
+        replaced atomically), which no longer matches the config: reading it would mix runs.
+        """
+        record = self.job(job)
+        status = record.get("status") if record else None
+        if status in (None, "done"):
+            return
+        why = "killed, or still running" if status == "running" else status
+        if status == "failed" and record.get("error"):
+            why += f": {record['error']}"
+        command = _RERUN_COMMAND.get(job.split(":", 1)[0], "run")
+        raise DtmError(f"{output} is unfinished: manifest.json says job '{job}' is {status} "
+                       f"({why}); rerun `dtm {command} {self.root}` first")
+
+    def retire(self, paths: Iterable[Path], jobs: Iterable[str], reason: str, log=print) -> Path | None:
+        """Move outputs (and their manifest jobs) the config no longer produces to
+        `retired/<time>/`, keeping their relative paths: set aside, never deleted."""
+        paths = [Path(p) for p in paths if Path(p).exists()]
+        jobs = list(jobs)
+        manifest = self.read_manifest()
+        jobs = [j for j in jobs if j in manifest["jobs"]]
+        if not paths and not jobs:
+            return None
+        dest = self.root / "retired" / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        if jobs:
+            atomic_write_json(dest / f"manifest-jobs-{os.getpid()}.json",
+                              {j: manifest["jobs"][j] for j in jobs})
+            for j in jobs:
+                del manifest["jobs"][j]
+            atomic_write_json(self.manifest_path, manifest)
+        for p in paths:
+            target = dest / p.relative_to(self.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, target)
+        shown = ", ".join(str(p.relative_to(self.root)) for p in paths) or ", ".join(jobs)
+        log(f"[retire] {shown}: {reason}; moved to {dest.relative_to(self.root)}/")
+        return dest
+
 
 def run_job(run: RunDir, name: str, fingerprint: str, work, *, inputs: dict[str, str] | None = None,
-            log=print) -> bool:
-    """Run `work()` as manifest job `name` unless it is already done with this fingerprint.
+            outputs: Iterable[Path] = (), log=print) -> bool:
+    """Run `work()` as manifest job `name` unless it is already done with this fingerprint
+    and every path of `outputs` still exists.
 
     Returns True when the job ran. `work` may return a dict stored with the job record.
-    A job whose previous fingerprint differs is redone, and the log says so.
+    A job whose previous fingerprint differs, or whose outputs were deleted, is redone, and
+    the log says so.
     """
-    if run.is_done(name, fingerprint):
-        log(f"[skip] {name}: already done with the same config and inputs")
+    if not run.needs_run(name, fingerprint, outputs, log):
         return False
-    previous = run.job(name)
-    if previous and previous.get("status") == "done":
-        log(f"[redo] {name}: its config or inputs changed since it was done; running it again")
-    elif previous and previous.get("status") in ("running", "failed"):
-        log(f"[resume] {name}: previous attempt did not finish ({previous.get('status')})")
     run.mark_started(name, fingerprint, inputs)
     try:
         extra = work() or {}
     except BaseException as err:
         run.mark_failed(name, f"{type(err).__name__}: {err}")
         raise
+    fault_point(f"finished {name}")
     run.mark_done(name, **extra)
     return True
+
+
+@contextlib.contextmanager
+def run_lock(root: Path | str) -> Iterator[None]:
+    """Hold the run directory's exclusive lock for the block; fail at once if another process
+    holds it, naming that process.
+
+    flock(2) on `root/.lock`: the kernel drops the lock when its holder dies, however it dies,
+    so a killed run never leaves a stale lock behind. Re-entrant within one process. (flock is
+    not reliable on some network file systems, e.g. old NFS: keep run directories local there.)
+    """
+    root = Path(root).resolve()
+    if root in _HELD_LOCKS:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = path.read_text().strip() or "a process that has not written its id yet"
+        os.close(fd)
+        raise DtmError(f"{root} is in use by another dtm process ({holder}); wait for it to "
+                       "finish or stop it (two runs in one directory would overwrite each "
+                       "other's models)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    _HELD_LOCKS.add(root)
+    try:
+        yield
+    finally:
+        _HELD_LOCKS.discard(root)
+        os.close(fd)  # releases the lock
+
+
+_HELD_LOCKS: set[Path] = set()
+
+
+def producer_job(variant: str) -> str | None:
+    """The manifest job that writes `models/<variant>`."""
+    if variant == "dtm":
+        return "merge"
+    if variant == "sft" or variant.startswith("sub_"):
+        return f"train:{variant}"
+    if variant.startswith("interp_"):
+        return f"interp:{variant[len('interp_'):]}"
+    return None
+
+
+def retire_stale_variants(cfg, run: RunDir, log=print) -> list[Path]:
+    """Retire the models and eval results of variants `cfg` no longer produces: sub-models
+    k >= K after K was lowered, interpolation points no longer asked for, the SFT baseline
+    once switched off. The run directory then describes the current config only."""
+    stale: dict[str, list[str]] = {}
+    for folder, suffix in ((run.models_dir, ""), (run.root / "eval", ".json")):
+        for p in folder.glob(f"*{suffix}") if folder.is_dir() else []:
+            name = p.name[: len(p.name) - len(suffix)]
+            reason = _stale_reason(cfg, name)
+            if reason:
+                stale.setdefault(reason, [])
+                if name not in stale[reason]:
+                    stale[reason].append(name)
+    moved = []
+    for reason, names in stale.items():
+        paths = [p for n in sorted(names)
+                 for p in (run.model(n), run.eval_file(n), run.models_dir / ".work" / n)]
+        jobs = [j for n in sorted(names) for j in (producer_job(n), f"eval:{n}")]
+        dest = run.retire(paths, jobs, reason, log)
+        moved += [dest] if dest else []
+    return moved
+
+
+def _stale_reason(cfg, name: str) -> str | None:
+    """Why the variant `name` found in the run directory is not produced by `cfg` (or None)."""
+    index = name[len("sub_"):]
+    if name.startswith("sub_") and index.isdigit() and int(index) >= cfg.disperse.num_portions:
+        return f"disperse.num_portions is now {cfg.disperse.num_portions}"
+    if name.startswith("interp_"):
+        wanted = ({interp_name(t) for t in cfg.eval.interpolation}
+                  if "interpolation" in cfg.eval.variants else set())
+        if name not in wanted:
+            return "eval.variants/eval.interpolation no longer ask for this interpolation point"
+    if name == "sft" and not cfg.train.sft_baseline:
+        return "train.sft_baseline is now false"
+    return None

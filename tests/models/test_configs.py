@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dtmerge.config import load_config
-from dtmerge.dryrun.plan import format_plan, make_plan, validate_inputs
+from dtmerge.dryrun.checks import validate_inputs
+from dtmerge.dryrun.plan import format_plan, make_plan
 from dtmerge.dryrun.checks import check_inputs
 from dtmerge.models.locate import is_hub_id
 

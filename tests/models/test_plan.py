@@ -9,7 +9,8 @@ import pytest
 
 from dtmerge.config import config_from_dict
 from dtmerge.errors import ConfigError
-from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems, validate_inputs
+from dtmerge.dryrun.checks import validate_inputs
+from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems
 from dtmerge.dryrun.checks import check_inputs
 
 from tiny_gguf import make_tiny_llama

@@ -1,8 +1,10 @@
 """`dtm disperse|train|eval|report RUN_DIR_OR_CONFIG [key=value ...]`: one stage of a run.
 
-A run directory is read through its saved config.yaml. Stages a command depends on that are
-not yet done run first (e.g. `dtm disperse` prepares the data if needed); finished ones are
-skipped through the manifest.
+A run directory is read through its saved config.yaml. Each command runs its own stage only
+(`dtm disperse` also prepares the data, a step with no command of its own); finished jobs are
+skipped through the manifest. An input that is missing, or that the manifest marks unfinished
+(its stage was killed or failed), is refused with the command to run first: `dtm eval` never
+starts hours of training by itself. `dtm run` runs every stage in order.
 """
 
 from pathlib import Path
@@ -11,8 +13,9 @@ from dtmerge.config import load_config
 from dtmerge.errors import ConfigError
 from dtmerge.pipeline import run_pipeline
 
-PREREQUISITES = {"disperse": ["data", "disperse"], "train": ["train"], "eval": ["eval"],
-                 "report": ["report"], "merge": ["merge"]}
+# The stages each command runs: its own (disperse also makes the data it splits).
+STAGES_RUN = {"disperse": ["data", "disperse"], "train": ["train"], "eval": ["eval"],
+              "report": ["report"], "merge": ["merge"]}
 
 
 def resolve_config(target: str, overrides: list[str]):
@@ -36,5 +39,5 @@ def add_arguments(p):
 
 def run(args) -> int:
     cfg = resolve_config(args.target, args.overrides)
-    run_pipeline(cfg, stages=PREREQUISITES[args.command])
+    run_pipeline(cfg, stages=STAGES_RUN[args.command])
     return 0

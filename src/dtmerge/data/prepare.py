@@ -41,15 +41,12 @@ def prepare_data(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """
     input_hash = input_fingerprint(cfg.data.path)
     fingerprint = hash_obj({"data": cfg.data.model_dump(mode="json"), "input": input_hash})
-    outputs = (run.all_data, run.heldout_data)
-    if run.is_done(JOB_NAME, fingerprint) and not all(p.exists() for p in outputs):
-        run.update_job(JOB_NAME, status="outputs-missing")  # deleted by hand: make it again
-
     def work() -> dict:
         summary = _prepare(cfg, run, log)
         return {"summary": summary}
 
-    run_job(run, JOB_NAME, fingerprint, work, inputs={"data": input_hash}, log=log)
+    run_job(run, JOB_NAME, fingerprint, work, inputs={"data": input_hash},
+            outputs=(run.all_data, run.heldout_data), log=log)
     return run.job(JOB_NAME)["summary"]
 
 

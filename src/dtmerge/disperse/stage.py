@@ -65,19 +65,18 @@ def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """
     if not run.all_data.exists():
         raise DataError(f"{run.all_data} not found: run the data stage first")
+    run.require_finished("data", run.all_data)
     data_hash = hash_file(run.all_data)
     fingerprint = hash_obj({"disperse": cfg.disperse.model_dump(mode="json"), "all": data_hash})
     summary_path = run.data_dir / "summary.json"
     outputs = [run.portion(k) for k in range(cfg.disperse.num_portions)] + [summary_path]
-    if run.is_done(JOB_NAME, fingerprint) and not all(p.exists() for p in outputs):
-        run.update_job(JOB_NAME, status="outputs-missing")  # deleted by hand: make them again
-
     def work() -> dict:
         summary = _disperse(cfg, run, log)
         atomic_write_json(summary_path, summary)
         return {"sizes": [p["size"] for p in summary["portions"]]}
 
-    run_job(run, JOB_NAME, fingerprint, work, inputs={"all.jsonl": data_hash}, log=log)
+    run_job(run, JOB_NAME, fingerprint, work, inputs={"all.jsonl": data_hash}, outputs=outputs,
+            log=log)
 
     return json.loads(summary_path.read_text())
 
@@ -89,10 +88,8 @@ def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:
     for k in range(dc.num_portions):
         write_jsonl(run.portion(k), [r for r, a in zip(records, assignment) if a == k])
     # Portions left over from an earlier run with a larger K would confuse later stages.
-    for stale in run.data_dir.glob("portion_*.jsonl"):
-        index = stale.stem.split("_", 1)[1]
-        if not index.isdigit() or int(index) >= dc.num_portions:
-            stale.unlink()
+    stale = [p for p in run.data_dir.glob("portion_*.jsonl") if _portion_index(p) >= dc.num_portions]
+    run.retire(stale, [], f"disperse.num_portions is now {dc.num_portions}", log)
 
     field = dc.field if dc.strategy == "field" else None
     portions = summarise_portions(records, assignment, dc.num_portions, field)
@@ -106,3 +103,9 @@ def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:
         terms = ", ".join(p["distinctive_terms"]) or "-"
         log(f"disperse: portion {p['portion']}: {p['size']} examples; terms: {terms}")
     return summary
+
+
+def _portion_index(path) -> float:
+    """k of `portion_<k>.jsonl` (infinity for a name that is not a portion of any K)."""
+    index = path.stem.split("_", 1)[1]
+    return int(index) if index.isdigit() else float("inf")

@@ -34,13 +34,29 @@ def check_inputs(cfg: RunConfig, stages: list[str] | None = None) -> list[str]:
         One line per finding, each starting "error: " (the run would fail: fix it first) or
         "note: " (worth knowing, e.g. a Hub id that needs a network).
     """
+    from dtmerge.dryrun.names import check_names
+
     found: list[str] = []
     _check_model(cfg.model, found)
     _check_data(cfg, found)
     if stages is None or "eval" in stages:
         _check_eval(cfg, found)
+    check_names(cfg, stages, found)
     _check_runs_dir(cfg, found)
     return found
+
+
+NOT_CHECKED = "not checked: "
+
+
+def checked_line(findings: list[str]) -> str:
+    """The dry run's last line: what was checked, and what was not (never "OK" for those)."""
+    unchecked = [f[len("note: " + NOT_CHECKED):] for f in findings
+                 if f.startswith("note: " + NOT_CHECKED)]
+    if not unchecked:
+        return "dry run: config, names, data, model files and disk space OK"
+    return ("dry run: config, names and disk space OK; NOT checked (nothing to read here): "
+            + "; ".join(unchecked))
 
 
 def validate_inputs(cfg: RunConfig, stages: list[str] | None = None) -> list[str]:
@@ -83,6 +99,12 @@ def _check_model_dir(p: Path, key: str, found: list[str], need_tokenizer: bool) 
             found.append(f"error: {config} is not valid JSON ({err})")
     if not any(any(p.glob(pat)) for pat in _WEIGHT_PATTERNS):
         found.append(f"error: {key} '{p}' has no weights (*.safetensors or *.bin)")
+    elif not any(p.glob("*.safetensors")):
+        # Caught here: the merge reads safetensors only, so it would fail after every training.
+        found.append(f"error: {key} '{p}' has only pickle weights (.bin/.pt), which the merge "
+                     "cannot read and which can run code when loaded; convert them once with "
+                     f"the safe loader: python -m dtmerge.models.convert {p} {p}-safetensors "
+                     f"(then set {key} to {p}-safetensors)")
     if need_tokenizer and not any((p / f).is_file() for f in _TOKENIZER_FILES):
         found.append(f"error: {key} '{p}' has no tokenizer files ({', '.join(_TOKENIZER_FILES)}); "
                      "add them or set model.tokenizer")
@@ -100,10 +122,11 @@ def _check_hub_model(mc: ModelConfig, found: list[str]) -> None:
     if hub_cached_file(mc.path, "config.json", mc.revision):
         found.append(f"note: model '{mc.path}' is in the local Hugging Face cache")
     elif offline():
-        found.append(f"note: model '{mc.path}' is a Hub id: needs network (HF_HUB_OFFLINE=1 "
-                     "and not in the local cache); download it where a network is available")
+        found.append(f"note: {NOT_CHECKED}model '{mc.path}' (a Hub id: needs network, not in "
+                     "the local cache and HF_HUB_OFFLINE=1); download it where a network is "
+                     "available")
     else:
-        found.append(f"note: model '{mc.path}' will be downloaded from the Hub")
+        found.append(f"note: {NOT_CHECKED}model '{mc.path}' (will be downloaded from the Hub)")
 
 
 def _check_gguf(mc: ModelConfig, found: list[str]) -> None:
@@ -117,7 +140,8 @@ def _check_gguf(mc: ModelConfig, found: list[str]) -> None:
         return
     if is_hub_id(mc.path):
         if not hub_cached_file(mc.path, mc.gguf_file or "", mc.revision) and offline():
-            found.append(f"note: model '{mc.path}' / '{mc.gguf_file}' is on the Hub: needs network")
+            found.append(f"note: {NOT_CHECKED}model '{mc.path}' / '{mc.gguf_file}' (on the Hub: "
+                         "needs network)")
         return
     from dtmerge.models.gguf import locate_gguf
 
@@ -156,10 +180,10 @@ def _check_data(cfg: RunConfig, found: list[str]) -> None:
         if dc.path.startswith((".", "/", "~")) or p.suffix in (".json", ".jsonl", ".csv", ".parquet"):
             found.append(f"error: data.path '{dc.path}' not found (relative to {Path.cwd()})")
         elif offline():
-            found.append(f"note: data '{dc.path}' is a Hub data set: needs network "
-                         "(HF_HUB_OFFLINE=1)")
+            found.append(f"note: {NOT_CHECKED}data '{dc.path}' (a Hub data set: needs network, "
+                         "and HF_HUB_OFFLINE=1)")
         else:
-            found.append(f"note: data '{dc.path}' will be downloaded from the Hub")
+            found.append(f"note: {NOT_CHECKED}data '{dc.path}' (will be downloaded from the Hub)")
         return
     try:
         first = _first_records(p)
@@ -233,15 +257,10 @@ def _check_eval(cfg: RunConfig, found: list[str]) -> None:
     local = _local_task_names(ec.include_path)
     hub_tasks = [t for t in tasks if t not in local]
     if hub_tasks and offline():
-        found.append(f"note: eval tasks {', '.join(hub_tasks)} are lm-eval built-ins whose "
-                     "data sets come from the Hub: needs network")
+        found.append(f"note: {NOT_CHECKED}the data sets of eval tasks {', '.join(hub_tasks)} "
+                     "(lm-eval built-ins whose data come from the Hub: needs network)")
     if not ec.tasks:
         found.append("note: eval.tasks is empty: variants will not be scored")
-    code_tasks = [t for t in tasks if t in TASK_GROUPS.get("code", [])]
-    if code_tasks and not ec.allow_code_execution:
-        # Caught here, not after hours of training when the eval stage refuses them.
-        found.append(f"error: eval tasks {', '.join(code_tasks)} execute model-written code: set "
-                     "eval.allow_code_execution: true (ideally in a sandbox) or drop them")
     if "sft" in ec.variants and not cfg.train.sft_baseline:
         found.append("error: eval.variants has 'sft' but train.sft_baseline is false")
 

@@ -20,10 +20,10 @@ from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError
 from dtmerge.models.gguf import cached_conversion
 from dtmerge.rundir import STAGES
-from dtmerge.dryrun.checks import check_inputs, validate_inputs
+from dtmerge.dryrun.checks import check_inputs
 from dtmerge.models.locate import is_gguf, local_config_source, locate_gguf_quietly
 
-__all__ = ["make_plan", "format_plan", "validate_inputs", "raise_for_problems"]
+__all__ = ["make_plan", "format_plan", "raise_for_problems"]
 
 _SAMPLE = 200  # examples tokenised to estimate the mean length
 _GIB = 1 << 30

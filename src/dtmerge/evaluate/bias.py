@@ -205,9 +205,7 @@ def bias_stage(cfg, run, log=print, max_records: int = 64) -> dict:
         atomic_write_json(eval_dir / "bias.json", out)
         return {"outputs": [str(eval_dir / "bias.json")]}
 
-    if not (eval_dir / "bias.json").exists() and run.is_done("eval:bias", fp):
-        run.update_job("eval:bias", status="stale")  # the output was deleted: redo it
-    run_job(run, "eval:bias", fp, work, log=log)
+    run_job(run, "eval:bias", fp, work, outputs=[eval_dir / "bias.json"], log=log)
     return json.loads((eval_dir / "bias.json").read_text())
 
 

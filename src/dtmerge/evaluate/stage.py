@@ -19,7 +19,8 @@ from dtmerge.errors import ConfigError
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
-from dtmerge.rundir import RunDir, atomic_write_json, hash_obj, hash_path, interp_name, run_job
+from dtmerge.rundir import (RunDir, atomic_write_json, hash_obj, hash_path, interp_name,
+                            producer_job, run_job)
 
 _SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation")
 
@@ -48,6 +49,8 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
     kept = []
     for v in out:
         if v.name == "base" or Path(v.model).exists():
+            if producer_job(v.name):  # a killed train/merge must not be scored as finished
+                run.require_finished(producer_job(v.name), v.model)
             kept.append(v)
         elif v.name in ("sft", "dtm") or v.name.startswith(("sub_", "interp_")):
             log(f"[skip] eval:{v.name}: no model at {v.model} (train/merge it first)")
@@ -111,9 +114,8 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
             return {"outputs": [str(out)], "scores": scores, "eval_tasks": list(cfg.eval.tasks),
                     "reused": list(reused)}
 
-        if not out.exists() and run.is_done(f"eval:{v.name}", fp):
-            run.update_job(f"eval:{v.name}", status="stale")  # result file was deleted
-        if run_job(run, f"eval:{v.name}", fp, work, inputs={"model": v.model}, log=log):
+        if run_job(run, f"eval:{v.name}", fp, work, inputs={"model": v.model}, outputs=[out],
+                   log=log):
             ran.append(v.name)
         names.append(v.name)
     from dtmerge.evaluate.bias import bias_stage

@@ -38,22 +38,27 @@ def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
     if missing:
         raise MergeError(f"cannot merge: sub-model(s) {', '.join(missing)} not found; run "
                          "`dtm train` on this run directory first")
+    for i, sub in enumerate(subs):
+        run.require_finished(f"train:sub_{i}", sub)
     fisher_data = [run.portion(i) for i in range(k)] if cfg.merge.method == "fisher" else None
     inputs = {f"sub_{i}": hash_path(p) for i, p in enumerate(subs)}
     if fisher_data:
         inputs.update({f"portion_{i}": hash_path(p) for i, p in enumerate(fisher_data)})
-    fingerprint = hash_obj({"merge": cfg.merge.model_dump(mode="json"), "base": base,
-                            "inputs": inputs})
+    # as_adapter is left out while off, so runs merged before the key existed stay done.
+    settings = cfg.merge.model_dump(mode="json", exclude=set() if cfg.merge.as_adapter
+                                    else {"as_adapter"})
+    fingerprint = hash_obj({"merge": settings, "base": base, "inputs": inputs})
     record: dict = {}
 
     def work() -> dict:
         record.update(merge_models(
             base, subs, run.model("dtm"), method=cfg.merge.method, weights=cfg.merge.weights,
             params=dict(cfg.merge.params), base_interpolation=cfg.merge.base_interpolation,
-            shard_size=cfg.merge.shard_size, fisher_data=fisher_data, log=log))
+            shard_size=cfg.merge.shard_size, as_adapter=cfg.merge.as_adapter,
+            fisher_data=fisher_data, log=log))
         return {"outputs": [str(run.model("dtm"))], "method": record["method"]}
 
-    run_job(run, "merge", fingerprint, work, inputs=inputs, log=log)
+    run_job(run, "merge", fingerprint, work, inputs=inputs, outputs=[run.model("dtm")], log=log)
     return record or (run.job("merge") or {})
 
 
@@ -65,13 +70,15 @@ def build_interpolations(cfg: "RunConfig", run: RunDir, log=print) -> list[Path]
     if not sft.exists():
         raise ConfigError("eval.variants has 'interpolation' but there is no SFT model "
                           f"({sft}); enable train.sft_baseline and train it first")
+    run.require_finished("train:sft", sft)
     base = resolve_model_path(cfg.model)
     base_hash = hash_path(Path(base)) if Path(base).exists() else base
     outs = []
     for t in cfg.eval.interpolation:
         out = run.model(interp_name(t))
         fp = hash_obj({"t": t, "base": base_hash, "sft": hash_path(sft)})
-        run_job(run, f"interp:{t:g}", fp, lambda t=t, out=out: _interp(base, sft, t, out), log=log)
+        run_job(run, f"interp:{t:g}", fp, lambda t=t, out=out: _interp(base, sft, t, out),
+                outputs=[out], log=log)
         outs.append(out)
     return outs
 

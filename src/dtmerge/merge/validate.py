@@ -5,6 +5,8 @@ The first mismatch is reported by name: the model, the tensor, and both shapes o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dtmerge.errors import MergeError
 from dtmerge.merge.sources import FullModelSource
 
@@ -54,3 +56,27 @@ def validate_inputs(base: FullModelSource, sources: list) -> None:
             check_configs(base, src)
             check_tensors(base, src)
         # LoRA modules were checked against the base's tensor names and shapes when opened.
+
+
+def check_output_dir(out: str | Path, inputs: list[str | Path], overwrite: bool) -> None:
+    """Refuse an output directory whose replacement would lose data.
+
+    Never the current directory (or one holding it), never a directory that is, holds or lies
+    inside an input of the same merge, and never an existing non-empty directory unless the
+    user passed --overwrite.
+    """
+    target = Path(out).resolve()
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise MergeError(f"--out {out} is the current directory or holds it: give a new "
+                         "directory for the merged model, e.g. --out merged")
+    for item in inputs:
+        source = Path(item).expanduser().resolve()
+        if source == target or target in source.parents or source in target.parents:
+            raise MergeError(f"--out {out} overlaps {item}, an input of this merge: writing "
+                             "there would destroy or change it; choose another directory")
+    if target.exists() and not target.is_dir():
+        raise MergeError(f"--out {out} is a file, not a directory: choose another path")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise MergeError(f"--out {out} already exists and is not empty: choose a new directory, "
+                         "or pass --overwrite to replace its contents")

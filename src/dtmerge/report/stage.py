@@ -16,6 +16,7 @@ def report_inputs(run: RunDir) -> dict[str, str]:
     """Hashes of every file the report reads whose change must redo it."""
     inputs = {}
     for p in sorted((run.root / "eval").glob("*.json")):
+        run.require_finished(f"eval:{p.stem}", p)  # a killed evaluation is not a result
         inputs[f"eval/{p.name}"] = hash_file(p)
     for name in monitored_models(run):
         path = monitor_file(run, name)

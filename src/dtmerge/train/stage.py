@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
-from dtmerge.rundir import RunDir, hash_obj, hash_path
+from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
 from dtmerge.train.job import TrainJob, run_train_job
 
 # Keys that change how a job runs but not what it learns.
@@ -44,14 +44,10 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     for job in jobs:
         if not job.data.exists():
             raise DtmError(f"{job.data} is missing: run `dtm disperse {run.root}` first")
+        run.require_finished("data" if job.name == "sft" else "disperse", job.data)
         fp = job_fingerprint(cfg, job)
-        if run.is_done(f"train:{job.name}", fp) and job.out.exists():
-            log(f"[skip] train:{job.name}: already trained with the same config and data")
-            continue
-        prev = run.job(f"train:{job.name}")
-        if prev and prev.get("status") == "done":
-            log(f"[redo] train:{job.name}: config or data changed since it was trained")
-        todo.append((job, fp))
+        if run.needs_run(f"train:{job.name}", fp, [job.out], log):
+            todo.append((job, fp))
 
     cfg_json = cfg.model_dump(mode="json")
     if cfg.train.executor == "ray":
@@ -65,13 +61,9 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         device = (cfg.train.devices or [None])[0]
         for job, fp in todo:
             log(f"[train] {job.name}: {job.data.name} -> {job.out}")
-            run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
-            try:
-                info = run_train_job(cfg_json, str(run.root), job, fp, device)
-            except BaseException as err:
-                run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
-                raise
-            run.mark_done(f"train:{job.name}", **info)
+            run_job(run, f"train:{job.name}", fp,
+                    lambda job=job, fp=fp: run_train_job(cfg_json, str(run.root), job, fp, device),
+                    inputs={"data": str(job.data)}, log=lambda _msg: None)  # decided above
         failures = []
     if failures:
         raise DtmError("training failed for " + "; ".join(failures)

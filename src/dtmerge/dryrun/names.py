@@ -1,0 +1,89 @@
+"""Preflight: resolve every name a later stage resolves, before any training.
+
+A typo in `merge.method` or `eval.tasks` used to surface only after all K+1 trainings (GPU-days
+at 7B). Each check below asks the same registry or library the stage itself asks (merge
+methods, dispersal strategies, transformers' schedulers, lm-eval's task index with the include
+paths), so the preflight and the stage can never disagree about a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from dtmerge.config import RunConfig
+from dtmerge.errors import DtmError
+
+VARIANT_KEYWORDS = ("base", "sft", "dtm", "submodels", "interpolation")
+
+
+def check_names(cfg: RunConfig, stages: list[str] | None, found: list[str]) -> None:
+    """Append an "error: ..." finding for every name a stage of `stages` would reject."""
+    wanted = set(stages or ("data", "disperse", "train", "merge", "eval", "report"))
+    checks = [("disperse", _check_strategy), ("train", _check_scheduler),
+              ("merge", _check_merge_method), ("eval", _check_variants), ("eval", _check_tasks)]
+    for stage, check in checks:
+        if stage in wanted:
+            try:
+                check(cfg)
+            except DtmError as err:
+                found.append(f"error: {err}")
+
+
+def _did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=2)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _check_strategy(cfg: RunConfig) -> None:
+    from dtmerge.disperse.registry import STRATEGIES
+
+    STRATEGIES.get(cfg.disperse.strategy)
+    if cfg.disperse.num_portions == 1:
+        raise DtmError("disperse.num_portions=1 trains one sub-model on all the data: that is "
+                       "plain SFT (train.sft_baseline already trains it) and merging one model "
+                       "changes nothing; use num_portions >= 2")
+
+
+def _check_scheduler(cfg: RunConfig) -> None:
+    from transformers import SchedulerType
+
+    names = [s.value for s in SchedulerType]
+    if cfg.train.lr_scheduler not in names:
+        raise DtmError(f"train.lr_scheduler: unknown scheduler '{cfg.train.lr_scheduler}'."
+                       f"{_did_you_mean(cfg.train.lr_scheduler, names)} Valid: {', '.join(names)}")
+
+
+def _check_merge_method(cfg: RunConfig) -> None:
+    from dtmerge.merge.methods import METHODS, get_method
+
+    if cfg.merge.method not in METHODS:
+        METHODS.get(cfg.merge.method)  # raises, with "did you mean"
+    get_method(cfg.merge.method).check_params(dict(cfg.merge.params))
+
+
+def _check_variants(cfg: RunConfig) -> None:
+    models = cfg.run_dir / "models"
+    for name in cfg.eval.variants:
+        if name not in VARIANT_KEYWORDS and not (models / name).is_dir():
+            raise DtmError(f"eval.variants: '{name}' is neither one of "
+                           f"{', '.join(VARIANT_KEYWORDS)} nor a model directory under {models}."
+                           f"{_did_you_mean(name, VARIANT_KEYWORDS)}")
+
+
+def _check_tasks(cfg: RunConfig) -> None:
+    """Task names against lm-eval's own index plus eval.include_path; code-running tasks
+    (`unsafe_code: true`, local ones included) need eval.allow_code_execution."""
+    ec = cfg.eval
+    if not ec.tasks or any(not Path(d).expanduser().is_dir() for d in ec.include_path):
+        return  # no tasks, or a missing include path (reported on its own)
+    from dtmerge.evaluate.groups import resolve_tasks, task_manager_for
+    from dtmerge.evaluate.harness import _runs_code as runs_code
+
+    names = resolve_tasks(ec.tasks, ec.include_path)
+    manager = task_manager_for(names, ec.include_path)  # raises for unknown names
+    unsafe = [n for n in names if runs_code(manager, n)]
+    if unsafe and not ec.allow_code_execution:
+        raise DtmError(f"eval tasks {', '.join(unsafe)} execute model-written code "
+                       "(unsafe_code: true): set eval.allow_code_execution: true (ideally in a "
+                       "sandbox) or drop them")
