@@ -108,6 +108,28 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_dead_temporaries(folder: Path, prefix: str) -> list[Path]:
+    """Delete the `<prefix><pid>-...` scratch folders in `folder` whose process is gone (a
+    SIGKILL skips every cleanup); those of live processes are left alone."""
+    removed = []
+    for p in Path(folder).glob(f"{prefix}*"):
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def interp_name(t: float) -> str:
     """The variant name of base + t * (sft - base): `interp_0.5`."""
     return f"interp_{t:g}"

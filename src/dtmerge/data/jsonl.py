@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from dtmerge.errors import DataError
+from dtmerge.rundir import fault_point
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -31,8 +32,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_utf8(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -50,6 +52,17 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return records
 
 
+def decode_utf8(raw: bytes, path: str | Path, line: int | None = None) -> str:
+    """`raw` as text, or a DataError naming the file, line and column of the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = raw.rfind(b"\n", 0, err.start) + 1
+        line = line or raw.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
+                        f"{err.start - start + 1}); re-save the file as UTF-8") from None
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     """Write records as JSON Lines atomically (temporary file, then rename).
 
@@ -64,6 +77,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             for record in records:
                 fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        fault_point(f"write {path.name}")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

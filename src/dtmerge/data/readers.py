@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from dtmerge.config import DataConfig
-from dtmerge.data.jsonl import read_jsonl
+from dtmerge.data.jsonl import decode_utf8, read_jsonl
 from dtmerge.errors import DataError
 
 _FILE_SUFFIXES = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".arrow"}
@@ -64,7 +64,7 @@ def _read_file(path: Path, split: str) -> list[dict]:
 
 
 def _read_json(path: Path, split: str) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
+    text = decode_utf8(path.read_bytes(), path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -207,8 +207,11 @@ def _first_records(p: Path) -> list[dict]:
     """The first few records of a data file (a full read only for formats without lines)."""
     if p.suffix in (".jsonl", ".ndjson"):
         out = []
-        with open(p, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        from dtmerge.data.jsonl import decode_utf8
+
+        with open(p, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                line = decode_utf8(raw, p.name, lineno)
                 if not line.strip():
                     continue
                 try:

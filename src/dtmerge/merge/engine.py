@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -34,8 +35,8 @@ from dtmerge.merge.methods import get_method
 from dtmerge.merge.methods.base import Block
 from dtmerge.merge.sources import FullModelSource, open_source
 from dtmerge.merge.tensor_io import OutTensor, ShardWriter, TensorInfo, unmap
-from dtmerge.merge.validate import validate_inputs
-from dtmerge.rundir import atomic_dir, atomic_write_json, hash_path
+from dtmerge.merge.validate import blame_non_finite, validate_inputs
+from dtmerge.rundir import atomic_dir, atomic_write_json, hash_path, remove_dead_temporaries
 
 BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB fp32): the largest block; DARE seeds one mask each
 CACHE_BLOCK_ELEMENTS = 1 << 18  # 256K values (1 MB fp32) per model: a block's K + 3 buffers
@@ -44,6 +45,10 @@ CACHE_BLOCK_ELEMENTS = 1 << 18  # 256K values (1 MB fp32) per model: a block's K
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
                    "chat_template.jinja", "chat_template.json", "spiece.model", "vocab.txt")
+
+
+# Scratch folders of running merges: `.dtm-merge-<pid>-<random>` beside the output.
+WORKDIR_PREFIX = ".dtm-merge-"
 
 
 def row_blocks(info: TensorInfo, block_elements: int) -> Iterator[tuple[int, int] | None]:
@@ -111,9 +116,11 @@ def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path
     t = None if base_interpolation is None else float(base_interpolation)
     out_dir = Path(out_dir)
     extras: dict = {}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(out_dir.parent, WORKDIR_PREFIX)  # left by a killed merge
     try:
-        with atomic_dir(out_dir) as tmp, \
-                tempfile.TemporaryDirectory(prefix=".dtm-merge-", dir=out_dir.parent) as work:
+        with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(
+                prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=out_dir.parent) as work:
             extras = merge_method.setup(sources, weights, params, fisher_data=fisher_data,
                                         base_path=base_src.path, workdir=work, log=log)
             if as_adapter:
@@ -332,8 +339,9 @@ def merge_tensor(name: str, base_src: FullModelSource, sources: list, method,
             result = merged if t is None else base_block.add_(merged.sub_(base_block).mul_(t))
         # One cheap reduction instead of an isfinite pass: NaN/inf anywhere makes it non-finite.
         if not math.isfinite(float(result.sum())) and not torch.isfinite(result).all():
-            raise MergeError(f"merging tensor '{name}' gave NaN or inf values: check the "
-                             "inputs for NaN weights and the method parameters")
+            base_again = reader.base(name, rows, info, work)  # re-read: blocks were modified
+            deltas = reader.stacked(name, rows, info, work, base_again, True, key="blame")
+            raise MergeError(blame_non_finite(name, base_again, deltas, base_src, sources))
         writer.write(name, result)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from dtmerge.errors import MergeError
+from dtmerge.rundir import fault_point
 
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -253,6 +254,7 @@ class ShardWriter:
         done = 0
         while done < len(view):
             done += os.pwrite(self._fh.fileno(), view[done:], self._offset + done)
+        fault_point(f"merge tensor {name}")
         self._advance(t, nbytes)
 
     def close(self) -> dict[str, str]:

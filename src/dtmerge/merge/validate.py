@@ -11,6 +11,11 @@ from dtmerge.errors import MergeError
 from dtmerge.merge.sources import FullModelSource
 
 
+# config.json keys that fix tensor shapes besides the vocabulary.
+_SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "head_dim")
+
+
 def _text_config(cfg: dict) -> dict:
     return cfg.get("text_config") or cfg
 
@@ -24,6 +29,11 @@ def check_configs(base: FullModelSource, model: FullModelSource) -> None:
     if va != vb:
         raise MergeError(f"vocabulary sizes differ: base {base.path} has {va} tokens but "
                          f"{model.path} has {vb} (resized embeddings cannot be averaged)")
+    for key in _SHAPE_KEYS:  # checked before the tensors so the message names the dimension
+        xa, xb = _text_config(a).get(key), _text_config(b).get(key)
+        if xa != xb:
+            raise MergeError(f"{key} differs: base {base.path} has {xa} but {model.path} has "
+                             f"{xb}: models of different sizes cannot be merged")
 
 
 def check_tensors(base: FullModelSource, model: FullModelSource) -> None:
@@ -33,7 +43,8 @@ def check_tensors(base: FullModelSource, model: FullModelSource) -> None:
         if theirs is None:
             raise MergeError(f"{model.path} has no tensor '{name}' (the base {base.path} has it)")
         if mine.shape != theirs.shape:
-            what = " (vocabulary sizes differ)" if "embed" in name or "lm_head" in name else ""
+            vocab_dim = ("embed" in name or "lm_head" in name) and mine.shape[:1] != theirs.shape[:1]
+            what = " (vocabulary sizes differ)" if vocab_dim else ""
             raise MergeError(f"tensor '{name}' has shape {list(theirs.shape)} in {model.path} "
                              f"but {list(mine.shape)} in the base {base.path}{what}")
         if mine.dtype != theirs.dtype:
@@ -80,3 +91,18 @@ def check_output_dir(out: str | Path, inputs: list[str | Path], overwrite: bool)
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise MergeError(f"--out {out} already exists and is not empty: choose a new directory, "
                          "or pass --overwrite to replace its contents")
+
+
+def blame_non_finite(name: str, base_block, deltas, base: FullModelSource, sources: list) -> str:
+    """The message for a merged block of tensor `name` holding NaN/inf: which input has them."""
+    import torch
+
+    if not torch.isfinite(base_block).all():
+        culprit = f"the base model {base.path} holds NaN/inf values there"
+    else:
+        bad = [str(s.path) for s, d in zip(sources, deltas) if not torch.isfinite(d).all()]
+        culprit = (f"input model(s) {', '.join(bad)} hold NaN/inf values there (a diverged "
+                   "training?): retrain or drop them" if bad else
+                   "every input is finite there, so the method or its parameters overflowed: "
+                   "check merge.params and merge.weights")
+    return f"merging tensor '{name}' gave NaN or inf values: {culprit}"

@@ -7,13 +7,14 @@ the only difference between them is the data they see.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from dtmerge.config import RunConfig
-from dtmerge.errors import DataError
+from dtmerge.errors import DataError, TrainingError
 from dtmerge.models import load_model, load_tokenizer, pick_dtype
 from dtmerge.rundir import atomic_dir, atomic_write_text
 from dtmerge.train.callbacks import DivergenceGuard, ProgressFile
@@ -144,7 +145,15 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
             f"{data_path}: every example lost its whole response to truncation at "
             f"train.max_length={cfg.train.max_length} tokens; raise train.max_length"
         )
-    result = trainer.train(resume_from_checkpoint=_last_checkpoint(work_dir))
+    checkpoint = _last_checkpoint(work_dir)
+    if checkpoint:
+        print(f"[resume] {job_name} from step {checkpoint.rsplit('-', 1)[1]}", flush=True)
+    scale_before = _largest_trainable(trainer.model)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    check_trained_weights(trainer.model, job_name, scale_before, cfg.train.learning_rate)
+    flat = loss_never_fell(trainer.state.log_history)
+    if flat:
+        print(f"[warn] {job_name}: {flat}", flush=True)
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp)  # adapter only for PEFT models
         tokenizer.save_pretrained(tmp)
@@ -159,4 +168,45 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         "train_runtime": result.metrics.get("train_runtime"),
         "method": cfg.train.method,
         "pid": os.getpid(),
+        **({"warning": flat} if flat else {}),
     }
+
+
+# Trained weights this many times larger than the largest before training have exploded.
+_EXPLODED_FACTOR = 100.0
+
+
+def _largest_trainable(model) -> float:
+    import torch
+
+    with torch.no_grad():
+        return max((p.detach().abs().max().item() for p in model.parameters()
+                    if p.requires_grad and p.numel()), default=0.0)
+
+
+def check_trained_weights(model, job_name: str, scale_before: float, lr: float) -> None:
+    """Refuse to save a job whose trained weights are non-finite or exploded (a learning rate
+    far too high can leave a flat, finite loss and ruined weights): the job is not finished."""
+    import torch
+
+    limit = _EXPLODED_FACTOR * max(scale_before, 1.0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not p.requires_grad or not p.numel():
+                continue
+            largest = p.detach().abs().max().item()
+            if not math.isfinite(largest) or largest > limit:
+                state = ("non-finite" if not math.isfinite(largest)
+                         else f"exploded (max |w| = {largest:.3g}, over {limit:.3g})")
+                raise TrainingError(
+                    f"{job_name}: trained weight '{name}' is {state} after training, so the job "
+                    f"is not saved: lower train.learning_rate (now {lr:g}) and rerun")
+
+
+def loss_never_fell(log_history: list[dict]) -> str | None:
+    """A warning when the logged training loss never went below its first value."""
+    losses = [h["loss"] for h in log_history if isinstance(h.get("loss"), (int, float))]
+    if len(losses) >= 3 and min(losses[1:]) >= losses[0]:
+        return (f"training loss never fell below its first value ({losses[0]:.4g}; last "
+                f"{losses[-1]:.4g} over {len(losses)} logged steps): check train.learning_rate")
+    return None
