@@ -270,12 +270,11 @@ class RunDir:
         status = record.get("status") if record else None
         if status in (None, "done"):
             return
-        why = "killed, or still running" if status == "running" else status
-        if status == "failed" and record.get("error"):
-            why += f": {record['error']}"
+        said = ("is running (killed, or still running)" if status == "running"
+                else f"{status} ({record.get('error') or 'no error recorded'})")
         command = _RERUN_COMMAND.get(job.split(":", 1)[0], "run")
-        raise DtmError(f"{output} is unfinished: manifest.json says job '{job}' is {status} "
-                       f"({why}); rerun `dtm {command} {self.root}` first")
+        raise DtmError(f"{output} is unfinished: manifest.json says job '{job}' {said}; rerun "
+                       f"`dtm {command} {self.root}` first")
 
     def retire(self, paths: Iterable[Path], jobs: Iterable[str], reason: str, log=print) -> Path | None:
         """Move outputs (and their manifest jobs) the config no longer produces to

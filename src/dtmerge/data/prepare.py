@@ -40,7 +40,8 @@ def prepare_data(cfg: RunConfig, run: RunDir, log=print) -> dict:
         DataError: Unreadable or malformed input, unknown format, or no usable example.
     """
     input_hash = input_fingerprint(cfg.data.path)
-    fingerprint = hash_obj({"data": cfg.data.model_dump(mode="json"), "input": input_hash})
+    fingerprint = hash_obj({"data": cfg.data.model_dump(mode="json"), "input": input_hash,
+                            "truncation": [cfg.model.path, cfg.train.max_length]})
     def work() -> dict:
         summary = _prepare(cfg, run, log)
         return {"summary": summary}
@@ -87,10 +88,32 @@ def _prepare(cfg: RunConfig, run: RunDir, log) -> dict:
 
     write_jsonl(run.heldout_data, heldout)
     write_jsonl(run.all_data, train)
+    truncated = count_truncated(cfg, train)
     summary = {
         "input": dc.path, "format": fmt, "first_turn_only": dc.first_turn_only,
         "records_read": len(raw), "dropped_empty": dropped, "kept": kept,
         "max_examples": dc.max_examples, "train": len(train), "heldout": len(heldout),
+        "truncated": truncated, "max_length": cfg.train.max_length,
     }
     log(f"data: {len(raw)} examples read ({fmt}) -> {len(train)} train, {len(heldout)} held out")
+    if truncated:
+        log(f"data: {truncated} of {len(train)} training examples are longer than "
+            f"train.max_length={cfg.train.max_length} tokens and will be cut to it "
+            "(raise train.max_length to keep them whole)")
     return summary
+
+
+def count_truncated(cfg: RunConfig, records: list[dict]) -> int | None:
+    """How many records (prompt + completion) exceed train.max_length tokens; None when the
+    tokenizer cannot be loaded here (e.g. a Hub model offline: training will say so)."""
+    from dtmerge.errors import DtmError
+    from dtmerge.models import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(cfg.model)
+    except (DtmError, OSError, ValueError):
+        return None
+    # Tokenised as training sees them: the chat template over prompt + completion messages.
+    encoded = tokenizer.apply_chat_template([r["prompt"] + r["completion"] for r in records],
+                                            tokenize=True)["input_ids"]
+    return sum(len(ids) > cfg.train.max_length for ids in encoded)
