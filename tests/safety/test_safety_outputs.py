@@ -12,7 +12,7 @@ import yaml
 
 from conftest import write_manifest
 from dtmerge.cli.main import main
-from dtmerge.rundir import RunDir, run_job, run_lock
+from dtmerge.rundir import RunDir, run_job
 from tiny import build_tiny_model_dir
 
 
@@ -89,6 +89,8 @@ def test_second_run_on_a_locked_run_dir_fails_at_once_naming_the_holder(make_con
 
 
 def test_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
+    from dtmerge.rundir import run_lock
+
     with run_lock(tmp_path / "r"):
         with run_lock(tmp_path / "r"):
             pass

@@ -10,7 +10,6 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from dtmerge.cli.main import main
-from dtmerge.models.convert import main as convert_main
 
 
 def _dry_run_error(make_config, capsys, *overrides, **sections) -> str:
@@ -51,6 +50,8 @@ def test_pickle_only_base_is_refused_before_training_with_the_command(make_confi
 
 
 def test_convert_writes_safetensors_that_load_identically(pickle_model, tiny_model_dir, capsys):
+    from dtmerge.models.convert import main as convert_main
+
     dst = pickle_model.parent / "converted"
     assert convert_main([str(pickle_model), str(dst)]) == 0
     assert (dst / "model.safetensors").exists() and not (dst / "pytorch_model.bin").exists()
@@ -70,6 +71,8 @@ class _Exploit:
 
 
 def test_malicious_pickle_is_refused_clearly(tmp_path, capsys):
+    from dtmerge.models.convert import main as convert_main
+
     src = tmp_path / "evil"
     src.mkdir()
     (src / "config.json").write_text("{}")

@@ -17,7 +17,7 @@ from dtmerge.data import prepare_data
 from dtmerge.errors import MergeError, TrainingError
 from dtmerge.merge import merge_models
 from dtmerge.rundir import RunDir
-from dtmerge.train.trainer import loss_never_fell, train_model
+from dtmerge.train.trainer import train_model
 from tiny import build_tiny_model_dir
 
 torch.set_num_threads(1)
@@ -131,6 +131,8 @@ def test_exploded_weights_keep_the_job_unfinished(make_config, tmp_path):
 
 
 def test_a_loss_that_never_falls_is_flagged():
+    from dtmerge.train.trainer import loss_never_fell
+
     assert loss_never_fell([{"loss": 2.0}, {"loss": 2.1}, {"loss": 2.0}]) == (
         "training loss never fell below its first value (2; last 2 over 3 logged steps): "
         "check train.learning_rate")
