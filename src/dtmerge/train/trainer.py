@@ -7,6 +7,7 @@ the only difference between them is the data they see.
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import shutil
@@ -103,8 +104,16 @@ def _live_trackers(cfg: RunConfig, job_name: str) -> list[str]:
 
 
 def _last_checkpoint(work_dir: Path) -> str | None:
+    """The newest complete checkpoint. transformers writes trainer_state.json last, so a
+    checkpoint killed while being saved lacks a readable one and is skipped (and removed)."""
     ckpts = sorted(glob.glob(str(work_dir / "checkpoint-*")), key=lambda p: int(p.rsplit("-", 1)[1]))
-    return ckpts[-1] if ckpts else None
+    for ckpt in reversed(ckpts):
+        try:
+            json.loads((Path(ckpt) / "trainer_state.json").read_text())
+            return ckpt
+        except (OSError, ValueError):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
 
 
 def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_name: str,
