@@ -11,7 +11,8 @@ import shutil
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, DtmError
-from dtmerge.rundir import STAGES, RunDir, atomic_write_text, retire_stale_variants, run_lock
+from dtmerge.process_guard import run_lock
+from dtmerge.rundir import STAGES, RunDir, atomic_write_text, retire_stale_variants
 
 # stage -> "module:function"; every function takes (cfg, run, log=print).
 STAGE_FUNCTIONS = {

@@ -25,47 +25,21 @@ whose config or inputs changed is redone (and the rerun says so).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from dtmerge.errors import DtmError
+from dtmerge.process_guard import fault_point
 
 STAGES = ("data", "disperse", "train", "merge", "eval", "report")
 # The command that (re)makes the output of a manifest job, by job-name prefix.
 _RERUN_COMMAND = {"data": "disperse", "disperse": "disperse", "train": "train", "merge": "merge",
                   "interp": "merge", "eval": "eval", "report": "report"}
-
-
-def fault_point(label: str) -> None:
-    """Test hook of the fault-injection suite: SIGKILL this process at the Nth point reached.
-
-    With DTM_FAULT_KILL_AT=N set, the Nth call in this process kills it (no cleanup runs, as
-    with a power cut); with DTM_FAULT_TRACE=FILE every label is appended there. Unset (the
-    normal case) it costs one dictionary lookup.
-    """
-    at = os.environ.get("DTM_FAULT_KILL_AT")
-    trace = os.environ.get("DTM_FAULT_TRACE")
-    if not at and not trace:
-        return
-    if _FAULTS.get("pid") != os.getpid():  # a forked child counts from zero
-        _FAULTS.update(pid=os.getpid(), n=0)
-    _FAULTS["n"] += 1
-    if trace:
-        with open(trace, "a") as fh:
-            fh.write(f"{_FAULTS['n']} {label}\n")
-    if at and _FAULTS["n"] == int(at):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_FAULTS: dict[str, int] = {}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -106,28 +80,6 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_dead_temporaries(folder: Path, prefix: str) -> list[Path]:
-    """Delete the `<prefix><pid>-...` scratch folders in `folder` whose process is gone (a
-    SIGKILL skips every cleanup); those of live processes are left alone."""
-    removed = []
-    for p in Path(folder).glob(f"{prefix}*"):
-        pid = p.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def interp_name(t: float) -> str:
@@ -276,7 +228,8 @@ class RunDir:
         raise DtmError(f"{output} is unfinished: manifest.json says job '{job}' {said}; rerun "
                        f"`dtm {command} {self.root}` first")
 
-    def retire(self, paths: Iterable[Path], jobs: Iterable[str], reason: str, log=print) -> Path | None:
+    def retire(self, paths: Iterable[Path], jobs: Iterable[str], reason: str,
+               log=print) -> Path | None:
         """Move outputs (and their manifest jobs) the config no longer produces to
         `retired/<time>/`, keeping their relative paths: set aside, never deleted."""
         paths = [Path(p) for p in paths if Path(p).exists()]
@@ -322,44 +275,6 @@ def run_job(run: RunDir, name: str, fingerprint: str, work, *, inputs: dict[str,
     fault_point(f"finished {name}")
     run.mark_done(name, **extra)
     return True
-
-
-@contextlib.contextmanager
-def run_lock(root: Path | str) -> Iterator[None]:
-    """Hold the run directory's exclusive lock for the block; fail at once if another process
-    holds it, naming that process.
-
-    flock(2) on `root/.lock`: the kernel drops the lock when its holder dies, however it dies,
-    so a killed run never leaves a stale lock behind. Re-entrant within one process. (flock is
-    not reliable on some network file systems, e.g. old NFS: keep run directories local there.)
-    """
-    root = Path(root).resolve()
-    if root in _HELD_LOCKS:
-        yield
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = path.read_text().strip() or "a process that has not written its id yet"
-        os.close(fd)
-        raise DtmError(f"{root} is in use by another dtm process ({holder}); wait for it to "
-                       "finish or stop it (two runs in one directory would overwrite each "
-                       "other's models)") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-    _HELD_LOCKS.add(root)
-    try:
-        yield
-    finally:
-        _HELD_LOCKS.discard(root)
-        os.close(fd)  # releases the lock
-
-
-_HELD_LOCKS: set[Path] = set()
 
 
 def producer_job(variant: str) -> str | None:

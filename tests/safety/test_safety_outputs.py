@@ -70,7 +70,7 @@ def test_second_run_on_a_locked_run_dir_fails_at_once_naming_the_holder(make_con
     cfg = make_config()
     run = tmp_path / "runs" / "r"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dtmerge.rundir import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from dtmerge.process_guard import run_lock\n"
          f"with run_lock({str(run)!r}):\n print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -89,7 +89,7 @@ def test_second_run_on_a_locked_run_dir_fails_at_once_naming_the_holder(make_con
 
 
 def test_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
-    from dtmerge.rundir import run_lock
+    from dtmerge.process_guard import run_lock
 
     with run_lock(tmp_path / "r"):
         with run_lock(tmp_path / "r"):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from dtmerge.errors import DataError
-from dtmerge.rundir import fault_point
+from dtmerge.process_guard import fault_point
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

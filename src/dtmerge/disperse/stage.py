@@ -88,7 +88,8 @@ def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:
     for k in range(dc.num_portions):
         write_jsonl(run.portion(k), [r for r, a in zip(records, assignment) if a == k])
     # Portions left over from an earlier run with a larger K would confuse later stages.
-    stale = [p for p in run.data_dir.glob("portion_*.jsonl") if _portion_index(p) >= dc.num_portions]
+    stale = [p for p in run.data_dir.glob("portion_*.jsonl")
+             if _portion_index(p) >= dc.num_portions]
     run.retire(stale, [], f"disperse.num_portions is now {dc.num_portions}", log)
 
     field = dc.field if dc.strategy == "field" else None

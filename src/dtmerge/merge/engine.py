@@ -36,7 +36,8 @@ from dtmerge.merge.methods.base import Block
 from dtmerge.merge.sources import FullModelSource, open_source
 from dtmerge.merge.tensor_io import OutTensor, ShardWriter, TensorInfo, unmap
 from dtmerge.merge.validate import blame_non_finite, validate_inputs
-from dtmerge.rundir import atomic_dir, atomic_write_json, hash_path, remove_dead_temporaries
+from dtmerge.process_guard import remove_dead_temporaries
+from dtmerge.rundir import atomic_dir, atomic_write_json, hash_path
 
 BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB fp32): the largest block; DARE seeds one mask each
 CACHE_BLOCK_ELEMENTS = 1 << 18  # 256K values (1 MB fp32) per model: a block's K + 3 buffers

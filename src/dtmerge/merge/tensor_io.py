@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from dtmerge.errors import MergeError
-from dtmerge.rundir import fault_point
+from dtmerge.process_guard import fault_point
 
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

@@ -43,8 +43,9 @@ def check_tensors(base: FullModelSource, model: FullModelSource) -> None:
         if theirs is None:
             raise MergeError(f"{model.path} has no tensor '{name}' (the base {base.path} has it)")
         if mine.shape != theirs.shape:
-            vocab_dim = ("embed" in name or "lm_head" in name) and mine.shape[:1] != theirs.shape[:1]
-            what = " (vocabulary sizes differ)" if vocab_dim else ""
+            rows_differ = mine.shape[:1] != theirs.shape[:1]
+            vocab = ("embed" in name or "lm_head" in name) and rows_differ
+            what = " (vocabulary sizes differ)" if vocab else ""
             raise MergeError(f"tensor '{name}' has shape {list(theirs.shape)} in {model.path} "
                              f"but {list(mine.shape)} in the base {base.path}{what}")
         if mine.dtype != theirs.dtype:

@@ -53,7 +53,8 @@ def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
         raise ModelError(f"{dst} already exists: give a new directory")
     with atomic_dir(dst) as tmp:
         for p in src.iterdir():
-            if p.is_file() and p.suffix not in _PICKLE_SUFFIXES and not p.name.endswith(".bin.index.json"):
+            pickle_index = p.name.endswith(".bin.index.json")
+            if p.is_file() and p.suffix not in _PICKLE_SUFFIXES and not pickle_index:
                 shutil.copy2(p, tmp / p.name)
         seen: set[tuple] = set()
         weight_map = {}
