@@ -58,22 +58,27 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
     if dry_run:
         validate_and_plan(cfg, log)
         return RunDir(cfg.run_dir)
-    run = RunDir(cfg.run_dir)
-    with run_lock(run.root):  # one process per run directory, for the whole run
-        if "train" in order:  # check inputs up front, before hours of training
-            from dtmerge.dryrun.checks import validate_inputs
+    with run_lock(cfg.run_dir):  # one process per run directory, for the whole run
+        return _run_stages(cfg, order, log)
 
-            problems = validate_inputs(cfg, order)
-            if problems:
-                raise DtmError("inputs have problems:\n" + "\n".join(f"  - {p}" for p in problems))
-        if shutil.disk_usage(run.root).free < 200 * 2**20:
-            raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
-        atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
-        retire_stale_variants(cfg, run, log)
-        for stage in order:
-            log(f"== {stage}")
-            fn = stage_function(stage)
-            result = fn(cfg, run, log=log)
-            if isinstance(result, dict) and result.get("summary"):
-                log(result["summary"])
+
+def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:
+    if "train" in order:  # check inputs up front, before hours of training
+        from dtmerge.dryrun.checks import validate_inputs
+
+        problems = validate_inputs(cfg, order)
+        if problems:
+            raise DtmError("inputs have problems:\n" + "\n".join(f"  - {p}" for p in problems))
+    run = RunDir(cfg.run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(run.root).free < 200 * 2**20:
+        raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
+    atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
+    retire_stale_variants(cfg, run, log)
+    for stage in order:
+        log(f"== {stage}")
+        fn = stage_function(stage)
+        result = fn(cfg, run, log=log)
+        if isinstance(result, dict) and result.get("summary"):
+            log(result["summary"])
     return run
