@@ -46,13 +46,17 @@ def external_kills(cfg: Path, work: Path, kills: int, seed: int, reference: dict
     if full.returncode != 0:
         raise RuntimeError(full.stderr.decode()[-2000:])
     span = time.time() - started  # one uninterrupted run, imports included
+    started = time.time()
+    subprocess.run([sys.executable, "-c", "import torch, transformers, trl, peft, lm_eval; "
+                    "import dtmerge.pipeline"], check=True)
+    imports = time.time() - started  # a kill before this lands before any work: skip it
     while report.kills_tried < kills and time.time() < deadline:
         name = f"external{report.chains}"
         while report.kills_tried < kills and time.time() < deadline:
             with open(work / f"{name}.log", "ab") as out:
                 proc = subprocess.Popen(command + [f"name={name}"], stdout=out, stderr=out)
                 try:
-                    proc.wait(timeout=rng.uniform(0.2, span))
+                    proc.wait(timeout=rng.uniform(imports, span))
                 except subprocess.TimeoutExpired:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()

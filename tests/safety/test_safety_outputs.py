@@ -41,7 +41,7 @@ def test_merge_refuses_non_empty_out_without_overwrite(tmp_path, tiny_model_dir,
 def test_merge_never_writes_over_an_input_even_with_overwrite(tmp_path, tiny_model_dir, capsys):
     m1, m2 = _two_models(tmp_path, tiny_model_dir)
     before = sorted(p.name for p in m1.iterdir())
-    for out in (m1, tmp_path):  # an input itself, and a folder holding the inputs
+    for out in (m1, tmp_path, tiny_model_dir):  # an input, a folder holding inputs, the base
         assert main(["merge", "--base", str(tiny_model_dir), "--models", str(m1), str(m2),
                      "--out", str(out), "--overwrite"]) == 2
         err = capsys.readouterr().err

@@ -66,6 +66,9 @@ def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     if not run.all_data.exists():
         raise DataError(f"{run.all_data} not found: run the data stage first")
     run.require_finished("data", run.all_data)
+    if cfg.disperse.num_portions == 1:  # `dtm run` refuses it in the preflight
+        log("disperse: num_portions=1 is plain SFT on all the data; merging one model changes "
+            "nothing (use num_portions >= 2 for DTM)")
     data_hash = hash_file(run.all_data)
     fingerprint = hash_obj({"disperse": cfg.disperse.model_dump(mode="json"), "all": data_hash})
     summary_path = run.data_dir / "summary.json"
