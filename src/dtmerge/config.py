@@ -182,6 +182,57 @@ class ReportConfig(_Section):
     bootstrap_samples: int = Field(2000, ge=100)
 
 
+class RecipeEntry(BaseModel):
+    """One recipe of `recipes:`: a registered name, an optional label, and the recipe's own
+    parameters (checked against the recipe's parameter model before any stage runs)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(description="A registered recipe: sft, dtm, wise_ft, l2, ewc, replay, ...")
+    label: str | None = Field(None, description="Model/variant name (default: the recipe name)")
+
+    @property
+    def variant(self) -> str:
+        return self.label or self.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# `dtm` entry parameters that are the `disperse:` / `merge:` sections of the default DTM.
+_DTM_DISPERSE_KEYS = {"num_portions", "strategy", "embed_on", "encoder", "field"}
+_DTM_MERGE_KEYS = {"merge_method": "method", "merge_params": "params", "merge_weights": "weights"}
+
+
+def _fold_default_dtm(data: dict[str, Any]) -> dict[str, Any]:
+    """`{name: dtm, num_portions: 4}` (label dtm) is the run's own DTM: its settings become the
+    `disperse:`/`merge:` sections, so the disperse and merge stages see one truth."""
+    entries = data.get("recipes")
+    if not isinstance(entries, list):
+        return data
+    data = dict(data)
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, dict) and entry.get("name") == "dtm"
+                and entry.get("label") in (None, "dtm")):
+            out.append(entry)
+            continue
+        entry = dict(entry)
+        for key in sorted(set(entry) & (_DTM_DISPERSE_KEYS | set(_DTM_MERGE_KEYS))):
+            section, field = (("disperse", key) if key in _DTM_DISPERSE_KEYS
+                              else ("merge", _DTM_MERGE_KEYS[key]))
+            sec = dict(data.get(section) or {})
+            if field in sec and sec[field] != entry[key]:
+                raise ValueError(f"recipes: dtm sets {key}={entry[key]!r} but {section}.{field} is "
+                                 f"{sec[field]!r}; give it in one place")
+            sec[field] = entry.pop(key)
+            data[section] = sec
+        out.append(entry)
+    data["recipes"] = out
+    return data
+
+
 class RunConfig(_Section):
     """A whole Disperse-Then-Merge run."""
 
@@ -197,6 +248,13 @@ class RunConfig(_Section):
     report: ReportConfig = ReportConfig()
     monitor: MonitorConfig = MonitorConfig()
     tracking: TrackingConfig = TrackingConfig()
+    recipes: list[RecipeEntry] | None = Field(
+        None, description="Recipes trained and scored side by side (default: sft and dtm)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_recipes(cls, data: Any) -> Any:
+        return _fold_default_dtm(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "RunConfig":
@@ -208,6 +266,11 @@ class RunConfig(_Section):
                 f"merge.weights has {len(w)} entries but disperse.num_portions is "
                 f"{self.disperse.num_portions}: give one weight per sub-model"
             )
+        labels = [e.variant for e in self.recipes or []]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"recipes: label(s) {', '.join(dupes)} used twice; give each "
+                             "entry of the same recipe its own `label`")
         return self
 
     @property
@@ -276,6 +339,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             lines.append(f"  - unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{key}'")
+        elif not loc:  # a cross-field check: its message says it all (input is the whole file)
+            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  - '{key}': {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
