@@ -1,21 +1,9 @@
-import json
-
 import pytest
+
+from recipe_helpers import records, write_jsonl
 
 from dtmerge.config import config_from_dict
 from dtmerge.rundir import RunDir
-
-
-def records(n):
-    return [{"prompt": [{"role": "user", "content": f"where is alice born {i}"}],
-             "completion": [{"role": "assistant", "content": "alice is born in paris" + " rome" * (i % 3)}],
-             "source": "geo"} for i in range(n)]
-
-
-def write_jsonl(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ class EnsembleLM(TemplateLM):
 
     def __init__(self, models, tokenizer, device: str = "cpu", max_length: int = 2048):
         super().__init__()
-        self.models, self.tokenizer, self.device = list(models), tokenizer, device
+        self.models, self.tokenizer, self._device = list(models), tokenizer, device
         self.max_length = max_length
 
     @classmethod
@@ -108,10 +108,10 @@ class EnsembleLM(TemplateLM):
     @torch.no_grad()
     def _continuation_logprob(self, context: list[int], continuation: list[int]) -> tuple[float, bool]:
         ids = (context + continuation)[-(self.max_length + 1):][:-1]
-        logp = ensemble_logprobs(self.models, torch.tensor([ids], device=self.device))[0]
+        logp = ensemble_logprobs(self.models, torch.tensor([ids], device=self._device))[0]
         n = len(continuation)
         logp = logp[-n:]
-        target = torch.tensor(continuation, device=self.device)
+        target = torch.tensor(continuation, device=self._device)
         total = logp.gather(-1, target[:, None]).sum().item()
         greedy = bool((logp.argmax(-1) == target).all().item())
         return total, greedy
@@ -145,7 +145,7 @@ class EnsembleLM(TemplateLM):
             text = ""
             for _ in range(max_new):
                 window = (ids + new)[-self.max_length:]
-                logp = ensemble_logprobs(self.models, torch.tensor([window], device=self.device))
+                logp = ensemble_logprobs(self.models, torch.tensor([window], device=self._device))
                 token = int(logp[0, -1].argmax())
                 if token == self.eot_token_id:
                     break
