@@ -41,6 +41,16 @@ class ModelConfig(_Section):
     )
 
 
+class MixSource(_Section):
+    """A further data set mixed into `data.path`'s (each example keeps its source name)."""
+
+    path: str = Field(description="JSON/JSONL/CSV/Parquet file, save_to_disk dir, or Hub id")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"] = "auto"
+    split: str = "train"
+    ratio: float = Field(1.0, gt=0, description="Share of its examples used (>1 repeats them)")
+    name: str | None = Field(None, description="Source name stored as `dataset` (default: file stem)")
+
+
 class DataConfig(_Section):
     """Where the instruction data comes from and how it is normalised."""
 
@@ -53,6 +63,8 @@ class DataConfig(_Section):
         0.02, ge=0.0, lt=0.5, description="Held-out share for validation loss (bias monitor)"
     )
     seed: int = 0
+    mix: list[MixSource] = Field(
+        default_factory=list, description="Further data sets mixed in at a ratio each")
 
 
 class DisperseConfig(_Section):

@@ -40,7 +40,11 @@ def prepare_data(cfg: RunConfig, run: RunDir, log=print) -> dict:
         DataError: Unreadable or malformed input, unknown format, or no usable example.
     """
     input_hash = input_fingerprint(cfg.data.path)
-    fingerprint = hash_obj({"data": cfg.data.model_dump(mode="json"), "input": input_hash})
+    if cfg.data.mix:  # every mixed-in source's content too
+        input_hash = hash_obj([input_hash, *(input_fingerprint(m.path) for m in cfg.data.mix)])
+    # Without data.mix the fingerprint is the one runs had before the key existed.
+    settings = cfg.data.model_dump(mode="json", exclude=None if cfg.data.mix else {"mix"})
+    fingerprint = hash_obj({"data": settings, "input": input_hash})
     outputs = (run.all_data, run.heldout_data)
     if run.is_done(JOB_NAME, fingerprint) and not all(p.exists() for p in outputs):
         run.update_job(JOB_NAME, status="outputs-missing")  # deleted by hand: make it again
@@ -78,6 +82,10 @@ def _prepare(cfg: RunConfig, run: RunDir, log) -> dict:
             "nothing to train on"
         )
 
+    if dc.mix:
+        from dtmerge.data.mix import mixed_records
+
+        records = mixed_records(dc, records)
     # Shuffle before capping and splitting so both are a seeded random sample, not a head.
     random.Random(dc.seed).shuffle(records)
     kept = len(records)
