@@ -113,3 +113,41 @@ def test_curated_by_a_user_column(run_with_data):
     write_jsonl(run.all_data, records(4))
     with pytest.raises(DataError, match="example 1 .* no numeric 'quality' column"):
         curated.prepare(run, log=lambda m: None)
+
+
+def test_data_mix_adds_sources_at_their_ratio_with_their_names(tmp_path):
+    from tiny import write_alpaca
+    from dtmerge.config import config_from_dict
+    from dtmerge.data import prepare_data, read_jsonl
+    from dtmerge.rundir import RunDir
+
+    main = write_alpaca(tmp_path / "main.jsonl", 10)
+    extra = write_alpaca(tmp_path / "extra.jsonl", 8, seed=1)
+    cfg = config_from_dict({
+        "name": "mix", "runs_dir": str(tmp_path / "runs"), "model": {"path": "unused"},
+        "data": {"path": str(main), "eval_fraction": 0.0,
+                 "mix": [{"path": str(extra), "ratio": 0.5, "name": "chat"},
+                         {"path": str(extra), "ratio": 2.0}]}})
+    run = RunDir(cfg.run_dir)
+    prepare_data(cfg, run, log=lambda m: None)
+    names = [r["dataset"] for r in read_jsonl(run.all_data)]
+    assert names.count("main") == 10 and names.count("chat") == 4 and names.count("extra") == 16
+    with pytest.raises(Exception, match="ratio"):
+        config_from_dict({**cfg.model_dump(mode="json"),
+                          "data": {"path": str(main), "mix": [{"path": str(extra), "ratio": 0}]}})
+
+
+def test_demo_recipe_entries(tmp_path):
+    from types import SimpleNamespace
+
+    from dtmerge.demo.testbed.demo import recipe_entries
+    from dtmerge.errors import ConfigError
+
+    tb = SimpleNamespace(root=tmp_path)
+    entries = recipe_entries(["all"], tb, 4)
+    assert [e["name"] for e in entries][:2] == ["sft", "dtm"] and len(entries) == 10
+    assert {e["name"]: e for e in entries}["replay"]["text"] == str(tmp_path / "data" / "pretrain.txt")
+    assert [e["name"] for e in recipe_entries(["sft", "dtm", "l2"], tb, 4)] == ["sft", "dtm", "l2"]
+    with pytest.raises(ConfigError, match="Did you mean 'replay'"):
+        recipe_entries(["replai"], tb, 4)
+    assert recipe_entries(None, tb, 4) is None
