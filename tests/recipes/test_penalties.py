@@ -121,3 +121,32 @@ def test_ewc_on_lora_weights_the_update_by_the_fisher(tiny_model_dir):
     assert pen(model).item() == pytest.approx(0.25 * want, rel=1e-4)
     _set_b(model, 2, factor=3.0)
     assert pen(model).item() == pytest.approx(9 * 0.25 * want, rel=1e-4)
+
+
+def test_recipe_trainer_adds_the_penalty_to_the_sft_loss(tmp_path, tiny_model_dir):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from dtmerge.models.load import ALPACA_CHAT_TEMPLATE
+    from dtmerge.train.recipe_trainer import RecipeTrainer
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = ALPACA_CHAT_TEMPLATE
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": "where is alice born"}],
+                               "completion": [{"role": "assistant", "content": "alice is born in rome"}]}] * 4)
+    trainer = RecipeTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), processing_class=tok,
+        args=SFTConfig(output_dir=str(tmp_path / "w"), per_device_train_batch_size=2, report_to=[],
+                     bf16=False),
+        train_dataset=data, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["up_proj"]),
+        penalty=WeightPenalty(3.0))
+    _set_b(trainer.model, 5)
+    trainer.model.train()
+    inputs = next(iter(trainer.get_train_dataloader()))
+    plain = SFTTrainer.compute_loss(trainer, trainer.model, dict(inputs)).item()
+    with_penalty = trainer.compute_loss(trainer.model, dict(inputs)).item()
+    penalty = trainer.penalty(trainer.model).item()
+    assert penalty > 0 and with_penalty == pytest.approx(plain + penalty, rel=1e-5)

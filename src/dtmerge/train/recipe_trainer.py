@@ -41,10 +41,22 @@ class RecipeTrainer(SFTTrainer):
             return out
         loss, rest = out if return_outputs else (out, None)
         extra = self.penalty(model).to(loss.device)
-        if num_items_in_batch is not None:  # the loss is then summed over accumulation steps
+        if self._loss_scaled_for_accumulation(num_items_in_batch):
+            # Trainer sums such losses over the accumulation steps without dividing: divide
+            # here so one optimizer step sees the penalty once. (Otherwise Trainer divides.)
             extra = extra / self.current_gradient_accumulation_steps
         loss = loss + extra
         return (loss, rest) if return_outputs else loss
+
+
+    def _loss_scaled_for_accumulation(self, num_items_in_batch) -> bool:
+        """Trainer.training_step's own test of whether it will divide the loss by the number
+        of accumulation steps (False) or not (True)."""
+        flag = getattr(self, "loss_is_scaled_for_ga", None)
+        if flag is not None:
+            return bool(flag)
+        return bool((getattr(self, "model_accepts_loss_kwargs", False)
+                     and num_items_in_batch is not None) or self.compute_loss_func is not None)
 
 
 def with_replay(dataset, texts: list[str], tokenizer, max_length: int | None):
