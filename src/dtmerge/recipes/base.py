@@ -69,7 +69,7 @@ class Recipe:
 
     def describe(self, run: RunDir) -> dict[str, Any]:
         """What the report shows about this recipe (training jobs, inference cost)."""
-        return {"recipe": self.name, "params": self.params.model_dump(mode="json"),
+        return {"recipe": self.name, "params": self.params.model_dump(mode="json", exclude_none=True),
                 "train_jobs": sorted({j.name for j in self.jobs(run)}),
                 "inference_cost": self.inference_cost}
 
