@@ -53,3 +53,11 @@ def test_several_dtm_entries_have_their_own_portions_and_submodels(run_with_data
     assert names == ["sub_0", "sub_1", "dtm-k3_sub_0", "dtm-k3_sub_1", "dtm-k3_sub_2"]
     sizes = [len(k3.portion(run, i).read_text().splitlines()) for i in range(3)]
     assert sum(sizes) == 8 and min(sizes) > 0
+
+
+def test_replay_and_ewc_say_where_general_text_comes_from(make_cfg, tmp_path):
+    for name in ("replay", "ewc"):
+        with pytest.raises(ConfigError, match=rf"{name} needs `text:`.*runs/realdata/general.txt"):
+            resolve_recipes(make_cfg([{"name": name}]))
+        with pytest.raises(ConfigError, match="nope.txt not found"):
+            resolve_recipes(make_cfg([{"name": name, "text": str(tmp_path / "nope.txt")}]))

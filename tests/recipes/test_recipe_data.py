@@ -151,3 +151,11 @@ def test_demo_recipe_entries(tmp_path):
     with pytest.raises(ConfigError, match="Did you mean 'replay'"):
         recipe_entries(["replai"], tb, 4)
     assert recipe_entries(None, tb, 4) is None
+
+
+def test_realdata_general_text_shares_no_file_with_the_scored_passages():
+    from dtmerge.demo.realdata.heldout import select_heldout
+
+    selection = select_heldout()
+    scored = {p.origin for p in selection.passages}
+    assert selection.general and not scored & {p.origin for p in selection.general}

@@ -74,6 +74,14 @@ class Recipe:
                 "inference_cost": self.inference_cost}
 
 
+def missing_text_message(label: str) -> str:
+    return (f"recipes: {label} needs `text:`, a plain-text file of general text the base model "
+            "should keep (one document per line, or a `text` column), never text the report "
+            "scores. `python -m dtmerge.demo.realdata` writes one: runs/realdata/general.txt "
+            "(prose from files the held-out task does not use); `dtm demo` passes the testbed's "
+            "pre-training text")
+
+
 def content_hash(path: Path) -> str | None:
     return hash_path(path) if Path(path).exists() else None
 

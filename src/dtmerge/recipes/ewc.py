@@ -13,13 +13,13 @@ from pathlib import Path
 from pydantic import Field
 
 from dtmerge.errors import ConfigError
-from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
+from dtmerge.recipes.base import Recipe, RecipeParams, content_hash, missing_text_message
 from dtmerge.rundir import RunDir
 from dtmerge.train.job import TrainJob
 
 
 class EwcParams(RecipeParams):
-    text: str = Field(description="Plain-text file the Fisher is estimated on")
+    text: str | None = Field(None, description="Plain-text file the Fisher is estimated on")
     coef: float = Field(0.1, gt=0, description="lambda")
     docs: int = Field(64, ge=1, description="Documents of `text` used for the Fisher")
     normalize: bool = Field(True, description="Fisher divided by its mean (coef ~ L2's)")
@@ -30,6 +30,8 @@ class Ewc(Recipe):
     Params = EwcParams
 
     def check(self) -> None:
+        if self.params.text is None:
+            raise ConfigError(missing_text_message(self.label))
         if not Path(self.params.text).expanduser().exists():
             raise ConfigError(f"recipes: {self.label}: text file {self.params.text} not found")
 

@@ -13,13 +13,13 @@ from pydantic import Field
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
 from dtmerge.data.text import read_text_documents
 from dtmerge.errors import ConfigError
-from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
+from dtmerge.recipes.base import Recipe, RecipeParams, content_hash, missing_text_message
 from dtmerge.rundir import RunDir
 from dtmerge.train.job import TrainJob
 
 
 class ReplayParams(RecipeParams):
-    text: str = Field(description="Plain-text file (one document per line, or a text column)")
+    text: str | None = Field(None, description="Plain-text file (one document per line, or a text column)")
     ratio: float = Field(1.0, gt=0, description="Text documents per instruction example")
     seed: int = 0
 
@@ -42,6 +42,8 @@ class Replay(Recipe):
     Params = ReplayParams
 
     def check(self) -> None:
+        if self.params.text is None:
+            raise ConfigError(missing_text_message(self.label))
         if not Path(self.params.text).expanduser().exists():
             raise ConfigError(f"recipes: {self.label}: text file {self.params.text} not found")
 
