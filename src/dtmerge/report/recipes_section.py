@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from dtmerge.evaluate.stats import PairedDiff
 from dtmerge.report.analysis import (
-    compare_variants, distance_to_line, interpolation_line, tax_table, tradeoff_points,
+    TradeoffPoint, compare_variants, distance_to_line, interpolation_line, tax_table,
+    tradeoff_points,
 )
+from dtmerge.report import plots
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.report.runinfo import format_seconds, read_json
 from dtmerge.rundir import RunDir
@@ -101,29 +103,6 @@ def recipe_costs(run: RunDir, described: dict) -> list[list[str]]:
     return rows
 
 
-def _chart(points: list[RecipePoint], line) -> bytes | None:
-    from dtmerge.report.plots import _colours, _png, plt
-
-    if not points:
-        return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    if len(line) >= 2:
-        ax.plot([p.instruction for p in line], [p.knowledge for p in line], "--", color="gray",
-                label="base→SFT interpolation ('train less')")
-    colours = _colours([p.label for p in points])
-    for p in points:
-        ax.errorbar([p.instruction], [p.knowledge], xerr=[1.96 * p.instruction_se],
-                    yerr=[1.96 * p.knowledge_se], fmt="o", color=colours[p.label], capsize=3)
-        ax.annotate(p.label, (p.instruction, p.knowledge), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("instruction-following score")
-    ax.set_ylabel("mean knowledge / reasoning score")
-    ax.set_title("Recipes (bars: approximate 95% intervals)", fontsize=10)
-    if len(line) >= 2:
-        ax.legend(fontsize=8, loc="best")
-    return _png(fig)
-
-
 def _tradeoff_blocks(variants, labels, know, instr, data) -> list:
     if not know or not instr:
         return [Paragraph("No knowledge and instruction-following benchmarks both: the recipes "
@@ -133,9 +112,12 @@ def _tradeoff_blocks(variants, labels, know, instr, data) -> list:
     verdicts = {p.label: distance_to_line(_as_tradeoff(p), line) for p in points}
     sentence, front = undominated_sentence(points)
     blocks: list = [Paragraph(sentence)]
-    chart = _chart(points, line)
+    chart = plots.tradeoff_chart(
+        [_as_tradeoff(p) for p in points], line,
+        {p.label: (1.96 * p.instruction_se, 1.96 * p.knowledge_se) for p in points})
     if chart:
-        blocks.append(Image("recipes_tradeoff.png", chart, "recipes against the interpolation line"))
+        blocks.append(Image("recipes_tradeoff.png", chart, "recipes against the interpolation "
+                            "line (bars: approximate 95% intervals)"))
     rows = [[p.label, f"{p.instruction:.3f} ± {p.instruction_se:.3f}",
              f"{p.knowledge:.3f} ± {p.knowledge_se:.3f}", _fmt(verdicts[p.label].distance, True),
              {True: "within noise", False: "beyond noise"}.get(verdicts[p.label].within_noise, "-")]
@@ -151,9 +133,7 @@ def _tradeoff_blocks(variants, labels, know, instr, data) -> list:
     return blocks
 
 
-def _as_tradeoff(p: RecipePoint):
-    from dtmerge.report.analysis import TradeoffPoint
-
+def _as_tradeoff(p: RecipePoint) -> TradeoffPoint:
     return TradeoffPoint(p.label, p.instruction, p.knowledge, p.knowledge_se)
 
 
