@@ -33,7 +33,7 @@ class LoraMoeLinear(nn.Module):
         self.base = base
         self.scale = alpha / r
         d_in, d_out = base.in_features, base.out_features
-        dtype = base.weight.dtype
+        dtype = torch.float32  # trained in fp32 even over a bf16/fp16 base (as PEFT's LoRA)
         self.router = nn.Linear(d_in, experts, bias=False, dtype=dtype)
         self.lora_A = nn.Parameter(torch.empty(experts, r, d_in, dtype=dtype))
         self.lora_B = nn.Parameter(torch.zeros(experts, d_out, r, dtype=dtype))
@@ -43,13 +43,13 @@ class LoraMoeLinear(nn.Module):
 
     def router_weights(self, x: torch.Tensor) -> torch.Tensor:
         """(..., E) mixing weights, summing to one over the experts."""
-        return torch.softmax(self.router(x), dim=-1)
+        return torch.softmax(self.router(x.to(self.router.weight.dtype)), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.router_weights(x)
-        hidden = torch.einsum("...i,eri->...er", x, self.lora_A)
+        hidden = torch.einsum("...i,eri->...er", x.to(self.lora_A.dtype), self.lora_A)
         update = torch.einsum("...er,eor,...e->...o", hidden, self.lora_B, gate)
-        return self.base(x) + self.scale * update
+        return self.base(x) + (self.scale * update).to(x.dtype)
 
 
 def mlp_linear_names(model) -> list[str]:
