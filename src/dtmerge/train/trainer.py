@@ -140,13 +140,13 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model)
     peft_config = lora_config(cfg, model) if cfg.train.method == "lora" else None
-    trainer_cls, extra, save = SFTTrainer, {}, None
+    trainer_cls, recipe_kwargs, save = SFTTrainer, {}, None
     if spec and set(spec) - {"seed"}:
         from dtmerge.train.recipe_trainer import RecipeTrainer, prepare_recipe
 
         setup = prepare_recipe(cfg, spec, model, peft_config, tokenizer, Path(data_path))
-        model, peft_config, extra, save = (setup.model, setup.peft_config, setup.trainer_kwargs,
-                                           setup.save)
+        model, peft_config, recipe_kwargs, save = (setup.model, setup.peft_config,
+                                                   setup.trainer_kwargs, setup.save)
         trainer_cls = RecipeTrainer
     args = sft_config(cfg, work_dir, _live_trackers(cfg, job_name))
     args.run_name = job_name
@@ -154,7 +154,7 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[DivergenceGuard(job_name), ProgressFile(work_dir / "progress.json"),
-                   *(callbacks or [])], **extra,
+                   *(callbacks or [])], **recipe_kwargs,
     )
     if len(trainer.train_dataset) == 0:
         raise DataError(
