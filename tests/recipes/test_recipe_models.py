@@ -102,3 +102,28 @@ def test_lora_moe_router_sums_to_one_and_trains_saves_reloads_scores(run_with_da
                                        "batch_size": 2, "device": "cpu"})
     result = evaluate_model(out, ecfg, tmp_path / "moe.json", "lora_moe")
     assert result["tasks"]["moe_mc"]["n"] == 2
+
+
+def test_a_one_member_ensemble_scores_like_lm_evals_own_model(tiny_model_dir):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dtmerge.evaluate.ensemble import EnsembleLM
+
+    torch.set_num_threads(1)
+    hf = HFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=1, dtype="float32")
+    ours = EnsembleLM([AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()],
+                      AutoTokenizer.from_pretrained(tiny_model_dir))
+
+    def req(kind, args):
+        return Instance(request_type=kind, doc={}, arguments=args, idx=0)
+
+    pairs = [req("loglikelihood", ("where is alice born", " in rome")),
+             req("loglikelihood", ("", "alice is born"))]
+    for (a, ga), (b, gb) in zip(hf.loglikelihood(pairs, disable_tqdm=True),
+                                ours.loglikelihood(pairs, disable_tqdm=True)):
+        assert b == pytest.approx(a, rel=1e-4) and ga == gb
+    rolling = [req("loglikelihood_rolling", ("the capital of paris is paris and bob works in london",))]
+    assert ours.loglikelihood_rolling(rolling)[0] == pytest.approx(
+        hf.loglikelihood_rolling(rolling, disable_tqdm=True)[0], rel=1e-4)
