@@ -127,3 +127,20 @@ def test_a_one_member_ensemble_scores_like_lm_evals_own_model(tiny_model_dir):
     rolling = [req("loglikelihood_rolling", ("the capital of paris is paris and bob works in london",))]
     assert ours.loglikelihood_rolling(rolling)[0] == pytest.approx(
         hf.loglikelihood_rolling(rolling, disable_tqdm=True)[0], rel=1e-4)
+
+
+def test_a_one_member_ensemble_generates_like_lm_evals_own_model(tiny_model_dir):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dtmerge.evaluate.ensemble import EnsembleLM
+
+    torch.set_num_threads(1)
+    hf = HFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=1, dtype="float32")
+    ours = EnsembleLM([AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()],
+                      AutoTokenizer.from_pretrained(tiny_model_dir))
+    reqs = [Instance(request_type="generate_until", doc={}, idx=0, arguments=(
+        c, {"until": ["paris"], "max_gen_toks": 12, "do_sample": False}))
+        for c in ["where is alice born", "bob works in"]]
+    assert ours.generate_until(reqs) == hf.generate_until(reqs, disable_tqdm=True)
