@@ -86,21 +86,35 @@ def undominated_sentence(points: list[RecipePoint]) -> tuple[str, list[str]]:
     return " ".join([text, *notes]), front
 
 
-def recipe_costs(run: RunDir, described: dict) -> list[list[str]]:
+def recipe_costs(run: RunDir, described: dict) -> dict[str, dict]:
+    """label -> training jobs, trained tokens (None when a job did not record them), wall
+    seconds of its jobs (training, data preparation, merge/build) and inference cost."""
     jobs = (read_json(run.manifest_path) or {}).get("jobs") or {}
-    rows = []
+    out = {}
     for label, info in described.items():
         trained = [jobs.get(f"train:{j}") or {} for j in info.get("train_jobs", [])]
         tokens = [t.get("trained_tokens") for t in trained]
         steps = [jobs.get(f"{s}:{label}") or {} for s in _STEPS]
         if label == "dtm":
             steps.append(jobs.get("merge") or {})
-        seconds = sum((j.get("seconds") or 0) for j in trained + steps)
-        total_tokens = sum(tokens) if tokens and all(isinstance(t, int) for t in tokens) else None
-        rows.append([label, info.get("recipe", "?"), str(len(trained)),
-                     f"{total_tokens:,}" if total_tokens is not None else "-",
-                     format_seconds(seconds), f"{info.get('inference_cost', 1)}×"])
-    return rows
+        out[label] = {
+            "recipe": info.get("recipe", "?"), "train_jobs": len(trained),
+            "trained_tokens": sum(tokens) if tokens and all(isinstance(t, int) for t in tokens)
+            else None,
+            "seconds": round(sum((j.get("seconds") or 0) for j in trained + steps), 1),
+            "inference_cost": info.get("inference_cost", 1)}
+    return out
+
+
+def _cost_table(costs: dict[str, dict]) -> Table:
+    rows = [[label, c["recipe"], str(c["train_jobs"]),
+             f"{c['trained_tokens']:,}" if c["trained_tokens"] is not None else "-",
+             format_seconds(c["seconds"]), f"{c['inference_cost']}×"] for label, c in costs.items()]
+    return Table(["recipe", "kind", "training jobs", "trained tokens", "wall time",
+                  "inference cost"], rows,
+                 "Training cost (tokens the optimizer saw, time of the recipe's jobs; shared jobs "
+                 "such as sft count for each recipe using them) and inference cost relative to "
+                 "one model")
 
 
 def _tradeoff_blocks(variants, labels, know, instr, data) -> list:
@@ -174,8 +188,7 @@ def recipes_section(run: RunDir, variants, know: list[str], instr: list[str], n_
         blocks.append(Paragraph("Not scored yet: " + ", ".join(missing) + "."))
     blocks += _tradeoff_blocks(variants, labels, know, instr, data)
     blocks += _comparison_blocks(variants, labels, tasks, n_boot, seed)
-    blocks.append(Table(["recipe", "kind", "training jobs", "trained tokens", "wall time",
-                         "inference cost"], recipe_costs(run, described),
-                        "Training cost (tokens the optimizer saw, time of the recipe's jobs) "
-                        "and inference cost relative to one model"))
+    costs = recipe_costs(run, described)
+    blocks.append(_cost_table(costs))
+    data.setdefault("recipes", {})["cost"] = costs
     return [Section("Recipes", blocks)]

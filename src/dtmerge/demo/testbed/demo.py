@@ -116,6 +116,7 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)
     return {"seed": seed, "run_dir": str(run.root), "scores": scores, "gaps": line_gaps(run),
+            "recipe_seconds": recipe_seconds(run),
             "testbed": {k: v for k, v in testbed.info.items() if not isinstance(v, dict)},
             "seconds": {"testbed": round(built - start, 1),
                         "total": round(time.perf_counter() - start, 1)}}
@@ -157,6 +158,19 @@ def line_gaps(run: RunDir) -> dict[str, float]:
     return gaps
 
 
+def recipe_seconds(run: RunDir) -> dict[str, float]:
+    """Recipe -> wall seconds of its jobs, as the report's recipes section counted them."""
+    path = run.root / "report" / "report.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    costs = (report.get("recipes") or {}).get("cost") or {}
+    return {name: c["seconds"] for name, c in costs.items() if c.get("seconds") is not None}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n_seeds": len(values)}
+
+
 def summarise(results: list[dict]) -> dict:
     """Mean and spread (sample std) over seeds of every score of every variant."""
     variants = sorted({v for r in results for v in r["scores"]}, key=_variant_order)
@@ -168,14 +182,11 @@ def summarise(results: list[dict]) -> dict:
             vals = [r["scores"][v][m] for r in results
                     if r["scores"].get(v, {}).get(m) is not None]
             if vals:
-                row[m] = {"mean": statistics.fmean(vals),
-                          "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                          "n_seeds": len(vals)}
-        gaps = [r["gaps"][v] for r in results if v in r.get("gaps", {})]
-        if gaps:
-            row["gap_to_line"] = {"mean": statistics.fmean(gaps),
-                                  "std": statistics.stdev(gaps) if len(gaps) > 1 else 0.0,
-                                  "n_seeds": len(gaps)}
+                row[m] = _spread(vals)
+        for key, column in (("gaps", "gap_to_line"), ("recipe_seconds", "seconds")):
+            values = [r[key][v] for r in results if v in r.get(key, {})]
+            if values:
+                row[column] = _spread(values)
         table[v] = row
     return table
 
@@ -188,6 +199,8 @@ def _variant_order(name: str) -> tuple:
 def format_table(table: dict) -> str:
     cols = ["knowledge", "reasoning", "format", "format_loose", "correct", "style",
             "gap_to_line"]
+    if any("seconds" in row for row in table.values()):  # runs with recipes: their job time
+        cols.append("seconds")
     lines = ["variant      " + "".join(f"{c:>16}" for c in cols)]
     for v, row in table.items():
         cells = []
