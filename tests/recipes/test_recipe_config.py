@@ -61,3 +61,13 @@ def test_replay_and_ewc_say_where_general_text_comes_from(make_cfg, tmp_path):
             resolve_recipes(make_cfg([{"name": name}]))
         with pytest.raises(ConfigError, match="nope.txt not found"):
             resolve_recipes(make_cfg([{"name": name, "text": str(tmp_path / "nope.txt")}]))
+
+
+def test_dtm_recipes_lists_parameters(capsys):
+    from dtmerge.cli.main import main
+
+    assert main(["recipes", "l2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("l2: `l2`: SFT plus") and "coef (default 0.1)" in out
+    assert main(["recipes", "replai"]) == 2
+    assert "Did you mean 'replay'" in capsys.readouterr().err

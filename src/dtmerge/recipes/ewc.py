@@ -19,7 +19,7 @@ from dtmerge.train.job import TrainJob
 
 
 class EwcParams(RecipeParams):
-    text: str | None = Field(None, description="Plain-text file the Fisher is estimated on")
+    text: str | None = Field(None, description="Required: plain-text file the Fisher is estimated on")
     coef: float = Field(0.1, gt=0, description="lambda")
     docs: int = Field(64, ge=1, description="Documents of `text` used for the Fisher")
     normalize: bool = Field(True, description="Fisher divided by its mean (coef ~ L2's)")

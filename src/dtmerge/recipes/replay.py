@@ -19,7 +19,7 @@ from dtmerge.train.job import TrainJob
 
 
 class ReplayParams(RecipeParams):
-    text: str | None = Field(None, description="Plain-text file (one document per line, or a text column)")
+    text: str | None = Field(None, description="Required: plain-text file (one document per line, or a text column)")
     ratio: float = Field(1.0, gt=0, description="Text documents per instruction example")
     seed: int = 0
 
