@@ -201,7 +201,8 @@ class RecipeEntry(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field(description="A registered recipe: sft, dtm, wise_ft, l2, ewc, replay, ...")
-    label: str | None = Field(None, description="Model/variant name (default: the recipe name)")
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                              description="Model/variant name (default: the recipe name)")
 
     @property
     def variant(self) -> str:
@@ -283,6 +284,11 @@ class RunConfig(_Section):
         if dupes:
             raise ValueError(f"recipes: label(s) {', '.join(dupes)} used twice; give each "
                              "entry of the same recipe its own `label`")
+        taken = [x for x in labels if x in ("base", "submodels", "interpolation")
+                 or x.startswith(("sub_", "interp_"))]
+        if taken:
+            raise ValueError(f"recipes: label(s) {', '.join(taken)} name the run's own variants "
+                             "(base, sub_<k>, interp_<t>); choose another label")
         return self
 
     @property

@@ -33,6 +33,10 @@ def test_unknown_parameter_names_recipe_and_allowed_keys(make_cfg):
 def test_duplicate_labels_and_the_default_dtm_fold(make_cfg):
     with pytest.raises(ConfigError, match="label\\(s\\) dtm used twice"):
         make_cfg([{"name": "dtm"}, {"name": "dtm"}])
+    with pytest.raises(ConfigError, match="sub_9 name the run's own variants"):
+        make_cfg([{"name": "l2", "label": "sub_9"}])
+    with pytest.raises(ConfigError, match="recipes.0.label"):
+        make_cfg([{"name": "l2", "label": "../x"}])
     cfg = make_cfg([{"name": "dtm", "strategy": "kmeans", "merge_method": "ties"},
                     {"name": "dtm", "num_portions": 3, "label": "dtm-k3"}])
     assert cfg.disperse.strategy == "kmeans" and cfg.merge.method == "ties"

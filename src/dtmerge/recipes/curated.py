@@ -86,7 +86,8 @@ class Curated(Recipe):
             return [float(r[column]) for r in records]
         from dtmerge.models import load_model, load_tokenizer
 
-        model, tok = load_model(self.cfg.model).eval(), load_tokenizer(self.cfg.model)
+        device = "cuda" if torch.cuda.is_available() else None
+        model, tok = load_model(self.cfg.model, device=device).eval(), load_tokenizer(self.cfg.model)
         return [ifd_score(model, tok, r, self.params.max_length) for r in records]
 
     def prepare(self, run: RunDir, log=print) -> None:
