@@ -106,6 +106,8 @@ def prepare_recipe(cfg, spec: dict, model, peft_config, tokenizer, data_path: Pa
 
         setup.model = add_lora_moe(model, **moe)
         setup.peft_config = None
+        if cfg.model.gradient_checkpointing:  # frozen inputs: checkpointed blocks need a grad path
+            setup.model.enable_input_require_grads()
         setup.save = lambda trainer, out: save_lora_moe(trainer.model, out, moe,
                                                         base_model=spec["base_model"])
     return setup
