@@ -36,6 +36,12 @@ def test_penalised_training_keeps_the_update_smaller(run_with_data, text_file):
     assert 0 < l2 < sft and 0 < ewc < sft
     fps = {run.job(f"train:{n}")["fingerprint"] for n in ("sft", "l2", "ewc")}
     assert len(fps) == 3  # the penalty is part of each job's fingerprint
+    cfg2, _ = run_with_data([{"name": "sft"}, {"name": "l2", "coef": 5.0},
+                             {"name": "ewc", "coef": 50.0, "text": str(text_file), "docs": 3}],
+                            max_steps=4, learning_rate=5e-2)
+    logs = []
+    assert train_stage(cfg2, run, log=logs.append)["trained"] == ["l2"]  # only the changed one
+    assert any("[redo] train:l2" in m for m in logs)
 
 
 def test_uniform_soup_trains_k_models_on_all_data_with_distinct_seeds(run_with_data):
