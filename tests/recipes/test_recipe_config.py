@@ -75,3 +75,17 @@ def test_dtm_recipes_lists_parameters(capsys):
     assert out.startswith("l2: `l2`: SFT plus") and "coef (default 0.1)" in out
     assert main(["recipes", "replai"]) == 2
     assert "Did you mean 'replay'" in capsys.readouterr().err
+
+
+def test_extra_dtm_entries_are_checked_up_front(make_cfg):
+    def entry(**params):
+        return [{"name": "dtm", "label": "dtm-x", **params}]
+
+    with pytest.raises(ConfigError, match="Did you mean 'kmeans'"):
+        resolve_recipes(make_cfg(entry(strategy="kmean")))
+    with pytest.raises(ConfigError, match="Did you mean 'ties'"):
+        resolve_recipes(make_cfg(entry(merge_method="tie")))
+    with pytest.raises(ConfigError, match="strategy 'field' needs `field:`"):
+        resolve_recipes(make_cfg(entry(strategy="field")))
+    with pytest.raises(ConfigError, match="merge_weights has 2 entries for 3 sub-models"):
+        resolve_recipes(make_cfg(entry(num_portions=3, merge_weights=[1, 1])))

@@ -45,6 +45,22 @@ class Dtm(Recipe):
                                              "field", "seed") if getattr(p, k) is not None}
         return self.cfg.disperse.model_copy(update=update)
 
+    def check(self) -> None:
+        from dtmerge.disperse.registry import STRATEGIES
+        from dtmerge.errors import ConfigError
+        from dtmerge.merge.methods import METHODS
+
+        d = self.disperse_config()
+        STRATEGIES.get(d.strategy)  # unknown names fail here, with close matches
+        METHODS.get(self.params.merge_method or self.cfg.merge.method)
+        if d.strategy == "field" and not d.field:
+            raise ConfigError(f"recipes: {self.label}: strategy 'field' needs `field:` (the column "
+                              "to group by)")
+        weights = self.params.merge_weights
+        if weights is not None and len(weights) != d.num_portions:
+            raise ConfigError(f"recipes: {self.label}: merge_weights has {len(weights)} entries "
+                              f"for {d.num_portions} sub-models")
+
     @property
     def k(self) -> int:
         return self.disperse_config().num_portions
