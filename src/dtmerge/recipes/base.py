@@ -54,7 +54,7 @@ class Recipe:
 
     # -- helpers
     def sft_job(self, run: RunDir) -> TrainJob:
-        """Plain SFT on all the data: shared by sft, wise_ft and ensemble references."""
+        """Plain SFT on all the data: shared by sft and wise_ft (trained once)."""
         return TrainJob("sft", run.all_data, run.model("sft"))
 
     def step(self, run: RunDir, name: str, inputs: dict[str, Any], work, log=print) -> bool:
