@@ -60,6 +60,9 @@ def make_plan(cfg: RunConfig) -> dict:
             notes.append(f"job {job['name']} has {job['steps']} optimizer steps, not more than "
                          f"train.warmup_steps={cfg.train.warmup_steps}: it never leaves warmup")
             break
+    extra = [e.variant for e in cfg.recipes or [] if e.variant not in ("sft", "dtm")]
+    if extra:  # recipe jobs are not estimated (their data exist only after the train stage)
+        notes.append(f"recipes {', '.join(extra)} add training jobs not counted above")
     return {
         "name": cfg.name, "run_dir": str(cfg.run_dir), "stages": list(STAGES),
         "num_portions": cfg.disperse.num_portions, "strategy": cfg.disperse.strategy,
