@@ -41,6 +41,16 @@ class ModelConfig(_Section):
     )
 
 
+class MixSource(_Section):
+    """A further data set mixed into `data.path`'s (each example keeps its source name)."""
+
+    path: str = Field(description="JSON/JSONL/CSV/Parquet file, save_to_disk dir, or Hub id")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"] = "auto"
+    split: str = "train"
+    ratio: float = Field(1.0, gt=0, description="Share of its examples used (>1 repeats them)")
+    name: str | None = Field(None, description="Source name stored as `dataset` (default: file stem)")
+
+
 class DataConfig(_Section):
     """Where the instruction data comes from and how it is normalised."""
 
@@ -53,6 +63,8 @@ class DataConfig(_Section):
         0.02, ge=0.0, lt=0.5, description="Held-out share for validation loss (bias monitor)"
     )
     seed: int = 0
+    mix: list[MixSource] = Field(
+        default_factory=list, description="Further data sets mixed in at a ratio each")
 
 
 class DisperseConfig(_Section):
@@ -185,6 +197,58 @@ class ReportConfig(_Section):
     bootstrap_samples: int = Field(2000, ge=100)
 
 
+class RecipeEntry(BaseModel):
+    """One recipe of `recipes:`: a registered name, an optional label, and the recipe's own
+    parameters (checked against the recipe's parameter model before any stage runs)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(description="A registered recipe: sft, dtm, wise_ft, l2, ewc, replay, ...")
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                              description="Model/variant name (default: the recipe name)")
+
+    @property
+    def variant(self) -> str:
+        return self.label or self.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# `dtm` entry parameters that are the `disperse:` / `merge:` sections of the default DTM.
+_DTM_DISPERSE_KEYS = {"num_portions", "strategy", "embed_on", "encoder", "field"}
+_DTM_MERGE_KEYS = {"merge_method": "method", "merge_params": "params", "merge_weights": "weights"}
+
+
+def _fold_default_dtm(data: dict[str, Any]) -> dict[str, Any]:
+    """`{name: dtm, num_portions: 4}` (label dtm) is the run's own DTM: its settings become the
+    `disperse:`/`merge:` sections, so the disperse and merge stages see one truth."""
+    entries = data.get("recipes")
+    if not isinstance(entries, list):
+        return data
+    data = dict(data)
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, dict) and entry.get("name") == "dtm"
+                and entry.get("label") in (None, "dtm")):
+            out.append(entry)
+            continue
+        entry = dict(entry)
+        for key in sorted(set(entry) & (_DTM_DISPERSE_KEYS | set(_DTM_MERGE_KEYS))):
+            section, field = (("disperse", key) if key in _DTM_DISPERSE_KEYS
+                              else ("merge", _DTM_MERGE_KEYS[key]))
+            sec = dict(data.get(section) or {})
+            if field in sec and sec[field] != entry[key]:
+                raise ValueError(f"recipes: dtm sets {key}={entry[key]!r} but {section}.{field} is "
+                                 f"{sec[field]!r}; give it in one place")
+            sec[field] = entry.pop(key)
+            data[section] = sec
+        out.append(entry)
+    data["recipes"] = out
+    return data
+
+
 class RunConfig(_Section):
     """A whole Disperse-Then-Merge run."""
 
@@ -200,6 +264,13 @@ class RunConfig(_Section):
     report: ReportConfig = ReportConfig()
     monitor: MonitorConfig = MonitorConfig()
     tracking: TrackingConfig = TrackingConfig()
+    recipes: list[RecipeEntry] | None = Field(
+        None, description="Recipes trained and scored side by side (default: sft and dtm)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_recipes(cls, data: Any) -> Any:
+        return _fold_default_dtm(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "RunConfig":
@@ -211,6 +282,16 @@ class RunConfig(_Section):
                 f"merge.weights has {len(w)} entries but disperse.num_portions is "
                 f"{self.disperse.num_portions}: give one weight per sub-model"
             )
+        labels = [e.variant for e in self.recipes or []]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"recipes: label(s) {', '.join(dupes)} used twice; give each "
+                             "entry of the same recipe its own `label`")
+        taken = [x for x in labels if x in ("base", "submodels", "interpolation")
+                 or x.startswith(("sub_", "interp_"))]
+        if taken:
+            raise ValueError(f"recipes: label(s) {', '.join(taken)} name the run's own variants "
+                             "(base, sub_<k>, interp_<t>); choose another label")
         return self
 
     @property
@@ -279,6 +360,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             lines.append(f"  - unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{key}'")
+        elif not loc:  # a cross-field check: its message says it all (input is the whole file)
+            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  - '{key}': {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

@@ -18,8 +18,8 @@ from dtmerge.rundir import STAGES, RunDir, atomic_write_text, retire_stale_varia
 STAGE_FUNCTIONS = {
     "data": "dtmerge.data:prepare_data",
     "disperse": "dtmerge.disperse:disperse_stage",
-    "train": "dtmerge.train:train_stage",
-    "merge": "dtmerge.merge:merge_stage",
+    "train": "dtmerge.recipes.stages:train_stage",  # every recipe's jobs (default: sft + dtm)
+    "merge": "dtmerge.recipes.stages:merge_stage",
     "eval": "dtmerge.evaluate:evaluate_stage",
     "report": "dtmerge.report:report_stage",
 }
@@ -55,6 +55,9 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
                  log=print) -> RunDir:
     """Run the chosen stages (all by default) of `cfg` in its run directory."""
     order = check_stages(stages)
+    from dtmerge.recipes import resolve_recipes
+
+    resolve_recipes(cfg)  # unknown recipes or parameters fail before any work
     if dry_run:
         validate_and_plan(cfg, log)
         return RunDir(cfg.run_dir)

@@ -1,4 +1,5 @@
-"""`dtm demo [--seed S] [--seeds N] [--size small|tiny] [--num-portions K] [--runs-dir DIR]`."""
+"""`dtm demo [--seed S] [--seeds N] [--size small|tiny] [--num-portions K] [--runs-dir DIR]
+[--recipes all|NAME,NAME]`."""
 
 from dtmerge.errors import ConfigError
 
@@ -9,6 +10,8 @@ def add_arguments(p):
     p.add_argument("--size", default="small", help="testbed size: small (the demo) or tiny")
     p.add_argument("--num-portions", type=int, default=4, help="K, the number of sub-models")
     p.add_argument("--runs-dir", default="runs", help="where the run directories go")
+    p.add_argument("--recipes", default=None,
+                   help="recipes beside SFT and DTM: 'all' or a list such as sft,dtm,l2")
     p.add_argument("--cache-dir", default=None,
                    help="testbed cache (default: $DTMERGE_CACHE or ~/.cache/dtmerge/testbed)")
 
@@ -22,5 +25,7 @@ def run(args) -> int:
     if args.seeds < 1 or args.num_portions < 1:
         raise ConfigError("--seeds and --num-portions must be at least 1")
     run_demo(seed=args.seed, seeds=args.seeds, size=args.size, num_portions=args.num_portions,
-             runs_dir=args.runs_dir, cache_dir=args.cache_dir)
+             runs_dir=args.runs_dir, cache_dir=args.cache_dir,
+             recipes=[n.strip() for n in args.recipes.split(",") if n.strip()]
+             if args.recipes else None)
     return 0

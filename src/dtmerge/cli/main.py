@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": ("dtmerge.cli.stage", "evaluate every variant of a run"),
     "report": ("dtmerge.cli.stage", "write report.md / report.html for a run"),
     "demo": ("dtmerge.cli.demo", "the offline alignment-tax testbed, end to end"),
+    "recipes": ("dtmerge.cli.recipes", "the recipes a run can train beside DTM, with parameters"),
     "compare": ("dtmerge.cli.compare", "A/B comparison of two runs or models (CI gate)"),
     "watch": ("dtmerge.cli.watch", "live view of a run's jobs and monitor curves"),
 }

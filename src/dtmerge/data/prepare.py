@@ -40,8 +40,13 @@ def prepare_data(cfg: RunConfig, run: RunDir, log=print) -> dict:
         DataError: Unreadable or malformed input, unknown format, or no usable example.
     """
     input_hash = input_fingerprint(cfg.data.path)
-    fingerprint = hash_obj({"data": cfg.data.model_dump(mode="json"), "input": input_hash,
+    if cfg.data.mix:  # every mixed-in source's content too
+        input_hash = hash_obj([input_hash, *(input_fingerprint(m.path) for m in cfg.data.mix)])
+    # Without data.mix the fingerprint is the one runs had before the key existed.
+    settings = cfg.data.model_dump(mode="json", exclude=None if cfg.data.mix else {"mix"})
+    fingerprint = hash_obj({"data": settings, "input": input_hash,
                             "truncation": [cfg.model.path, cfg.train.max_length]})
+
     def work() -> dict:
         summary = _prepare(cfg, run, log)
         return {"summary": summary}
@@ -76,6 +81,10 @@ def _prepare(cfg: RunConfig, run: RunDir, log) -> dict:
             "nothing to train on"
         )
 
+    if dc.mix:
+        from dtmerge.data.mix import mixed_records
+
+        records = mixed_records(dc, records)
     # Shuffle before capping and splitting so both are a seeded random sample, not a head.
     random.Random(dc.seed).shuffle(records)
     kept = len(records)

@@ -60,6 +60,10 @@ def make_plan(cfg: RunConfig) -> dict:
             notes.append(f"job {job['name']} has {job['steps']} optimizer steps, not more than "
                          f"train.warmup_steps={cfg.train.warmup_steps}: it never leaves warmup")
             break
+    extra = _recipe_jobs(cfg) - {j["name"] for j in jobs}
+    if extra:  # recipe jobs are not estimated (their data exist only after the train stage)
+        notes.append(f"recipes add {len(extra)} training jobs not counted above: "
+                     + ", ".join(sorted(extra)))
     return {
         "name": cfg.name, "run_dir": str(cfg.run_dir), "stages": list(STAGES),
         "num_portions": cfg.disperse.num_portions, "strategy": cfg.disperse.strategy,
@@ -77,6 +81,16 @@ def raise_for_problems(plan: dict) -> None:
 
 
 # --------------------------------------------------------------------------- data
+
+
+def _recipe_jobs(cfg: RunConfig) -> set[str]:
+    from dtmerge.recipes import resolve_recipes
+    from dtmerge.rundir import RunDir
+
+    if cfg.recipes is None:
+        return set()
+    run = RunDir(cfg.run_dir)
+    return {job.name for recipe in resolve_recipes(cfg) for job in recipe.jobs(run)}
 
 
 def _data_estimate(cfg: RunConfig, notes: list[str]) -> dict:

@@ -45,6 +45,9 @@ def build_lm(model: str | Path, cfg: EvalConfig, adapter: str | Path | None = No
     """An lm-eval HFLM for a model directory, optionally with a LoRA adapter kept unmerged."""
     from lm_eval.models.huggingface import HFLM
 
+    special = _dtmerge_model_lm(model, cfg, tokenizer)  # ensemble / LoRA-MoE directories
+    if special is not None:
+        return special
     kwargs: dict[str, Any] = dict(pretrained=str(model), device=pick_device(cfg.device),
                                   batch_size=cfg.batch_size, dtype="auto")
     if adapter is not None:
@@ -59,6 +62,28 @@ def build_lm(model: str | Path, cfg: EvalConfig, adapter: str | Path | None = No
         return HFLM(**kwargs)
     except OSError as err:
         raise ModelError(f"cannot load model '{model}' for evaluation: {err}") from None
+
+
+def _dtmerge_model_lm(model, cfg: EvalConfig, tokenizer: Any = None):
+    """lm-eval model for a directory only dtmerge can load (recipes' ensemble, LoRA-MoE)."""
+    from dtmerge.evaluate.ensemble import EnsembleLM, model_kind
+
+    kind = model_kind(model)
+    if kind is None:
+        return None
+    device = pick_device(cfg.device)
+    if kind == "ensemble":
+        return EnsembleLM.from_dir(model, device=device, tokenizer=tokenizer)
+    if kind == "lora_moe":
+        from lm_eval.models.huggingface import HFLM
+        from transformers import AutoTokenizer
+
+        from dtmerge.models.lora_moe import load_lora_moe
+
+        return HFLM(pretrained=load_lora_moe(model, device=device),
+                    tokenizer=tokenizer or AutoTokenizer.from_pretrained(str(model)),
+                    batch_size=cfg.batch_size, device=device)
+    raise ModelError(f"{model}: unknown dtmerge model kind '{kind}' in dtmerge_model.json")
 
 
 def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: str,

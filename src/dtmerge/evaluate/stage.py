@@ -46,13 +46,16 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
                     for t in cfg.eval.interpolation]
         else:
             out.append(Variant(name, str(run.model(name))))
+    # Every recipe's model is scored too (recipe entries name the model directories).
+    recipe_labels = [e.variant for e in cfg.recipes or []]
+    out += [Variant(n, str(run.model(n))) for n in recipe_labels if n not in {v.name for v in out}]
     kept = []
     for v in out:
         if v.name == "base" or Path(v.model).exists():
             if producer_job(v.name):  # a killed train/merge must not be scored as finished
                 run.require_finished(producer_job(v.name), v.model)
             kept.append(v)
-        elif v.name in ("sft", "dtm") or v.name.startswith(("sub_", "interp_")):
+        elif v.name in ("sft", "dtm", *recipe_labels) or v.name.startswith(("sub_", "interp_")):
             log(f"[skip] eval:{v.name}: no model at {v.model} (train/merge it first)")
         else:
             raise ConfigError(

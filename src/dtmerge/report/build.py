@@ -18,6 +18,7 @@ from dtmerge.report.analysis import (
 )
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.report.lm_loss_section import lm_loss_section
+from dtmerge.report.recipes_section import recipes_section
 from dtmerge.report.results import (
     ReportError, VariantResult, all_tasks, higher_is_better, lm_loss_tasks, load_eval_dir,
     settings_mismatches, split_tasks,
@@ -169,6 +170,7 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
 
     # -- trade-off view
     sections.append(_tradeoff_section(variants, know, instr, data))
+    sections.extend(recipes_section(run, variants, know, instr, n_boot, seed, data))
 
     # -- error sets
     sets = error_sets(variants, know)

@@ -67,9 +67,11 @@ def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str],
     return _png(fig)
 
 
-def tradeoff_chart(points: list[TradeoffPoint], line: list[TradeoffPoint]) -> bytes | None:
+def tradeoff_chart(points: list[TradeoffPoint], line: list[TradeoffPoint],
+                   errors: dict[str, tuple[float, float]] | None = None) -> bytes | None:
     """Instruction following (x) against mean knowledge/reasoning (y), with the base->SFT
-    interpolation curve as the 'train less' reference line."""
+    interpolation curve as the 'train less' reference line; `errors` maps a variant to the
+    half-widths (x, y) of its interval bars."""
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -82,6 +84,9 @@ def tradeoff_chart(points: list[TradeoffPoint], line: list[TradeoffPoint]) -> by
         marker = "*" if p.variant.startswith("dtm") else "o"
         size = 160 if marker == "*" else 40
         ax.scatter([p.instruction], [p.knowledge], s=size, marker=marker, color=color, zorder=2)
+        if errors and p.variant in errors:
+            ax.errorbar([p.instruction], [p.knowledge], xerr=[errors[p.variant][0]],
+                        yerr=[errors[p.variant][1]], fmt="none", color=color, capsize=3)
         ax.annotate(p.variant, (p.instruction, p.knowledge), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     ax.set_xlabel("instruction-following score")

@@ -22,6 +22,8 @@ def report_inputs(run: RunDir) -> dict[str, str]:
         path = monitor_file(run, name)
         if path is not None:
             inputs[str(path.relative_to(run.root))] = hash_file(path)
+    if (run.root / "recipes.json").exists():  # what each recipe is (the recipes section)
+        inputs["recipes.json"] = hash_file(run.root / "recipes.json")
     return inputs
 
 

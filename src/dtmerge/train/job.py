@@ -7,8 +7,9 @@ arguments, so the same body runs wherever the job is scheduled.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dtmerge.rundir import RunDir
 
@@ -18,6 +19,9 @@ class TrainJob:
     name: str
     data: Path
     out: Path
+    # What a recipe changes in training (seed, penalty, replay text, LoRA-MoE...); None for
+    # plain SFT on `data`. Plain JSON, part of the job's fingerprint. See train/recipe_trainer.py.
+    spec: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def run_train_job(cfg_json: dict, run_root: str, job: TrainJob, fingerprint: str, device: str | None):
@@ -35,4 +39,4 @@ def run_train_job(cfg_json: dict, run_root: str, job: TrainJob, fingerprint: str
 
         callbacks.append(build_monitor(cfg, run, job.name))
     return train_model(cfg, job.data, job.out, job.name, callbacks=callbacks,
-                       fingerprint=fingerprint)
+                       fingerprint=fingerprint, spec=job.spec)

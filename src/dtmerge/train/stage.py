@@ -31,15 +31,19 @@ def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
 
 def job_fingerprint(cfg: RunConfig, job: TrainJob) -> str:
     train = cfg.train.model_dump(mode="json", exclude=_NOT_FINGERPRINTED)
-    return hash_obj({
+    payload = {
         "model": cfg.model.model_dump(mode="json"), "train": train,
         "monitor": cfg.monitor.model_dump(mode="json"), "data": hash_path(job.data),
-    })
+    }
+    if job.spec:  # a recipe's training change (absent for plain SFT: old fingerprints hold)
+        payload["recipe"] = job.spec
+    return hash_obj(payload)
 
 
-def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
-    """Train every job not already done with the same fingerprint."""
-    jobs = plan_jobs(cfg, run)
+def train_stage(cfg: RunConfig, run: RunDir, log=print, jobs: list[TrainJob] | None = None) -> dict:
+    """Train every job (default: `plan_jobs`; recipes pass theirs) not already done with the
+    same fingerprint."""
+    jobs = plan_jobs(cfg, run) if jobs is None else jobs
     todo = []
     for job in jobs:
         if not job.data.exists():

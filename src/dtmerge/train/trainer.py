@@ -31,7 +31,9 @@ def _read_portion(path: Path):
     if not records:
         raise DataError(f"{path}: no training examples in this portion")
     # Only the two columns TRL trains on: extra metadata (source, id) would reach the collator.
-    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+    # Plain-text records ({"text"}: the replay recipe's) are added by RecipeTrainer instead.
+    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]}
+                              for r in records if "prompt" in r])
 
 
 def lora_config(cfg: RunConfig, model):
@@ -117,17 +119,24 @@ def _last_checkpoint(work_dir: Path) -> str | None:
 
 
 def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_name: str,
-                callbacks: list | None = None, fingerprint: str = "") -> dict[str, Any]:
+                callbacks: list | None = None, fingerprint: str = "",
+                spec: dict | None = None) -> dict[str, Any]:
     """Fine-tune the base model on one JSONL portion and save it to `out_dir`.
 
     Checkpoints go to a work directory beside `out_dir`; a rerun with the same fingerprint
     resumes from the last checkpoint, a changed fingerprint starts afresh. `out_dir` appears
     only once the model is completely saved.
 
+    `spec` is a recipe's change to the job (seed, penalty, replay, LoRA-MoE; see
+    train/recipe_trainer.py); None trains plain SFT.
+
     Returns:
         A dict with the number of examples, steps, final training loss and runtime.
     """
     from trl import SFTTrainer
+
+    if spec and "seed" in spec:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": spec["seed"]})})
 
     out_dir = Path(out_dir)
     work_dir = out_dir.parent / ".work" / out_dir.name
@@ -141,13 +150,21 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model)
     peft_config = lora_config(cfg, model) if cfg.train.method == "lora" else None
+    trainer_cls, recipe_kwargs, save = SFTTrainer, {}, None
+    if spec and set(spec) - {"seed"}:
+        from dtmerge.train.recipe_trainer import RecipeTrainer, prepare_recipe
+
+        setup = prepare_recipe(cfg, spec, model, peft_config, tokenizer, Path(data_path))
+        model, peft_config, recipe_kwargs, save = (setup.model, setup.peft_config,
+                                                   setup.trainer_kwargs, setup.save)
+        trainer_cls = RecipeTrainer
     args = sft_config(cfg, work_dir, _live_trackers(cfg, job_name))
     args.run_name = job_name
-    trainer = SFTTrainer(
+    trainer = trainer_cls(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[DivergenceGuard(job_name), ProgressFile(work_dir / "progress.json"),
-                   *(callbacks or [])],
+                   *(callbacks or [])], **recipe_kwargs,
     )
     if len(trainer.train_dataset) == 0:
         raise DataError(
@@ -164,7 +181,10 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     if flat:
         print(f"[warn] {job_name}: {flat}", flush=True)
     with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp)  # adapter only for PEFT models
+        if save is not None:
+            save(trainer, tmp)
+        else:
+            trainer.model.save_pretrained(tmp)  # adapter only for PEFT models
         tokenizer.save_pretrained(tmp)
         for extra in ("monitor.jsonl", "progress.json"):
             if (work_dir / extra).exists():
@@ -172,6 +192,8 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     shutil.rmtree(work_dir, ignore_errors=True)
     return {
         "examples": len(dataset),
+        "trained_examples": len(trainer.train_dataset),  # with replayed text
+        "trained_tokens": _trained_tokens(trainer, result.global_step),
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "train_runtime": result.metrics.get("train_runtime"),
@@ -219,3 +241,18 @@ def loss_never_fell(log_history: list[dict]) -> str | None:
         return (f"training loss never fell below its first value ({losses[0]:.4g}; last "
                 f"{losses[-1]:.4g} over {len(losses)} logged steps): check train.learning_rate")
     return None
+
+
+def _trained_tokens(trainer, steps: int) -> int | None:
+    """Tokens the optimizer saw (steps x effective batch x mean example length): the recipes'
+    training cost, comparable between recipes whose data differ in length."""
+    dataset = trainer.train_dataset
+    try:
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+    except (KeyError, TypeError):
+        return None
+    if not lengths:
+        return 0
+    args = trainer.args
+    seen = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    return round(seen * sum(lengths) / len(lengths))

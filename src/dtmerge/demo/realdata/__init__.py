@@ -35,6 +35,7 @@ DEFAULT_OUT = "runs/realdata"
 KNOWLEDGE_TASKS = ["rt_world_facts", "rt_text_continuation"]
 INSTRUCTION_TASKS = ["rt_instruction_check"]
 LM_LOSS_TASKS = ["rt_heldout_text"]
+GENERAL_TEXT = "general.txt"  # prose from files the held-out task does not score
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ def _write_heldout_task(tasks: Path, final_tasks: Path, name: str, seed: int) ->
     spec = _rolling_task_yaml(name, final_tasks / data.name, "knowledge")
     (tasks / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     (tasks / f"{name}.provenance.json").write_text(json.dumps(selection.provenance, indent=2) + "\n")
+    # One passage per line: the replay/ewc recipes' default text (`text: runs/realdata/general.txt`).
+    (tasks.parent / GENERAL_TEXT).write_text(
+        "".join(" ".join(p.text.split()) + "\n" for p in selection.general))
     return selection.provenance
 
 

@@ -25,7 +25,7 @@ import importlib
 import random
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dtmerge.demo.realdata.text import module_docstrings
@@ -66,6 +66,9 @@ class Passage:
 class HeldoutSelection:
     passages: list[Passage]
     provenance: dict
+    # Candidate passages from files none of whose text is scored: general text for the replay
+    # and ewc recipes that never shares a source file with the scored passages.
+    general: list[Passage] = field(default_factory=list)
 
 
 def is_prose(paragraph: str) -> bool:
@@ -218,7 +221,9 @@ def select_heldout(seed: int = 0, word_budget: int = 18000, max_docs: int = 48,
         "by_source": {k: sum(1 for p in chosen if p.source == k) for k in SOURCE_KINDS},
         "origins": sorted({p.origin for p in chosen}),
     }
-    return HeldoutSelection(chosen, provenance)
+    scored = {p.origin for p in chosen}
+    general = [p for queue in queues for p in queue if p.origin not in scored]
+    return HeldoutSelection(chosen, provenance, general)
 
 
 def passage_record(p: Passage) -> dict:

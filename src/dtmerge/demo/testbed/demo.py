@@ -36,8 +36,30 @@ TRAIN = {
 INTERPOLATION = [0.25, 0.5, 0.75]
 
 
+def recipe_entries(names: list[str] | None, testbed, num_portions: int) -> list[dict] | None:
+    """`recipes:` entries for `--recipes` ("all" or a list): sft and dtm always (the demo's
+    story), the others with their documented defaults; replay and ewc use the testbed's
+    pre-training text (what the base model learnt), never a scored item."""
+    if not names:
+        return None
+    from dtmerge.recipes import RECIPES
+
+    if names == ["all"]:
+        names = RECIPES.names()
+    text = str(testbed.root / "data" / "pretrain.txt") if testbed.root else None
+    params = {"replay": {"text": text}, "ewc": {"text": text},
+              "uniform_soup": {"num_models": num_portions}}
+    entries = [{"name": "sft"}, {"name": "dtm"}]
+    for name in dict.fromkeys(names):
+        RECIPES.get(name)  # an unknown name fails here, with close matches
+        if name not in ("sft", "dtm"):
+            entries.append({"name": name, **params.get(name, {})})
+    return entries
+
+
 def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
-                long: bool = False, interpolation: list[float] | None = None) -> RunConfig:
+                long: bool = False, interpolation: list[float] | None = None,
+                recipes: list[str] | None = None) -> RunConfig:
     """The RunConfig of one demo run (the main one, or the longer-trained DTM with `long`)."""
     train = {"warmup_steps": 10, "grad_accum": 1, "max_length": 192,
              "max_grad_norm": 1.0, "weight_decay": 0.0, "adam_beta2": 0.98, "seed": seed,
@@ -49,7 +71,9 @@ def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
         train["sft_baseline"] = False
     tasks = testbed.knowledge_tasks + testbed.reasoning_tasks + testbed.instruction_tasks
     name = f"demo-{size}-seed{seed}-k{num_portions}" + ("-long" if long else "")
-    return config_from_dict({
+    entries = None if long else recipe_entries(recipes, testbed, num_portions)
+    extra = {"recipes": entries} if entries else {}
+    return config_from_dict({**extra,
         "name": name, "runs_dir": runs_dir, "seed": seed,
         "model": {"path": str(testbed.base_model), "dtype": "float32"},
         "data": {"path": str(testbed.data), "format": "alpaca", "seed": seed},
@@ -76,7 +100,7 @@ def _copy_model(src: Path, dst: Path) -> None:
 
 def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
                   cache_dir: str | None = None, interpolation: list[float] | None = None,
-                  log=print) -> dict:
+                  log=print, recipes: list[str] | None = None) -> dict:
     """One seed of the demo; returns its scores per variant and timings."""
     from dtmerge.pipeline import run_pipeline
     from dtmerge.demo.testbed.build import build_testbed
@@ -87,11 +111,12 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     long_cfg = demo_config(testbed, seed, size, num_portions, runs_dir, long=True)
     long_run = run_pipeline(long_cfg, stages=["data", "disperse", "train", "merge"], log=log)
     cfg = demo_config(testbed, seed, size, num_portions, runs_dir,
-                      interpolation=interpolation)
+                      interpolation=interpolation, recipes=recipes)
     _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)
     return {"seed": seed, "run_dir": str(run.root), "scores": scores, "gaps": line_gaps(run),
+            "recipe_seconds": recipe_seconds(run),
             "testbed": {k: v for k, v in testbed.info.items() if not isinstance(v, dict)},
             "seconds": {"testbed": round(built - start, 1),
                         "total": round(time.perf_counter() - start, 1)}}
@@ -123,9 +148,27 @@ def line_gaps(run: RunDir) -> dict[str, float]:
     path = run.root / "report" / "report.json"
     if not path.exists():
         return {}
-    tradeoff = json.loads(path.read_text()).get("tradeoff") or {}
-    return {name: v["distance"] for name, v in (tradeoff.get("verdicts") or {}).items()
+    report = json.loads(path.read_text())
+    tradeoff = report.get("tradeoff") or {}
+    gaps = {name: v["distance"] for name, v in (tradeoff.get("verdicts") or {}).items()
             if v.get("distance") is not None}
+    recipes = (report.get("recipes") or {}).get("points") or {}  # the recipes section's
+    gaps.update({name: v["distance_to_line"] for name, v in recipes.items()
+                 if v.get("distance_to_line") is not None and name not in gaps})
+    return gaps
+
+
+def recipe_seconds(run: RunDir) -> dict[str, float]:
+    """Recipe -> wall seconds of its jobs, as the report's recipes section counted them."""
+    path = run.root / "report" / "report.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    costs = (report.get("recipes") or {}).get("cost") or {}
+    return {name: c["seconds"] for name, c in costs.items() if c.get("seconds") is not None}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n_seeds": len(values)}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -139,14 +182,11 @@ def summarise(results: list[dict]) -> dict:
             vals = [r["scores"][v][m] for r in results
                     if r["scores"].get(v, {}).get(m) is not None]
             if vals:
-                row[m] = {"mean": statistics.fmean(vals),
-                          "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                          "n_seeds": len(vals)}
-        gaps = [r["gaps"][v] for r in results if v in r.get("gaps", {})]
-        if gaps:
-            row["gap_to_line"] = {"mean": statistics.fmean(gaps),
-                                  "std": statistics.stdev(gaps) if len(gaps) > 1 else 0.0,
-                                  "n_seeds": len(gaps)}
+                row[m] = _spread(vals)
+        for key, column in (("gaps", "gap_to_line"), ("recipe_seconds", "seconds")):
+            values = [r[key][v] for r in results if v in r.get(key, {})]
+            if values:
+                row[column] = _spread(values)
         table[v] = row
     return table
 
@@ -159,6 +199,8 @@ def _variant_order(name: str) -> tuple:
 def format_table(table: dict) -> str:
     cols = ["knowledge", "reasoning", "format", "format_loose", "correct", "style",
             "gap_to_line"]
+    if any("seconds" in row for row in table.values()):  # runs with recipes: their job time
+        cols.append("seconds")
     lines = ["variant      " + "".join(f"{c:>16}" for c in cols)]
     for v, row in table.items():
         cells = []
@@ -171,7 +213,8 @@ def format_table(table: dict) -> str:
 
 def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: int = 4,
              runs_dir: str = "runs", cache_dir: str | None = None,
-             interpolation: list[float] | None = None, log=print) -> dict:
+             interpolation: list[float] | None = None, log=print,
+             recipes: list[str] | None = None) -> dict:
     """Run the demo for `seeds` consecutive seeds from `seed`; write and print the summary.
 
     Args:
@@ -182,17 +225,19 @@ def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: i
         cache_dir: testbed cache (default: DTMERGE_CACHE or ~/.cache/dtmerge/testbed).
         interpolation: base-SFT coefficients of the trade-off line (default 0.25, 0.5, 0.75).
         log: progress printer.
+        recipes: recipe names (or ["all"]) trained and scored beside SFT and DTM.
 
     Returns:
         {"per_seed": [...], "summary": {variant: {metric: {mean, std, n_seeds}}}, "seconds"}.
     """
     start = time.perf_counter()
-    results = [run_demo_seed(s, size, num_portions, runs_dir, cache_dir, interpolation, log)
-               for s in range(seed, seed + seeds)]
+    results = [run_demo_seed(s, size, num_portions, runs_dir, cache_dir, interpolation, log,
+                             recipes) for s in range(seed, seed + seeds)]
     summary = {"size": size, "num_portions": num_portions, "seeds": [r["seed"] for r in results],
                "per_seed": results, "summary": summarise(results),
                "seconds": round(time.perf_counter() - start, 1)}
-    out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + seeds - 1}.json"
+    tag = "-recipes" if recipes else ""
+    out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + seeds - 1}{tag}.json"
     atomic_write_json(out, summary)
     log(f"\nDemo summary over seed(s) {summary['seeds']} (mean ± std; gap_to_line: mean of "
         "knowledge and reasoning above (+) or below (-) the base-SFT interpolation line at the "

@@ -1,0 +1,135 @@
+"""The interface every recipe implements, and turning `recipes:` entries into recipes.
+
+A recipe (1) prepares the data its jobs need (`prepare`, in the train stage), (2) lists its
+training jobs, which run through the train stage's executors with fingerprints and resume
+(`jobs`), and (3) produces one model directory `models/<label>` that the evaluate stage scores
+(`build`, in the merge stage). Steps are manifest jobs, so finished work is skipped and work
+whose inputs changed is redone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from dtmerge.errors import ConfigError
+from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+from dtmerge.train.job import TrainJob
+
+if TYPE_CHECKING:
+    from dtmerge.config import RecipeEntry, RunConfig
+
+
+class RecipeParams(BaseModel):
+    """A recipe's parameters: typed, frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Recipe:
+    """Base class: a recipe that trains nothing and builds nothing (override what applies)."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[RecipeParams]] = RecipeParams
+    inference_cost: ClassVar[int] = 1  # forward passes per token, relative to one model
+
+    def __init__(self, cfg: "RunConfig", label: str, params: RecipeParams):
+        self.cfg, self.label, self.params = cfg, label, params
+
+    def check(self) -> None:
+        """Cross-checks against the run config (ConfigError); called before any stage."""
+
+    # -- the three steps
+    def prepare(self, run: RunDir, log=print) -> None:
+        """Write the data files the jobs train on (before training)."""
+
+    def jobs(self, run: RunDir) -> list[TrainJob]:
+        """The training jobs (the same job may be listed by several recipes: run once)."""
+        return []
+
+    def build(self, run: RunDir, log=print) -> None:
+        """Make `run.model(self.label)` from the trained jobs (after training)."""
+
+    # -- helpers
+    def sft_job(self, run: RunDir) -> TrainJob:
+        """Plain SFT on all the data: shared by sft and wise_ft (trained once)."""
+        return TrainJob("sft", run.all_data, run.model("sft"))
+
+    def step(self, run: RunDir, name: str, inputs: dict[str, Any], work, log=print) -> bool:
+        """Run `work()` as manifest job `<name>:<label>`, fingerprinted on params + inputs."""
+        fp = hash_obj({"params": self.params.model_dump(mode="json"), "inputs": inputs})
+        return run_job(run, f"{name}:{self.label}", fp, work, log=log)
+
+    def base_model(self) -> str:
+        from dtmerge.models import resolve_model_path
+
+        return resolve_model_path(self.cfg.model)
+
+    def describe(self, run: RunDir) -> dict[str, Any]:
+        """What the report shows about this recipe (training jobs, inference cost)."""
+        return {"recipe": self.name, "params": self.params.model_dump(mode="json", exclude_none=True),
+                "train_jobs": sorted({j.name for j in self.jobs(run)}),
+                "inference_cost": self.inference_cost}
+
+
+def missing_text_message(label: str) -> str:
+    return (f"recipes: {label} needs `text:`, a plain-text file of general text the base model "
+            "should keep (one document per line, or a `text` column), never text the report "
+            "scores. `python -m dtmerge.demo.realdata` writes one: runs/realdata/general.txt "
+            "(prose from files the held-out task does not use); `dtm demo` passes the testbed's "
+            "pre-training text")
+
+
+def content_hash(path: Path) -> str | None:
+    return hash_path(path) if Path(path).exists() else None
+
+
+def default_entries(cfg: "RunConfig") -> list["RecipeEntry"]:
+    """Today's run without `recipes:`: DTM, and plain SFT when train.sft_baseline."""
+    from dtmerge.config import RecipeEntry
+
+    entries = [RecipeEntry(name="dtm")]
+    if cfg.train.sft_baseline:
+        entries.append(RecipeEntry(name="sft"))
+    return entries
+
+
+def resolve_recipes(cfg: "RunConfig") -> list[Recipe]:
+    """The run's recipes with validated parameters.
+
+    Raises:
+        ConfigError: an unknown recipe (with close matches) or a bad parameter, naming the
+            entry, the recipe and its allowed keys.
+    """
+    from dtmerge.recipes.registry import RECIPES
+
+    entries = cfg.recipes if cfg.recipes is not None else default_entries(cfg)
+    out = []
+    for i, entry in enumerate(entries):
+        cls = RECIPES.get(entry.name)
+        try:
+            params = cls.Params.model_validate(entry.params)
+        except ValidationError as err:
+            raise ConfigError(_params_message(i, entry.name, cls.Params, err)) from None
+        recipe = cls(cfg, entry.variant, params)
+        recipe.check()
+        out.append(recipe)
+    return out
+
+
+def _params_message(i: int, name: str, params: type[RecipeParams], err: ValidationError) -> str:
+    allowed = ", ".join(sorted(params.model_fields)) or "none"
+    problems = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown parameter '{key}'")
+        elif e["type"] == "missing":
+            problems.append(f"missing parameter '{key}'")
+        else:
+            problems.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
+    return (f"recipes[{i}] ({name}): {'; '.join(problems)}. Parameters of {name}: "
+            f"{allowed} (plus name, label)")
+

@@ -1,0 +1,120 @@
+"""`dtm`: Disperse-Then-Merge. The entry labelled `dtm` is the run's own (its settings are the
+`disperse:` and `merge:` sections; sub-models `sub_<k>`). Further entries with their own
+label (e.g. `dtm-k2`) disperse, train and merge separately: portions under
+`data/<label>/`, sub-models `models/<label>_sub_<k>`, the merge in `models/<label>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from dtmerge.data.jsonl import read_jsonl, write_jsonl
+from dtmerge.disperse.stage import assign_portions
+from dtmerge.merge.engine import merge_models
+from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
+from dtmerge.rundir import RunDir
+from dtmerge.train.job import TrainJob
+
+
+class DtmParams(RecipeParams):
+    num_portions: int | None = Field(None, ge=1, description="K (default: disperse.num_portions)")
+    strategy: str | None = None
+    embed_on: str | None = None
+    encoder: str | None = None
+    field: str | None = None
+    seed: int | None = None
+    merge_method: str | None = None
+    merge_params: dict[str, Any] | None = None
+    merge_weights: list[float] | None = None
+
+
+class Dtm(Recipe):
+    name = "dtm"
+    Params = DtmParams
+
+    @property
+    def own(self) -> bool:
+        """The run's own DTM (disperse stage portions, merge stage) rather than an extra one."""
+        return self.label == "dtm"
+
+    def disperse_config(self):
+        p = self.params
+        update = {k: getattr(p, k) for k in ("num_portions", "strategy", "embed_on", "encoder",
+                                             "field", "seed") if getattr(p, k) is not None}
+        return self.cfg.disperse.model_copy(update=update)
+
+    def check(self) -> None:
+        from dtmerge.disperse.registry import STRATEGIES
+        from dtmerge.errors import ConfigError
+        from dtmerge.merge.methods import METHODS
+
+        d = self.disperse_config()
+        STRATEGIES.get(d.strategy)  # unknown names fail here, with close matches
+        METHODS.get(self.params.merge_method or self.cfg.merge.method)
+        if d.strategy == "field" and not d.field:
+            raise ConfigError(f"recipes: {self.label}: strategy 'field' needs `field:` (the column "
+                              "to group by)")
+        weights = self.params.merge_weights
+        if weights is not None and len(weights) != d.num_portions:
+            raise ConfigError(f"recipes: {self.label}: merge_weights has {len(weights)} entries "
+                              f"for {d.num_portions} sub-models")
+
+    @property
+    def k(self) -> int:
+        return self.disperse_config().num_portions
+
+    def portion(self, run: RunDir, i: int):
+        return run.portion(i) if self.own else run.data_dir / self.label / f"portion_{i}.jsonl"
+
+    def sub_name(self, i: int) -> str:
+        return f"sub_{i}" if self.own else f"{self.label}_sub_{i}"
+
+    def prepare(self, run: RunDir, log=print) -> None:
+        if self.own:
+            return  # the disperse stage wrote the portions
+        dcfg = self.cfg.model_copy(update={"disperse": self.disperse_config()})
+
+        def work():
+            records = read_jsonl(run.all_data)
+            assignment = assign_portions(records, dcfg)
+            for i in range(self.k):
+                write_jsonl(self.portion(run, i), [r for r, a in zip(records, assignment) if a == i])
+            log(f"{self.label}: {self.k} portions of sizes "
+                + ", ".join(str(assignment.count(i)) for i in range(self.k)))
+            return {"outputs": [str(self.portion(run, i)) for i in range(self.k)]}
+
+        missing = not all(self.portion(run, i).exists() for i in range(self.k))
+        if missing and run.job(f"disperse:{self.label}"):
+            run.update_job(f"disperse:{self.label}", status="outputs-missing")
+        self.step(run, "disperse", {"all": content_hash(run.all_data),
+                                    "disperse": dcfg.disperse.model_dump(mode="json")}, work, log)
+
+    def jobs(self, run: RunDir) -> list[TrainJob]:
+        return [TrainJob(self.sub_name(i), self.portion(run, i), run.model(self.sub_name(i)))
+                for i in range(self.k)]
+
+    def build(self, run: RunDir, log=print) -> None:
+        if self.own:
+            from dtmerge.merge.stage import merge_stage
+
+            merge_stage(self.cfg, run, log)
+            return
+        p, m = self.params, self.cfg.merge
+        subs = [run.model(self.sub_name(i)) for i in range(self.k)]
+        method = p.merge_method or m.method
+        fisher = [self.portion(run, i) for i in range(self.k)] if method == "fisher" else None
+
+        def work():
+            record = merge_models(self.base_model(), subs, run.model(self.label), method=method,
+                                  weights=p.merge_weights or m.weights,
+                                  params=dict(p.merge_params or m.params),
+                                  shard_size=m.shard_size, fisher_data=fisher, log=log)
+            return {"outputs": [str(run.model(self.label))], "method": record["method"]}
+
+        self.step(run, "merge", {"subs": [content_hash(s) for s in subs], "method": method}, work,
+                  log)
+
+    def describe(self, run: RunDir) -> dict:
+        return {**super().describe(run), "num_portions": self.k}

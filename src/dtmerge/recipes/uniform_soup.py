@@ -1,0 +1,47 @@
+"""`uniform_soup`: K models each trained on ALL the data with a different seed, averaged in
+weight space (Wortsman et al., 2022). Same data as SFT, same number of models as DTM: what
+averaging alone buys, without dispersal."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from dtmerge.merge.engine import merge_models
+from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
+from dtmerge.rundir import RunDir
+from dtmerge.train.job import TrainJob
+
+
+class UniformSoupParams(RecipeParams):
+    num_models: int | None = Field(None, ge=2, description="K (default: disperse.num_portions)")
+    merge_method: str = "linear"
+
+
+class UniformSoup(Recipe):
+    name = "uniform_soup"
+    Params = UniformSoupParams
+
+    @property
+    def k(self) -> int:
+        return self.params.num_models or max(2, self.cfg.disperse.num_portions)
+
+    def seeds(self) -> list[int]:
+        """Distinct seeds, all different from SFT's (train.seed): member i uses seed + i + 1."""
+        return [self.cfg.train.seed + i + 1 for i in range(self.k)]
+
+    def jobs(self, run: RunDir) -> list[TrainJob]:
+        return [TrainJob(f"{self.label}_{i}", run.all_data, run.model(f"{self.label}_{i}"),
+                         spec={"seed": seed}) for i, seed in enumerate(self.seeds())]
+
+    def build(self, run: RunDir, log=print) -> None:
+        members = [j.out for j in self.jobs(run)]
+
+        def work():
+            merge_models(self.base_model(), members, run.model(self.label),
+                         method=self.params.merge_method, log=log)
+            return {"outputs": [str(run.model(self.label))]}
+
+        self.step(run, "merge", {"members": [content_hash(m) for m in members]}, work, log)
+
+    def describe(self, run: RunDir) -> dict:
+        return {**super().describe(run), "seeds": self.seeds()}

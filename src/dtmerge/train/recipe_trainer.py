@@ -1,0 +1,141 @@
+"""What a recipe changes in one training job, applied around TRL's SFTTrainer.
+
+A job's `spec` (train/job.py) is plain JSON:
+
+    {"seed": 7}                                   another training seed (uniform_soup)
+    {"penalty": {"kind": "l2", "coef": 0.1}}      L2 toward the base (l2)
+    {"penalty": {"kind": "ewc", "coef": 0.1, "fisher_text": "...", "fisher_docs": 64}}
+    {"replay": true}                              the data file holds {"text"} records too
+    {"lora_moe": {"experts": 4, "r": 8, "alpha": 16}}
+
+Training itself stays TRL's: `RecipeTrainer` only adds the penalty to SFTTrainer's loss and
+appends the replayed text (language-modelling loss on every token) to the prepared dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from trl import SFTTrainer
+
+from dtmerge.errors import DataError
+
+
+class RecipeTrainer(SFTTrainer):
+    """SFTTrainer plus an optional weight penalty and optional replayed plain text."""
+
+    def __init__(self, *args, penalty=None, replay_texts: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bound now: the model is PEFT-wrapped and no checkpoint has been loaded yet.
+        self.penalty = penalty.bind(self.model) if penalty is not None else None
+        if replay_texts:
+            self.train_dataset = with_replay(self.train_dataset, replay_texts,
+                                             self.processing_class, self.args.max_length)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                   num_items_in_batch=num_items_in_batch)
+        if self.penalty is None or not model.training:
+            return out
+        loss, rest = out if return_outputs else (out, None)
+        extra = self.penalty(model).to(loss.device)
+        if self._loss_scaled_for_accumulation(num_items_in_batch):
+            # Trainer sums such losses over the accumulation steps without dividing: divide
+            # here so one optimizer step sees the penalty once. (Otherwise Trainer divides.)
+            extra = extra / self.current_gradient_accumulation_steps
+        loss = loss + extra
+        return (loss, rest) if return_outputs else loss
+
+
+    def _loss_scaled_for_accumulation(self, num_items_in_batch) -> bool:
+        """Trainer.training_step's own test of whether it will divide the loss by the number
+        of accumulation steps (False) or not (True)."""
+        flag = getattr(self, "loss_is_scaled_for_ga", None)
+        if flag is not None:
+            return bool(flag)
+        return bool((getattr(self, "model_accepts_loss_kwargs", False)
+                     and num_items_in_batch is not None) or self.compute_loss_func is not None)
+
+
+def with_replay(dataset, texts: list[str], tokenizer, max_length: int | None):
+    """The prepared instruction dataset plus the texts tokenized with every token a label."""
+    from datasets import Dataset, concatenate_datasets
+
+    rows = []
+    for text in texts:
+        ids = tokenizer(text + (tokenizer.eos_token or ""), add_special_tokens=True)["input_ids"]
+        ids = ids[:max_length] if max_length else ids
+        if len(ids) > 1:
+            rows.append({"input_ids": ids, "labels": list(ids)})
+    keep = ["input_ids", "labels"]
+    instructions = dataset.select_columns(keep)
+    replay = Dataset.from_list(rows).cast(instructions.features) if rows else None
+    return concatenate_datasets([instructions, replay]) if replay is not None else instructions
+
+
+@dataclass
+class RecipeSetup:
+    model: Any
+    peft_config: Any
+    trainer_kwargs: dict = field(default_factory=dict)
+    save: Callable | None = None  # (trainer, out_dir) for models PEFT cannot save
+
+
+def text_records(path: Path) -> list[str]:
+    from dtmerge.data.jsonl import read_jsonl
+
+    return [r["text"] for r in read_jsonl(path) if "text" in r and "prompt" not in r]
+
+
+def prepare_recipe(cfg, spec: dict, model, peft_config, tokenizer, data_path: Path) -> RecipeSetup:
+    """Apply a job's recipe spec to the model and the trainer's arguments."""
+    setup = RecipeSetup(model, peft_config)
+    penalty = spec.get("penalty")
+    if penalty:
+        setup.trainer_kwargs["penalty"] = _build_penalty(cfg, penalty, model, tokenizer)
+    if spec.get("replay"):
+        texts = text_records(data_path)
+        if not texts:
+            raise DataError(f"{data_path}: the replay recipe's data has no text records")
+        setup.trainer_kwargs["replay_texts"] = texts
+    moe = spec.get("lora_moe")
+    if moe:
+        from dtmerge.models.lora_moe import add_lora_moe, save_lora_moe
+
+        setup.model = add_lora_moe(model, **moe)
+        setup.peft_config = None
+        if cfg.model.gradient_checkpointing:  # frozen inputs: checkpointed blocks need a grad path
+            setup.model.enable_input_require_grads()
+        setup.save = lambda trainer, out: save_lora_moe(trainer.model, out, moe,
+                                                        base_model=spec["base_model"])
+    return setup
+
+
+def _build_penalty(cfg, penalty: dict, model, tokenizer):
+    from dtmerge.train.penalties import WeightPenalty, fisher_diagonal
+
+    if penalty["kind"] == "l2":
+        return WeightPenalty(penalty["coef"])
+    from dtmerge.data.text import read_text_documents
+    from dtmerge.train.targets import linear_leaf_names, resolve_target_modules
+
+    source = penalty["fisher_text"]
+    texts = read_text_documents(source)[: penalty.get("fisher_docs", 64)]
+    if cfg.train.method == "lora":
+        targets = resolve_target_modules(model, cfg.train.lora.target_modules)
+        targets = linear_leaf_names(model) if targets == "all-linear" else set(targets)
+        names = {f"{n}.weight" for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in targets}
+    else:
+        names = None
+    import torch
+
+    if torch.cuda.is_available() and not cfg.model.load_in_4bit:
+        model.to("cuda")  # Trainer would move it there anyway; the Fisher's backward is faster
+    try:
+        fisher = fisher_diagonal(model, tokenizer, texts, min(cfg.train.max_length, 512), names,
+                                 normalize=penalty.get("normalize", True))
+    except ValueError as err:
+        raise DataError(f"{source}: {err}") from None
+    return WeightPenalty(penalty["coef"], fisher)
