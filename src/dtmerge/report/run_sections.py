@@ -1,0 +1,118 @@
+"""The report's sections about the run itself: sub-model error sets, bias measures, the
+training monitor, job timings and evaluation settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dtmerge.report import plots
+from dtmerge.report.analysis import error_sets
+from dtmerge.report.bias_section import bias_section
+from dtmerge.report.context import Part, ReportContext, fmt
+from dtmerge.report.document import Image, Paragraph, Section, Table
+from dtmerge.report.results import VariantResult
+from dtmerge.report.runinfo import (
+    format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
+)
+
+
+def error_set_section(ctx: ReportContext) -> Part:
+    sets = error_sets(ctx.variants, ctx.knowledge)
+    return Part.of(_error_set_section(sets), error_sets=sets)
+
+
+def bias_measures_section(ctx: ReportContext) -> Part:
+    bias = read_json(ctx.eval_dir / "bias.json")
+    return Part.of(bias_section(bias) if bias else None)
+
+
+def monitor_section(ctx: ReportContext) -> Part:
+    curves = monitor_curves(ctx.run)
+    if not curves:
+        return Part()
+    return Part.of(_monitor_section(curves, {j: monitor_summary(ctx.run, j) for j in curves}))
+
+
+def timings_section(ctx: ReportContext) -> Part:
+    jobs = job_rows(ctx.run)
+    if not jobs:
+        return Part()
+    rows = [[j["job"], j["status"], format_seconds(j["seconds"])] for j in jobs]
+    total = sum(j["seconds"] or 0 for j in jobs if j["status"] == "done")
+    return Part.of(Section("Run timings", [
+        Table(["job", "status", "time"], rows),
+        Paragraph(f"Finished jobs took {format_seconds(total)} in all.")]))
+
+
+def settings_section(ctx: ReportContext) -> Part:
+    return Part.of(_settings_section(ctx.variants))
+
+
+def _error_set_section(sets: dict | None) -> Section:
+    title = "Error sets of the sub-models (knowledge tasks)"
+    if not sets:
+        return Section(title, [Paragraph(
+            "Needs per-item results of at least two sub-models (eval/sub_<k>.json) on a "
+            "knowledge task.")])
+    subs = sets["sub_models"]
+    fixed = sets["merged"] is not None
+
+    def cell(n, f):
+        return f"{n} ({f} fixed)" if fixed and f is not None else str(n)
+
+    rows = []
+    for task, s in sets["tasks"].items():
+        rows.append([task, str(s["items"]), str(s["any_wrong"]), cell(s["shared"], s["shared_fixed"])]
+                    + [cell(s["unique"][k], s["unique_fixed"][k]) for k in subs]
+                    + [str(s["merged_wrong"]) if fixed else "-"])
+    text = ("Items every sub-model gets wrong are shared errors (knowledge the base lacks or all "
+            "portions share a bias on); items only one sub-model gets wrong are unique to it "
+            "(its portion's bias). The paper's claim is that merging keeps the shared knowledge "
+            "and cancels unique biases: the merged model should fix many unique errors.")
+    if fixed:
+        tot_u = sum(sum(s["unique"].values()) for s in sets["tasks"].values())
+        tot_f = sum(sum(v or 0 for v in s["unique_fixed"].values()) for s in sets["tasks"].values())
+        tot_s = sum(s["shared"] for s in sets["tasks"].values())
+        tot_sf = sum(s["shared_fixed"] or 0 for s in sets["tasks"].values())
+        text += (f" Here {sets['merged']} fixes {tot_f} of {tot_u} unique errors and "
+                 f"{tot_sf} of {tot_s} shared ones.")
+    return Section(title, [Paragraph(text), Table(
+        ["task", "items", "wrong by any", "shared"] + [f"unique to {k}" for k in subs]
+        + [f"{sets['merged'] or 'merged'} wrong"], rows)])
+
+
+def _monitor_section(curves: dict[str, list[dict]], summaries: dict[str, dict | None]) -> Section:
+    rows = []
+    for job, lines in curves.items():
+        steps, acc = series(lines, "probe_acc")
+        _, ratio = series(lines, "ratio")
+        if acc:
+            k = int(np.argmax(acc))
+            peak = f"{acc[k]:.3f} @ step {int(steps[k])}"
+            last = f"{acc[-1]:.3f} ({acc[-1] - acc[k]:+.3f} from peak)"
+        else:
+            peak = last = "-"
+        rows.append([job, str(len(lines)), peak, last, fmt(ratio[-1], 2) if ratio else "-",
+                     last_alert(lines, summaries.get(job)) or "-"])
+    blocks: list = [Paragraph(
+        "The monitor scores a fixed knowledge probe during training and tracks the paper's bias "
+        "indicator: the drop of training loss divided by the drop of held-out loss (about 1 "
+        "while the model learns what generalises, growing as it fits the data's own quirks).")]
+    chart = plots.monitor_chart(curves)
+    if chart:
+        blocks.append(Image("monitor.png", chart, "monitor curves per training job"))
+    blocks.append(Table(["job", "probes", "peak probe acc", "last probe acc", "last ratio", "last alert"], rows))
+    return Section("Training monitor", blocks)
+
+
+def _show(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _settings_section(variants: dict[str, VariantResult]) -> Section:
+    keys = ["num_fewshot", "apply_chat_template", "limit", "batch_size", "lm_eval_version"]
+    rows = [[n] + [_show(v.settings.get(k, "-")) for k in keys] + [v.model or "-"]
+            for n, v in variants.items()]
+    return Section("Evaluation settings", [Table(["variant"] + keys + ["model"], rows)])
