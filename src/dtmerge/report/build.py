@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dtmerge.report.answer_section import answer_section
 from dtmerge.report.context import Part, ReportContext, SectionBuilder, fmt
 from dtmerge.report.document import Section, Table
 from dtmerge.report.lm_loss_section import lm_loss_section
+from dtmerge.report.lm_tradeoff_section import lm_tradeoff_section
 from dtmerge.report.results import (
     ReportError, higher_is_better, lm_loss_tasks, load_eval_dir, split_tasks,
 )
@@ -27,10 +29,12 @@ from dtmerge.report.tradeoff_section import tradeoff_section
 from dtmerge.rundir import RunDir
 
 SECTION_BUILDERS: list[SectionBuilder] = [
+    answer_section,
     scores_section,
     lm_loss_section,
     dtm_vs_sft_section,
     tradeoff_section,
+    lm_tradeoff_section,
     error_set_section,
     bias_measures_section,
     monitor_section,
@@ -45,6 +49,11 @@ class Report:
     sections: list[Section]
     summary: Table
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answer(self) -> list[str]:
+        """The Answer block's sentences (empty when there is none)."""
+        return list((self.data.get("answer") or {}).get("sentences") or [])
 
 
 def load_context(run: RunDir, knowledge: list[str] | None = None,

@@ -19,7 +19,7 @@ import numpy as np
 from dtmerge.evaluate.stats import PairedDiff
 from dtmerge.report.analysis import TaxCell, compare_variants, tax_table
 from dtmerge.report.document import Section
-from dtmerge.report.results import VariantResult, all_tasks
+from dtmerge.report.results import VariantResult, all_tasks, interp_t, sub_index, task_category
 from dtmerge.rundir import RunDir
 
 
@@ -84,6 +84,19 @@ class ReportContext:
                                                 self.n_boot, self.seed)
         return self._diffs[key]
 
+    @property
+    def knowledge_label(self) -> str:
+        """What the knowledge axis averages, named by the categories it holds: "knowledge",
+        or "knowledge & reasoning" when reasoning tasks are averaged in."""
+        cats = []
+        for t in self.knowledge:
+            cat = task_category(self.variants, t)
+            cat = cat if cat in ("knowledge", "reasoning") else "other"
+            if cat not in cats:
+                cats.append(cat)
+        order = {"knowledge": 0, "reasoning": 1, "other": 2}
+        return " & ".join(sorted(cats, key=order.get)) or "knowledge"
+
     def header(self, task: str) -> str:
         """Column title: the task, plus its metric and direction when lower is better."""
         return task_header(self.variants, task)
@@ -120,3 +133,9 @@ def mean_score(v: VariantResult, tasks: list[str]) -> float | None:
     if not tasks or not all(t in v.tasks for t in tasks):
         return None
     return float(np.mean([v.tasks[t].score for t in tasks]))
+
+
+def is_method(name: str) -> bool:
+    """A candidate to ship, not a reference: anything but base, SFT, the interpolation line
+    (interp_<t>) and the sub-models (sub_<k>): dtm, dtm_*, recipes, best checkpoints."""
+    return name not in ("base", "sft") and interp_t(name) is None and sub_index(name) is None

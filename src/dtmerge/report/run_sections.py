@@ -3,6 +3,7 @@ training monitor, job timings and evaluation settings."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,50 +13,81 @@ from dtmerge.report.analysis import error_sets
 from dtmerge.report.bias_section import bias_section
 from dtmerge.report.context import Part, ReportContext, fmt
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.results import VariantResult
+from dtmerge.report.results import VariantResult, sub_index
+from dtmerge.rundir import RunDir
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
 )
 
 
+def _why_no_error_sets(ctx: ReportContext) -> str:
+    subs = [n for n in ctx.names if sub_index(n) is not None]
+    if len(subs) < 2:
+        return (f"Empty: this run scored {len(subs)} sub-model(s) ({', '.join(subs) or 'none'}); "
+                "the analysis needs per-item results of at least two (eval/sub_<k>.json). "
+                "Add `submodels` to eval.variants to see which errors merging fixes.")
+    return ("Empty: no knowledge task has per-item results for every sub-model "
+            f"({', '.join(subs)}); re-run `dtm eval` so the files keep their items.")
+
+
 def error_set_section(ctx: ReportContext) -> Part:
     sets = error_sets(ctx.variants, ctx.knowledge)
-    return Part.of(_error_set_section(sets), error_sets=sets)
+    return Part.of(_error_set_section(sets, _why_no_error_sets(ctx)), error_sets=sets)
 
 
 def bias_measures_section(ctx: ReportContext) -> Part:
     bias = read_json(ctx.eval_dir / "bias.json")
-    return Part.of(bias_section(bias) if bias else None)
+    if not bias:
+        return Part.of(Section("Bias of the instruction data", [Paragraph(
+            "Empty: this run has no eval/bias.json (the bias measures run with `dtm eval` "
+            "when the evaluated tasks include multiple choice or generation).")]))
+    return Part.of(bias_section(bias))
 
 
 def monitor_section(ctx: ReportContext) -> Part:
     curves = monitor_curves(ctx.run)
     if not curves:
-        return Part()
+        return Part.of(Section("Training monitor", [Paragraph(
+            "Empty: no training job of this run wrote monitor curves, so the monitor was off "
+            "(monitor.enabled: false). Turn it on to track knowledge during training, be "
+            "alerted when it drops and keep the best checkpoint.")]))
     return Part.of(_monitor_section(curves, {j: monitor_summary(ctx.run, j) for j in curves}))
 
 
+def _linked_jobs(ctx: ReportContext) -> list[dict]:
+    """Jobs of the runs that trained a variant copied into this one (linked_runs.json, e.g.
+    the demo's longer-trained DTM), named '<variant> ← <job>'."""
+    linked = read_json(ctx.run.root / "linked_runs.json") or {}
+    out = []
+    for variant, path in linked.items():
+        if isinstance(path, str) and Path(path).is_dir() and Path(path) != ctx.run.root:
+            out += [j | {"job": f"{variant} ← {j['job']}"} for j in job_rows(RunDir(path))]
+    return out
+
+
 def timings_section(ctx: ReportContext) -> Part:
-    jobs = job_rows(ctx.run)
+    """Job times from the manifest; the report job itself is the one being written now, so
+    it is left out rather than shown as 'running'."""
+    jobs = [j for j in job_rows(ctx.run) if j["job"] != "report"] + _linked_jobs(ctx)
     if not jobs:
-        return Part()
+        return Part.of(Section("Run timings", [Paragraph(
+            "No manifest.json jobs in this run directory, so there are no timings to show.")]))
     rows = [[j["job"], j["status"], format_seconds(j["seconds"])] for j in jobs]
     total = sum(j["seconds"] or 0 for j in jobs if j["status"] == "done")
     return Part.of(Section("Run timings", [
         Table(["job", "status", "time"], rows),
-        Paragraph(f"Finished jobs took {format_seconds(total)} in all.")]))
+        Paragraph(f"Finished jobs took {format_seconds(total)} in all (the report itself is "
+                  "not counted: it is being written).")]))
 
 
 def settings_section(ctx: ReportContext) -> Part:
     return Part.of(_settings_section(ctx.variants))
 
 
-def _error_set_section(sets: dict | None) -> Section:
+def _error_set_section(sets: dict | None, why_empty: str) -> Section:
     title = "Error sets of the sub-models (knowledge tasks)"
     if not sets:
-        return Section(title, [Paragraph(
-            "Needs per-item results of at least two sub-models (eval/sub_<k>.json) on a "
-            "knowledge task.")])
+        return Section(title, [Paragraph(why_empty)])
     subs = sets["sub_models"]
     fixed = sets["merged"] is not None
 

@@ -33,11 +33,12 @@ def scores_section(ctx: ReportContext) -> Part:
     """Scores ± standard error per benchmark, the tax against base and its chart."""
     variants, tasks, names = ctx.variants, ctx.tasks, ctx.names
     headers = [ctx.header(t) for t in tasks]
+    mean_headers = [f"{ctx.knowledge_label} mean", "instruction mean"]
     score_rows = [[n] + [_score_cell(variants[n], t) for t in tasks]
                   + [fmt(mean_score(variants[n], ctx.knowledge)),
                      fmt(mean_score(variants[n], ctx.instruction))] for n in names]
     blocks: list = [Paragraph(_intro(ctx)), Table(
-        ["variant"] + headers + ["knowledge mean", "instruction mean"], score_rows,
+        ["variant"] + headers + mean_headers, score_rows,
         "Score ± standard error per benchmark")]
     requested = (ctx.requested_knowledge or []) + (ctx.requested_instruction or [])
     misplaced = [t for t in requested if t in ctx.lm_tasks]
@@ -48,10 +49,10 @@ def scores_section(ctx: ReportContext) -> Part:
             "bits per byte means nothing) and reported in the language-modelling section."))
     table = ctx.tax
     if "base" in variants:
-        tax_rows = [[n] + [fmt_diff(table[t][n].tax_diff) if n in table[t] else "-" for t in tasks]
-                    for n in names if n != "base"]
-        blocks.append(Table(["variant"] + headers, tax_rows, "Tax: variant minus base [95% interval]"))
-        chart = plots.tax_chart({t: table[t] for t in tasks if t not in ctx.lm_tasks}, names)
+        blocks.append(_tax_and_gain_table(ctx))
+        taxed = [t for t in tasks if t not in ctx.lm_tasks and t not in ctx.instruction]
+        chart = plots.tax_chart({t: table[t] for t in taxed}, names,
+                                gains={t: table[t] for t in ctx.instruction})
         if chart:
             blocks.append(Image("tax.png", chart, "alignment tax per benchmark"))
     else:
@@ -64,6 +65,20 @@ def scores_section(ctx: ReportContext) -> Part:
         scores={n: {t: r.score for t, r in variants[n].tasks.items()} for n in names},
         tax={t: {n: c.tax for n, c in row.items() if c.tax is not None} for t, row in table.items()},
     )
+
+
+def _tax_and_gain_table(ctx: ReportContext) -> Table:
+    """Change against base, taxes and gains in separate columns: a rise in instruction
+    following is what training is for, so it is never shown as (negative) tax."""
+    taxed = [t for t in ctx.tasks if t not in ctx.instruction]
+    headers = ([f"tax: {ctx.header(t)}" for t in taxed]
+               + [f"gain: {ctx.header(t)}" for t in ctx.instruction])
+    rows = [[n] + [fmt_diff(ctx.tax[t][n].tax_diff) if n in ctx.tax[t] else "-"
+                   for t in taxed + ctx.instruction]
+            for n in ctx.names if n != "base"]
+    return Table(["variant"] + headers, rows,
+                 "Change against base [95% interval]: tax columns (knowledge, reasoning, loss; "
+                 "▼ = lost) and gain columns (instruction following; ▲ = learned)")
 
 
 def merged_variants(ctx: ReportContext) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dtmerge.report import plots
 from dtmerge.report.analysis import distance_to_line, interpolation_line, tradeoff_points
-from dtmerge.report.context import Part, ReportContext, fmt
+from dtmerge.report.context import Part, ReportContext, fmt, is_method
 from dtmerge.report.document import Image, Paragraph, Section, Table
 
 TITLE = "Trade-off: instruction following against knowledge"
@@ -21,7 +21,7 @@ def tradeoff_section(ctx: ReportContext) -> Part:
             "category is knowledge, reasoning or instruction.")]), tradeoff=None)
     points = tradeoff_points(ctx.variants, know, instr)
     line = interpolation_line(points)
-    verdicts = [distance_to_line(p, line) for p in points if p.variant.startswith("dtm")]
+    verdicts = [distance_to_line(p, line) for p in points if is_method(p.variant)]
     blocks: list = [Paragraph(
         f"Each point is a variant: x = instruction following (mean of {', '.join(instr)}), "
         f"y = mean knowledge/reasoning score ({', '.join(know)}). The dashed line joins base, "

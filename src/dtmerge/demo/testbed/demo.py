@@ -21,6 +21,7 @@ from pathlib import Path
 from dtmerge.config import RunConfig, config_from_dict
 from dtmerge.rundir import RunDir, atomic_dir, atomic_write_json, hash_path
 
+LINKED_RUNS = "linked_runs.json"  # variant -> the run directory that trained it
 LONG_FACTOR = 3  # dtm_long: sub-models see LONG_FACTOR times the epochs of SFT
 # Demo training settings per testbed size: LoRA on every linear layer, as in the paper's main
 # setting. Rank 32 of hidden 128 leaves enough to train; with full fine-tuning (measured, seed 0)
@@ -89,6 +90,8 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     cfg = demo_config(testbed, seed, size, num_portions, runs_dir,
                       interpolation=interpolation)
     _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
+    # The report's timing table lists the long run's jobs too (report/run_sections.py).
+    atomic_write_json(Path(cfg.run_dir) / LINKED_RUNS, {"dtm_long": str(long_run.root)})
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)
     return {"seed": seed, "run_dir": str(run.root), "scores": scores, "gaps": line_gaps(run),
