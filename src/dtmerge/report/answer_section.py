@@ -40,7 +40,9 @@ class AxisDiff:
 
     def say(self) -> str:
         d, f = self.diff, self.digits
-        word = "better" if self.better else "worse" if self.worse else "within noise"
+        same = d.mean == 0 and d.low == 0 and d.high == 0
+        word = ("better" if self.better else "worse" if self.worse
+                else "identical on these items" if same else "within noise")
         return f"{self.name} {d.mean:+.{f}f} [{d.low:+.{f}f}, {d.high:+.{f}f}] ({word})"
 
 
@@ -77,17 +79,21 @@ def axes(ctx: ReportContext, a: str, b: str) -> list[AxisDiff]:
     return out
 
 
+def join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def versus(name: str, ref: str, diffs: list[AxisDiff]) -> str:
     wins = [d.name for d in diffs if d.better]
     losses = [d.name for d in diffs if d.worse]
     detail = "; ".join(d.say() for d in diffs)
     if wins and not losses:
-        head = f"{name} beats {ref} on {', '.join(wins)}" + (
+        head = f"{name} beats {ref} on {join(wins)}" + (
             "" if len(wins) == len(diffs) else ", and is within noise or equal on the rest")
     elif losses and not wins:
-        head = f"{name} is worse than {ref} on {', '.join(losses)}"
+        head = f"{name} is worse than {ref} on {join(losses)}"
     elif wins:
-        head = f"{name} trades: better than {ref} on {', '.join(wins)}, worse on {', '.join(losses)}"
+        head = f"{name} trades: better than {ref} on {join(wins)}, worse on {join(losses)}"
     else:
         head = f"{name} is within noise of {ref} on every axis"
     return f"{head} ({name} minus {ref}: {detail})."
@@ -136,7 +142,7 @@ def ship_choice(ctx: ReportContext, against_sft: dict[str, list[AxisDiff]]) -> t
                        "worse on another; any other choice is a trade-off (see above)")
     best = max(winners)[2]
     wins = [d.name for d in against_sft[best] if d.better]
-    return best, f"it beats SFT on {', '.join(wins)} and is worse on nothing, beyond noise"
+    return best, f"it beats SFT on {join(wins)} and is worse on nothing, beyond noise"
 
 
 def answer_section(ctx: ReportContext) -> Part:
@@ -156,9 +162,9 @@ def answer_section(ctx: ReportContext) -> Part:
         sentences.append(f"The interpolation line dominates SFT: {versus(n, 'SFT', against[n])} "
                          "SFT is over-trained for this data: training less does better.")
     ship, why = ship_choice(ctx, against)
-    sentences.append(
-        f"Ship {ship}: {why}. This choice is read off the same items the scores come from, so "
-        "its margin is optimistic; confirm it on fresh items.")
+    sentences.append(f"Ship {ship}: {why}." + ("" if ship == "sft" else (
+        " This choice is read off the same items the scores come from, so its margin is "
+        "optimistic; confirm it on fresh items.")))
     intro = (f"Axes: {ctx.knowledge_label} = mean of {', '.join(ctx.knowledge) or 'none'}; "
              f"instruction following = mean of {', '.join(ctx.instruction) or 'none'}"
              + (f"; held-out loss: {', '.join(ctx.lm_tasks)}" if ctx.lm_tasks else "")
