@@ -133,7 +133,7 @@ class EvalConfig(_Section):
     limit: int | float | None = None
     variants: list[str] = Field(
         default_factory=lambda: ["base", "sft", "dtm", "submodels"],
-        description="Which models to score: base, sft, dtm, submodels, interpolation",
+        description="Which models to score: base, sft, dtm, submodels, interpolation, best",
     )
     interpolation: list[float] = Field(
         default_factory=lambda: [0.25, 0.5, 0.75],
@@ -164,6 +164,24 @@ class MonitorConfig(_Section):
     probe_size: int = Field(100, ge=1, description="Items sampled from the probe tasks")
     drop_threshold: float = Field(0.05, ge=0.0, description="Alert when knowledge falls this far below its peak")
     stop_on_drop: bool = False
+    keep_best: bool = Field(
+        True, description="Keep the best probed step's weights as model <job>_best (scored with eval.variants: best)"
+    )
+    best_by: Literal["heldout_loss", "probe_acc"] = Field(
+        "heldout_loss", description="Score that picks the best step: held-out loss (lower) or probe accuracy"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many probes without a better best_by score, then restore the best"
+    )
+    ratio_threshold: float | None = Field(
+        3.0, gt=0, description="Alert when train-loss drop / held-out-loss drop exceeds this (the paper's bias meter)"
+    )
+    alert_command: str | None = Field(
+        None, description="Shell command run on each alert (alert as JSON on stdin and $DTM_ALERT_TEXT)"
+    )
+    alert_webhook: str | None = Field(
+        None, description="URL that receives each alert as a JSON POST {\"text\": ...} (Slack-compatible)"
+    )
 
 
 class TrackingConfig(_Section):
