@@ -254,7 +254,8 @@ class KnowledgeMonitor(TrainerCallback):
             every_steps=self.every_steps, monitor_seconds=round(self.seconds, 3),
             best_checkpoint=str(ckpt) if ckpt is not None and ckpt.exists() else None,
             final_ratio=self.records[-1]["ratio"] if self.records else None,
-            stopped_by=self._stopped_by, alerts=self.alerts, **self._kept())
+            stopped_by=self._stopped_by, alerts=self.alerts, drop_threshold=self.drop_threshold,
+            ratio_threshold=self.ratio_threshold, **self._kept())
         log.info("%s: knowledge peak %.3f at step %s; best step %s; decline onset %s",
                  self.job_name, self.summary.get("peak_acc") or 0.0, self.summary.get("peak_step"),
                  self.summary.get("best_step"), self.summary.get("onset_step"))

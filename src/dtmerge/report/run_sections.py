@@ -115,6 +115,50 @@ def _error_set_section(sets: dict | None, why_empty: str) -> Section:
         + [f"{sets['merged'] or 'merged'} wrong"], rows)])
 
 
+def _kept_cell(summary: dict | None) -> str:
+    if not summary or summary.get("kept_step") is None:
+        return "-"
+    score = summary.get("kept_score")
+    cell = f"step {summary['kept_step']} ({summary.get('kept_by')} {_num(score)})"
+    if summary.get("stopped_by"):
+        cell += f"; stopped by {summary['stopped_by']}, weights restored"
+    return cell
+
+
+def _num(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
+
+
+def _monitor_findings(curves: dict[str, list[dict]], summaries: dict[str, dict | None]) -> list[str]:
+    """One line per measure: which jobs crossed the alert thresholds."""
+    drops, ratios, kept = [], [], []
+    thresholds = {"drop": None, "ratio": None}
+    for job, lines in curves.items():
+        s = summaries.get(job) or {}
+        thresholds["drop"] = s.get("drop_threshold", thresholds["drop"])
+        thresholds["ratio"] = s.get("ratio_threshold", thresholds["ratio"])
+        if s.get("alert"):
+            drops.append(f"{job} (step {s.get('alert_step')})")
+        _, ratio = series(lines, "ratio")
+        limit = s.get("ratio_threshold")
+        if ratio and isinstance(limit, (int, float)) and max(ratio) > limit:
+            ratios.append(f"{job} (max {max(ratio):.2f})")
+        if s.get("kept_model"):
+            kept.append(f"{job} → {Path(s['kept_model']).name}")
+    drop_rule = f"more than {thresholds['drop']:g} below its peak" if thresholds["drop"] is not None else "below its peak"
+    ratio_rule = f"above {thresholds['ratio']:g}" if thresholds["ratio"] is not None else "above its threshold"
+    out = [f"Finding: knowledge fell {drop_rule} in " + ", ".join(drops) + "."
+           if drops else f"Finding: knowledge never fell {drop_rule}.",
+           f"Finding: the bias ratio rose {ratio_rule} in " + ", ".join(ratios)
+           + ": training loss falls much faster than held-out loss, the data's own "
+             "regularities are being fitted." if ratios else
+           f"Finding: the bias ratio stayed at or below {ratio_rule.removeprefix('above ')}."]
+    if kept:
+        out.append("Best checkpoints kept as models of their own (score them with "
+                   "eval.variants: best): " + ", ".join(kept) + ".")
+    return out
+
+
 def _monitor_section(curves: dict[str, list[dict]], summaries: dict[str, dict | None]) -> Section:
     rows = []
     for job, lines in curves.items():
@@ -127,7 +171,7 @@ def _monitor_section(curves: dict[str, list[dict]], summaries: dict[str, dict | 
         else:
             peak = last = "-"
         rows.append([job, str(len(lines)), peak, last, fmt(ratio[-1], 2) if ratio else "-",
-                     last_alert(lines, summaries.get(job)) or "-"])
+                     _kept_cell(summaries.get(job)), last_alert(lines, summaries.get(job)) or "-"])
     blocks: list = [Paragraph(
         "The monitor scores a fixed knowledge probe during training and tracks the paper's bias "
         "indicator: the drop of training loss divided by the drop of held-out loss (about 1 "
@@ -135,7 +179,9 @@ def _monitor_section(curves: dict[str, list[dict]], summaries: dict[str, dict | 
     chart = plots.monitor_chart(curves)
     if chart:
         blocks.append(Image("monitor.png", chart, "monitor curves per training job"))
-    blocks.append(Table(["job", "probes", "peak probe acc", "last probe acc", "last ratio", "last alert"], rows))
+    blocks.append(Table(["job", "probes", "peak probe acc", "last probe acc", "last ratio",
+                         "best kept", "last alert"], rows))
+    blocks += [Paragraph(t) for t in _monitor_findings(curves, summaries)]
     return Section("Training monitor", blocks)
 
 

@@ -35,6 +35,7 @@ TRAIN = {
     "small": {**_LORA, "num_epochs": 4, "batch_size": 16, "learning_rate": 4e-3},
 }
 INTERPOLATION = [0.25, 0.5, 0.75]
+MONITOR_EVERY = {"tiny": 2, "small": 50}  # probe interval: ~10 probes over SFT's steps
 
 
 def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
@@ -60,10 +61,14 @@ def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
         "eval": {"tasks": tasks, "include_path": [str(testbed.tasks_dir)], "batch_size": 32,
                  # The long run is not evaluated itself: its merge is scored in the main run.
                  "device": "cpu", "variants": ["base", "dtm"] if long else
-                 ["base", "sft", "dtm", "dtm_long", "interpolation"],
+                 ["base", "sft", "dtm", "dtm_long", "interpolation", "best"],
                  "interpolation": interpolation or INTERPOLATION},
         "report": {"knowledge_tasks": testbed.knowledge_tasks + testbed.reasoning_tasks,
                    "instruction_tasks": testbed.instruction_tasks},
+        # The main run trains with the knowledge monitor on: probe curves, alerts and the
+        # best step kept as sft_best (scored through eval.variants "best").
+        "monitor": {"enabled": not long, "every_steps": MONITOR_EVERY[size],
+                    "probe_tasks": testbed.knowledge_tasks, "probe_size": 100},
     }, source="dtm demo")
 
 
