@@ -42,10 +42,10 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     from dtmerge.cli.main import main
 
     torch.set_num_threads(1)
-    monkeypatch.setenv("DTMERGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DTMERGE_CACHE_DIR", str(tmp_path / "cache"))  # the one cache variable
     logs = []
     tb = build_testbed(1, "tiny", log=logs.append)
-    assert tb.base_model.parent.parent == tmp_path / "cache"
+    assert tb.base_model.parent.parent == tmp_path / "cache" / "testbed"
     assert (tb.base_model / "config.json").exists() and tb.info["pretrain_cpu_s"] > 0
     again = build_testbed(1, "tiny", log=logs.append)  # cached: not rebuilt
     assert again.root == tb.root and any("reusing" in line for line in logs)

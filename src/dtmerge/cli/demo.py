@@ -10,7 +10,7 @@ def add_arguments(p):
     p.add_argument("--num-portions", type=int, default=4, help="K, the number of sub-models")
     p.add_argument("--runs-dir", default="runs", help="where the run directories go")
     p.add_argument("--cache-dir", default=None,
-                   help="testbed cache (default: $DTMERGE_CACHE or ~/.cache/dtmerge/testbed)")
+                   help="testbed cache (default: $DTMERGE_CACHE_DIR/testbed, else ~/.cache/dtmerge/testbed)")
 
 
 def run(args) -> int:

@@ -187,7 +187,7 @@ def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: i
         size: testbed size ("small" for the demo, "tiny" for tests).
         num_portions: K.
         runs_dir: parent of the run directories and of the summary JSON.
-        cache_dir: testbed cache (default: DTMERGE_CACHE or ~/.cache/dtmerge/testbed).
+        cache_dir: testbed cache (default: $DTMERGE_CACHE_DIR/testbed or ~/.cache/dtmerge/testbed).
         interpolation: base-SFT coefficients of the trade-off line (default 0.25, 0.5, 0.75).
         log: progress printer.
 
