@@ -27,6 +27,7 @@ COMMANDS = {
     "compare": ("dtmerge.cli.compare", "A/B comparison of two runs or models (CI gate)"),
     "watch": ("dtmerge.cli.watch", "live view of a run's jobs and monitor curves"),
     "config": ("dtmerge.cli.config", "list every config key, or show a run's resolved config"),
+    "export": ("dtmerge.cli.export", "write one variant of a run as a standalone model (LoRA merged)"),
 }
 
 # Shown under each command's --help: what a user types first.
@@ -44,6 +45,8 @@ EXAMPLES = {
     "watch": ["dtm watch runs/example"],
     "config": ["dtm config keys", "dtm config keys monitor", "dtm config show runs/example",
                "dtm config show configs/example.yaml train.learning_rate=1e-4"],
+    "export": ["dtm export runs/example sft_best --to shipped/sft_best",
+               "dtm export runs/example dtm --to shipped/dtm --adapter-only"],
 }
 
 
