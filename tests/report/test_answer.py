@@ -87,20 +87,25 @@ def test_answer_names_the_winner_and_the_line_beating_sft(tmp_path):
     assert md.index("## Answer") < md.index("## Scores and alignment tax")
 
 
-def test_loss_plane_places_forgetting_against_the_line(tmp_path):
-    root = tmp_path / "r"
+def loss_run(root) -> RunDir:
+    """A Gemma-like run: accuracies flat, held-out bits per byte the signal that moves.
+    (instruction accuracy, forgetting shift in nats per byte) per variant: dtm at
+    interp_0.5's instruction level but forgetting more."""
     rng = np.random.default_rng(1)
     nbytes = rng.integers(200, 4000, 60)
     base_nll = rng.uniform(0.6, 1.4, 60)
-    # (instruction accuracy, forgetting shift in nats per byte): dtm at interp_0.5's
-    # instruction level but forgetting more
     spec = {"base": (0.2, 0.0), "interp_0.5": (0.5, 0.005), "sft": (0.7, 0.03), "dtm": (0.5, 0.02)}
     for variant, (instr, shift) in spec.items():
-        path = write_eval(root, variant, {"follow": ("instruction", _hits(300, int(instr * 300), rng))})
+        path = write_eval(root, variant, {"facts": ("knowledge", _hits(300, 150, rng)),
+                                          "follow": ("instruction", _hits(300, int(instr * 300), rng))})
         data = json.loads(path.read_text())
         data["tasks"]["heldout"] = _lm_entry(base_nll + shift + rng.normal(0, 0.001, 60), nbytes)
         path.write_text(json.dumps(data))
-    report = build_report(RunDir(root), n_boot=400)
+    return RunDir(root)
+
+
+def test_loss_plane_places_forgetting_against_the_line(tmp_path):
+    report = build_report(loss_run(tmp_path / "r"), n_boot=400)
     md = to_markdown(report.title, report.sections)
     assert "## Trade-off in loss: forgetting against instruction following" in md
     verdict = report.data["lm_tradeoff"]["heldout"]["verdicts"]["dtm"]

@@ -65,9 +65,9 @@ ANSWER_PROBE = ("<script>window.addEventListener('load',()=>{const s=document.qu
                 "+s.innerText.replace(/[\"<>&|]/g,' '))});</script>")
 
 
-def test_answer_block_is_the_first_thing_a_reader_sees(run_root, tmp_path):
-    write_report(RunDir(run_root), n_boot=200)
-    html = RunDir(run_root).report_dir / "report.html"
+def _answer_in_browser(run: RunDir, tmp_path) -> tuple[str, int, int, str]:
+    """(first section's title, its top and height in pixels, its text) as Chromium lays it out."""
+    html = run.report_dir / "report.html"
     page = tmp_path / "report.html"
     page.write_text(html.read_text().replace("</body>", ANSWER_PROBE + "</body>"))
     dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", page.as_uri())
@@ -75,8 +75,15 @@ def test_answer_block_is_the_first_thing_a_reader_sees(run_root, tmp_path):
     probe = re.search(r'data-answer="([^"]*)"', dom.stdout)
     assert probe, "the page's load event never ran"
     title, top, height, text = probe.group(1).split("|", 3)
+    return title, int(top), int(height), text
+
+
+def test_answer_block_is_the_first_thing_a_reader_sees(run_root, tmp_path):
+    write_report(RunDir(run_root), n_boot=200)
+    html = RunDir(run_root).report_dir / "report.html"
+    title, top, height, text = _answer_in_browser(RunDir(run_root), tmp_path)
     assert title == "Answer"
-    assert int(top) < 200 and int(height) > 50  # rendered at the top of the page, not hidden
+    assert top < 200 and height > 50  # rendered at the top of the page, not hidden
     assert "dtm beats SFT on" in text and "[+" in text and "Ship " in text
     shot = tmp_path / "answer.png"
     res = _chromium(tmp_path, "--window-size=1200,700", f"--screenshot={shot}", html.as_uri())
@@ -84,3 +91,16 @@ def test_answer_block_is_the_first_thing_a_reader_sees(run_root, tmp_path):
     pixels = mpimg.imread(shot)[..., :3]
     dark = (pixels.mean(axis=-1) < 0.5).mean()
     assert dark > 0.01  # the first screen holds text (the Answer), not an empty page
+
+
+def test_answer_block_of_a_loss_only_run(tmp_path):
+    """A Gemma-like run (accuracies flat, held-out loss moving): the Answer states the
+    forgetting comparison in loss, in the browser too."""
+    from test_answer import loss_run
+
+    run = loss_run(tmp_path / "gemma-like")
+    write_report(run, n_boot=200)
+    title, top, height, text = _answer_in_browser(run, tmp_path)
+    assert title == "Answer" and top < 200
+    assert "heldout bits per byte" in text and "(within noise)" in text
+    assert "dtm does not beat training less in loss on heldout" in text

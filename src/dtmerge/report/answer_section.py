@@ -111,7 +111,8 @@ def line_sentence(v: LineVerdict, plane: str) -> str:
     if v.better:
         return f"{v.variant} beats the interpolation line in {plane}: {gap}."
     if v.better is False:
-        return f"{v.variant} does not beat training less in {plane}: {gap}, on the wrong side."
+        return (f"{v.variant} does not beat training less in {plane}: {gap}, on the worse side; "
+                "an interpolation toward the base does better at its instruction level.")
     return f"{v.variant} is within noise of the interpolation line in {plane}: {gap}."
 
 
