@@ -179,3 +179,14 @@ def test_monitor_alerts_on_the_bias_ratio_crossing_its_threshold(tmp_path, webho
     assert kinds == ["bias_ratio"]
     assert "fell 5.00x as much as held-out loss (threshold 2)" in received[0][1]["text"]
     assert mon.records[-1]["alert"].startswith("sub_0: training loss fell")
+
+
+def test_alert_tags_the_active_mlflow_run(tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as active:
+        failed = send_alert(Alert("sft", "knowledge_drop", 7, "sft: knowledge fell"),
+                            AlertSinks(mlflow=True))
+    assert failed == []
+    tags = mlflow.get_run(active.info.run_id).data.tags
+    assert tags["dtmerge.alert.knowledge_drop"] == "step 7: sft: knowledge fell"
