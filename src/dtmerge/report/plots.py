@@ -78,10 +78,11 @@ def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str],
     widths = [max(1, len(p[1])) for p in panels]
     fig, axes = plt.subplots(1, len(panels), squeeze=False, gridspec_kw={"width_ratios": widths},
                              figsize=(max(6, 1.2 * sum(widths) * max(1, len(shown)) / 2), 4))
-    for ax, (tab, names, label, head) in zip(axes[0], panels):
+    for i, (ax, (tab, names, label, head)) in enumerate(zip(axes[0], panels)):
         _bars(ax, tab, shown, names)
         ax.set_ylabel(label)
-        ax.set_title(f"{head}\n(error bars: paired bootstrap 95% interval)", fontsize=10)
+        note = "(error bars: paired bootstrap 95% interval)" if i == 0 else "(same intervals)"
+        ax.set_title(f"{head}\n{note}", fontsize=10)
     axes[0][0].legend(fontsize=8, ncol=min(4, len(shown)))
     return _png(fig)
 
