@@ -9,7 +9,7 @@ import pytest
 from dtmerge.errors import ConfigError
 from dtmerge.demo.testbed.build import build_testbed
 from dtmerge.rundir import RunDir
-from dtmerge.demo.testbed.demo import line_gaps, summarise
+from dtmerge.demo.testbed.demo import format_table, line_gaps, summarise
 
 
 def test_demo_gaps_are_the_reports_verdicts(tmp_path):
@@ -28,6 +28,12 @@ def test_demo_gaps_are_the_reports_verdicts(tmp_path):
     assert table["dtm"]["gap_to_line"]["mean"] == pytest.approx(-0.05)
     assert table["dtm"]["gap_to_line"]["n_seeds"] == 2
     assert "gap_to_line" not in table["base"]
+    # an empty gap says why instead of a bare dash
+    rows = {line.split()[0]: line for line in format_table(
+        {**table, "dtm_long": {"knowledge": table["dtm"]["knowledge"]}}).splitlines()}
+    assert rows["base"].rstrip().endswith("the line")
+    assert rows["dtm_long"].rstrip().endswith("off the line")
+    assert rows["dtm"].rstrip().endswith("±0.141")
 
 
 def test_unknown_size_is_a_user_error(tmp_path):
