@@ -105,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2  # a command is required: a usage error, like argparse's own
     quiet_libraries()
+    if args.quiet:  # training jobs (also spawned ones) draw no progress line
+        os.environ["DTM_QUIET"] = "1"
     setup_logging(args.log_level, args.quiet)
     digest = WarningDigest(show_library_deprecations=args.log_level == "debug")
     try:
-        with digest, _maybe_silenced(args.quiet):
+        with digest, _Silenced(args.quiet):
             return int(importlib.import_module(args._module).run(args) or 0)
     except DtmError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -123,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     finally:
         digest.report()
+        if args.quiet:
+            os.environ.pop("DTM_QUIET", None)
 
 
-class _maybe_silenced:
+class _Silenced:
     """With --quiet, the stages' progress lines (stdout) are dropped; stderr stays."""
 
     def __init__(self, quiet: bool):

@@ -60,16 +60,20 @@ class ConsoleProgress(TrainerCallback):
     see cli/output.py): a live tqdm bar on a terminal, one summary line in a log file."""
 
     def __init__(self, job_name: str):
+        import os
+
         self.job_name = job_name
         self.bar = None
         self.loss = None
+        self.quiet = os.environ.get("DTM_QUIET") == "1"  # dtm -q
 
     def on_train_begin(self, args, state, control, **kwargs):
         import sys
 
         from tqdm import tqdm
 
-        if sys.stderr.isatty():  # explicit disable=False: drawn even with TQDM_DISABLE set
+        # explicit disable=False: drawn even with TQDM_DISABLE set
+        if sys.stderr.isatty() and not self.quiet:
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, disable=False,
                             desc=f"[train] {self.job_name}", unit="step", leave=True,
                             dynamic_ncols=True)
@@ -87,6 +91,8 @@ class ConsoleProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.close()
+            return
+        if self.quiet:
             return
         loss = f", loss {self.loss:.4f}" if isinstance(self.loss, (int, float)) else ""
         print(f"[train] {self.job_name}: {state.global_step}/{state.max_steps} steps{loss}",
