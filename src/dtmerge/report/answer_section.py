@@ -173,5 +173,5 @@ def answer_section(ctx: ReportContext) -> Part:
                "'worse' only when the interval excludes zero, otherwise 'within noise'.")
     record = {"ship": ship, "reason": why, "sentences": sentences,
               "vs_sft": {n: {d.name: d.diff.to_dict() for d in ds} for n, ds in against.items()}}
-    return Part.of(Section(TITLE, [Paragraph(intro)] + [Paragraph(s) for s in sentences]),
-                   answer=record)
+    return Part.of(Section(TITLE, [Paragraph(intro)] + [Paragraph(s) for s in sentences],
+                           emphasis=True), answer=record)
