@@ -79,3 +79,12 @@ def write_mc_task(root: Path, name: str, rows: list[dict], category: str = "know
         "metadata": {"version": 1.0, "category": category},
     }))
     return root
+
+
+def write_manifest(run, jobs: dict) -> None:
+    """A run directory whose manifest holds `jobs` (name -> record), as a stage would leave it."""
+    import json
+    from pathlib import Path
+
+    Path(run).mkdir(parents=True, exist_ok=True)
+    (Path(run) / "manifest.json").write_text(json.dumps({"jobs": jobs}))

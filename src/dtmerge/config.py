@@ -19,7 +19,8 @@ from dtmerge.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # attribute docstrings become field descriptions (`dtm config keys` lists them)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ModelConfig(_Section):
@@ -32,8 +33,11 @@ class ModelConfig(_Section):
         "auto", description="auto: fp32 on CPU, bf16 (or fp16) on a GPU that supports it"
     )
     revision: str | None = None
+    """Hub revision (branch, tag or commit) of model.path"""
     trust_remote_code: bool = False
+    """Allow the model's own Python code from the Hub (only for models you trust)"""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, slower"""
     load_in_4bit: bool = Field(False, description="QLoRA through bitsandbytes (GPU only)")
     chat_template: Literal["auto", "alpaca", "model"] = Field(
         "auto",
@@ -56,13 +60,17 @@ class DataConfig(_Section):
 
     path: str = Field(description="JSON/JSONL/CSV/Parquet file, save_to_disk dir, or Hub id")
     format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion"] = "auto"
+    """Data layout; auto detects it from the first record"""
     split: str = "train"
+    """Dataset split to read when data.path is a Hub dataset"""
     first_turn_only: bool = Field(True, description="Keep only the first turn (as the paper)")
     max_examples: int | None = Field(None, ge=1)
+    """Use at most this many examples (after shuffling with data.seed)"""
     eval_fraction: float = Field(
         0.02, ge=0.0, lt=0.5, description="Held-out share for validation loss (bias monitor)"
     )
     seed: int = 0
+    """Seed of the shuffle and the held-out split"""
     mix: list[MixSource] = Field(
         default_factory=list, description="Further data sets mixed in at a ratio each")
 
@@ -73,9 +81,11 @@ class DisperseConfig(_Section):
     strategy: str = Field("random", description="random | kmeans | field")
     num_portions: int = Field(4, ge=1, description="K")
     embed_on: Literal["instruction", "response", "both"] = "response"
+    """Which text the clustering strategies embed"""
     encoder: str = Field("tfidf", description="tfidf, or a sentence-transformers model")
     field: str | None = Field(None, description="Column to group by for strategy=field")
     seed: int = 0
+    """Seed of the dispersal (random split, k-means init)"""
 
 
 class LoraSettings(_Section):
@@ -132,6 +142,7 @@ class MergeConfig(_Section):
         None, ge=0.0, le=1.0, description="WiSE-FT knob: base + t * (merged - base)"
     )
     shard_size: str = "2GB"
+    """Largest safetensors shard the merged model is written in"""
     as_adapter: bool = Field(
         False, description="Write models/dtm as one rank-concatenated LoRA adapter (LoRA "
         "sub-models and a method linear in the updates)")
@@ -143,18 +154,23 @@ class EvalConfig(_Section):
     tasks: list[str] = Field(default_factory=list, description="lm-eval task names or groups")
     include_path: list[str] = Field(default_factory=list, description="Local task directories")
     num_fewshot: int | None = None
+    """Few-shot examples per task (null: each task's default)"""
     apply_chat_template: bool = False
+    """Wrap prompts in the model's chat template (same for every variant)"""
     batch_size: int | str = 16
+    """lm-eval batch size (or 'auto')"""
     limit: int | float | None = None
+    """Items per task (an int) or share of each task (a float), for quick runs"""
     variants: list[str] = Field(
         default_factory=lambda: ["base", "sft", "dtm", "submodels"],
-        description="Which models to score: base, sft, dtm, submodels, interpolation",
+        description="Which models to score: base, sft, dtm, submodels, interpolation, best",
     )
     interpolation: list[float] = Field(
         default_factory=lambda: [0.25, 0.5, 0.75],
         description="Base-to-SFT weight interpolation coefficients (the trade-off line)",
     )
     device: str = "auto"
+    """Device for evaluation: auto, cpu, cuda, cuda:1..."""
     gen_kwargs: dict[str, Any] | None = Field(
         None, description="Generation settings for generate_until tasks (same for every variant)"
     )
@@ -174,17 +190,39 @@ class MonitorConfig(_Section):
     """Knowledge monitor attached to every training job (the paper's pilot study, built in)."""
 
     enabled: bool = False
+    """Probe knowledge during every training job"""
     every_steps: int = Field(50, ge=1, description="Probe interval in optimizer steps")
     probe_tasks: list[str] = Field(default_factory=list, description="Tasks sampled as probe")
     probe_size: int = Field(100, ge=1, description="Items sampled from the probe tasks")
     drop_threshold: float = Field(0.05, ge=0.0, description="Alert when knowledge falls this far below its peak")
     stop_on_drop: bool = False
+    """Stop training when the knowledge alert fires (then restore the kept best)"""
+    keep_best: bool = Field(
+        True, description="Keep the best probed step's weights as model <job>_best (scored with eval.variants: best)"
+    )
+    best_by: Literal["heldout_loss", "probe_acc"] = Field(
+        "heldout_loss", description="Score that picks the best step: held-out loss (lower) or probe accuracy"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many probes without a better best_by score, then restore the best"
+    )
+    ratio_threshold: float | None = Field(
+        3.0, gt=0, description="Alert when train-loss drop / held-out-loss drop exceeds this (the paper's bias meter)"
+    )
+    alert_command: str | None = Field(
+        None, description="Shell command run on each alert (alert as JSON on stdin and $DTM_ALERT_TEXT)"
+    )
+    alert_webhook: str | None = Field(
+        None, description="URL that receives each alert as a JSON POST {\"text\": ...} (Slack-compatible)"
+    )
 
 
 class TrackingConfig(_Section):
     mlflow: bool = False
+    """Log parameters, scores and the report to MLflow"""
     mlflow_tracking_uri: str | None = Field(None, description="Default: sqlite in the run dir")
     tensorboard: bool = False
+    """Write TensorBoard curves of each training job"""
 
 
 class ReportConfig(_Section):
@@ -195,6 +233,7 @@ class ReportConfig(_Section):
         default_factory=list, description="Tasks averaged as instruction following"
     )
     bootstrap_samples: int = Field(2000, ge=100)
+    """Paired bootstrap resamples for every interval in the report"""
 
 
 class RecipeEntry(BaseModel):
@@ -254,7 +293,9 @@ class RunConfig(_Section):
 
     name: str = Field(description="Run name; outputs go to <runs_dir>/<name>")
     runs_dir: str = "runs"
+    """Directory that holds the run directories"""
     seed: int = 0
+    """Seed of the report's bootstrap and the monitor's probe sample"""
     model: ModelConfig
     data: DataConfig
     disperse: DisperseConfig = DisperseConfig()

@@ -125,3 +125,13 @@ def test_no_tasks_means_nothing_to_score(run_setup):
     logs = []
     assert evaluate_stage(empty, run, log=logs.append) == {"variants": [], "ran": []}
     assert "nothing to score" in logs[0]
+
+
+def test_best_variants_are_the_kept_best_models_of_full_data_jobs(run_setup):
+    cfg, run = run_setup
+    best = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"variants": ["best"]})})
+    logs = []
+    assert plan_variants(best, run, logs.append) == [] and "no models/<job>_best" in logs[0]
+    for name in ("sft_best", "sub_0_best"):
+        shutil.copytree(run.model("sft"), run.model(name))
+    assert [v.name for v in plan_variants(best, run)] == ["sft_best"]

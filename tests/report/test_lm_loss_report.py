@@ -80,8 +80,8 @@ def test_report_puts_lm_loss_in_its_own_section_with_direction(tmp_path):
     assert {"tax.png", "lm_loss.png"} <= images
     # a rise in bits per byte is marked worse (▼) in the tax table, not better
     tax = next(b for s in report.sections for b in s.blocks
-               if getattr(b, "caption", "").startswith("Tax: variant minus base"))
-    col = tax.headers.index("heldout: bits per byte (lower is better)")
+               if getattr(b, "caption", "").startswith("Change against base"))
+    col = tax.headers.index("tax: heldout: bits per byte (lower is better)")
     sft_row = next(r for r in tax.rows if r[0] == "sft")
     assert sft_row[col].endswith("▼")
 

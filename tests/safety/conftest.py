@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -42,8 +41,3 @@ def mc_tasks(tmp_path) -> Path:
     rows = [{"question": f"where is {n} born", "choices": ["paris", "rome"], "answer": i % 2}
             for i, n in enumerate(["alice", "bob", "carol", "dave"])]
     return write_mc_task(tmp_path / "tasks", "tiny_mc", rows)
-
-
-def write_manifest(run: Path, jobs: dict) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "manifest.json").write_text(json.dumps({"jobs": jobs}))

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from conftest import write_manifest
+from tiny import write_manifest
 from dtmerge.cli.main import main
 from dtmerge.rundir import RunDir, run_job
 from tiny import build_tiny_model_dir

@@ -161,7 +161,7 @@ def test_resumed_training_says_from_which_step(make_config, tmp_path, capsys):
 
 
 def _merge_args(*argv):
-    parser = build_parser(["merge"])
+    parser, _ = build_parser(["merge"])
     return parser.parse_args(["merge", *argv])
 
 

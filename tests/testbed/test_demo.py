@@ -9,7 +9,7 @@ import pytest
 from dtmerge.errors import ConfigError
 from dtmerge.demo.testbed.build import build_testbed
 from dtmerge.rundir import RunDir
-from dtmerge.demo.testbed.demo import line_gaps, summarise
+from dtmerge.demo.testbed.demo import format_table, line_gaps, summarise
 
 
 def test_demo_gaps_are_the_reports_verdicts(tmp_path):
@@ -28,6 +28,12 @@ def test_demo_gaps_are_the_reports_verdicts(tmp_path):
     assert table["dtm"]["gap_to_line"]["mean"] == pytest.approx(-0.05)
     assert table["dtm"]["gap_to_line"]["n_seeds"] == 2
     assert "gap_to_line" not in table["base"]
+    # an empty gap says why instead of a bare dash
+    rows = {line.split()[0]: line for line in format_table(
+        {**table, "dtm_long": {"knowledge": table["dtm"]["knowledge"]}}).splitlines()}
+    assert rows["base"].rstrip().endswith("the line")
+    assert rows["dtm_long"].rstrip().endswith("off the line")
+    assert rows["dtm"].rstrip().endswith("±0.141")
 
 
 def test_unknown_size_is_a_user_error(tmp_path):
@@ -42,10 +48,10 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     from dtmerge.cli.main import main
 
     torch.set_num_threads(1)
-    monkeypatch.setenv("DTMERGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DTMERGE_CACHE_DIR", str(tmp_path / "cache"))  # the one cache variable
     logs = []
     tb = build_testbed(1, "tiny", log=logs.append)
-    assert tb.base_model.parent.parent == tmp_path / "cache"
+    assert tb.base_model.parent.parent == tmp_path / "cache" / "testbed"
     assert (tb.base_model / "config.json").exists() and tb.info["pretrain_cpu_s"] > 0
     again = build_testbed(1, "tiny", log=logs.append)  # cached: not rebuilt
     assert again.root == tb.root and any("reusing" in line for line in logs)

@@ -13,7 +13,7 @@ def add_arguments(p):
     p.add_argument("--recipes", default=None,
                    help="recipes beside SFT and DTM: 'all' or a list such as sft,dtm,l2")
     p.add_argument("--cache-dir", default=None,
-                   help="testbed cache (default: $DTMERGE_CACHE or ~/.cache/dtmerge/testbed)")
+                   help="testbed cache (default: $DTMERGE_CACHE_DIR/testbed, else ~/.cache/dtmerge/testbed)")
 
 
 def run(args) -> int:

@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+import dtmerge
+from dtmerge.cli.output import LEVELS, WarningDigest, quiet_libraries, setup_logging
 from dtmerge.errors import DtmError
 
 # name -> (module, one-line help). One explicit list.
@@ -25,44 +27,127 @@ COMMANDS = {
     "recipes": ("dtmerge.cli.recipes", "the recipes a run can train beside DTM, with parameters"),
     "compare": ("dtmerge.cli.compare", "A/B comparison of two runs or models (CI gate)"),
     "watch": ("dtmerge.cli.watch", "live view of a run's jobs and monitor curves"),
+    "config": ("dtmerge.cli.config", "list every config key, or show a run's resolved config"),
+    "export": ("dtmerge.cli.export", "write one variant of a run as a standalone model (LoRA merged)"),
+}
+
+# Shown under each command's --help: what a user types first.
+EXAMPLES = {
+    "run": ["dtm run configs/example.yaml --dry-run", "dtm run configs/example.yaml",
+            "dtm run configs/example.yaml train.learning_rate=1e-4 --stages train,merge"],
+    "disperse": ["dtm disperse configs/example.yaml", "dtm disperse runs/example"],
+    "train": ["dtm train configs/example.yaml", "dtm train runs/example train.num_epochs=2"],
+    "merge": ["dtm merge runs/example", "dtm merge --list",
+              "dtm merge --models a/ b/ --method ties --out merged/"],
+    "eval": ["dtm eval runs/example", "dtm eval runs/example 'eval.variants=[base,sft,dtm,best]'"],
+    "report": ["dtm report runs/example", "dtm report runs/example && open runs/example/report/report.html"],
+    "demo": ["dtm demo", "dtm demo --size tiny", "dtm demo --seeds 3",
+             "dtm demo --recipes all", "dtm demo --recipes sft,dtm,l2,wise_ft"],
+    "recipes": ["dtm recipes", "dtm recipes l2"],
+    "compare": ["dtm compare runs/a runs/b", "dtm compare runs/a runs/b --fail-on-regression"],
+    "watch": ["dtm watch runs/example"],
+    "config": ["dtm config keys", "dtm config keys monitor", "dtm config show runs/example",
+               "dtm config show configs/example.yaml train.learning_rate=1e-4"],
+    "export": ["dtm export runs/example sft_best --to shipped/sft_best",
+               "dtm export runs/example dtm --to shipped/dtm --adapter-only"],
 }
 
 
-def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dtm", description="Disperse-Then-Merge instruction tuning")
+def _global_options(parser: argparse.ArgumentParser, default) -> None:
+    """-q / --log-level, accepted before or after the command."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="print only warnings and errors (results are in the run directory)")
+    parser.add_argument("--log-level", choices=LEVELS, default=default if default is not None
+                        else "info", help="how much dtmerge logs (default info)")
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="dtm", description="Disperse-Then-Merge instruction tuning",
+        epilog="Run `dtm COMMAND --help` for a command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"dtm {dtmerge.__version__}")
+    _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the invoked subcommand's module is imported.
     wanted = next((a for a in argv if not a.startswith("-")), None)
+    subparsers = {}
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES.get(name, []))
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _global_options(p, argparse.SUPPRESS)
         p.set_defaults(_module=module)
         if name == wanted:
             importlib.import_module(module).add_arguments(p)
-    return parser
+        subparsers[name] = p
+    return parser, subparsers
+
+
+def _parse(argv: list[str]):
+    parser, subparsers = build_parser(argv)
+    # Overrides (key=value) may come after flags too: `dtm run c.yaml --dry-run train.lr=1`.
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        # answered with the command's own usage, not the top-level one
+        where = subparsers.get(getattr(args, "command", None) or "", parser)
+        where.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return parser, args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser(argv)
-    # Overrides (key=value) may come after flags too: `dtm run c.yaml --dry-run train.lr=1`.
-    args, extra = parser.parse_known_args(argv)
-    stray = [a for a in extra if a.startswith("-") or "=" not in a]
-    if stray or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 1
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        parser, args = _parse(argv)
+    except SystemExit as done:  # --help, --version, usage errors
+        return int(done.code or 0)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2  # a command is required: a usage error, like argparse's own
+    quiet_libraries()
+    if args.quiet:  # training jobs (also spawned ones) draw no progress line
+        os.environ["DTM_QUIET"] = "1"
+    setup_logging(args.log_level, args.quiet)
+    digest = WarningDigest(show_library_deprecations=args.log_level == "debug")
+    try:
+        with digest, _Silenced(args.quiet):
+            return int(importlib.import_module(args._module).run(args) or 0)
     except DtmError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader (head, less) closed the pipe: stop quietly, as a C tool would on SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    finally:
+        digest.report()
+        if args.quiet:
+            os.environ.pop("DTM_QUIET", None)
+
+
+class _Silenced:
+    """With --quiet, the stages' progress lines (stdout) are dropped; stderr stays."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        if self.quiet:
+            self._saved = sys.stdout
+            sys.stdout = open(os.devnull, "w")
+        return self
+
+    def __exit__(self, *exc):
+        if self.quiet:
+            sys.stdout.close()
+            sys.stdout = self._saved
 
 
 if __name__ == "__main__":

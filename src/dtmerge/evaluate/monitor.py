@@ -17,6 +17,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from dtmerge.evaluate.alerts import Alert, AlertSinks, send_alert
+from dtmerge.evaluate.best_checkpoint import BestKeeper
 from dtmerge.rundir import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("dtmerge.monitor")
@@ -86,11 +88,17 @@ class KnowledgeMonitor(TrainerCallback):
         out_path: `monitor.jsonl` to write; a `*_summary.json` is written beside it.
         tokenizer: Encodes the held-out records (default: the trainer's processing class).
         job_name: Named in the log messages.
+        keeper: Keeps the best step's weights as a model of its own (see `BestKeeper`).
+        patience: Stop after this many probes without a new best (needs `keeper`).
+        ratio_threshold: Alert when the bias ratio rises above this.
+        sinks: Where alerts go besides the terminal (command, webhook, MLflow).
     """
 
     def __init__(self, probe, every_steps: int = 50, drop_threshold: float = 0.05,
                  stop_on_drop: bool = False, heldout_records: list[dict] | None = None,
-                 out_path: str | Path | None = None, tokenizer=None, job_name: str = "train"):
+                 out_path: str | Path | None = None, tokenizer=None, job_name: str = "train",
+                 keeper: BestKeeper | None = None, patience: int | None = None,
+                 ratio_threshold: float | None = None, sinks: AlertSinks | None = None):
         self.probe = probe
         self.every_steps = every_steps
         self.drop_threshold = drop_threshold
@@ -105,6 +113,13 @@ class KnowledgeMonitor(TrainerCallback):
         self._heldout = None
         self._last_loss: float | None = None
         self._alerted = False
+        self.keeper = keeper
+        self.patience = patience
+        self.ratio_threshold = ratio_threshold
+        self.sinks = sinks or AlertSinks()
+        self.alerts: list[dict] = []  # every alert sent, with its failed channels
+        self._since_best = 0
+        self._stopped_by: str | None = None
 
     # -- measurements
     def _heldout_loss(self, model) -> float | None:
@@ -151,12 +166,46 @@ class KnowledgeMonitor(TrainerCallback):
                        f" below its peak ({s['peak_acc']:.3f} at step {s['peak_step']}) at step "
                        f"{s['alert_step']}; best checkpoint so far: step {s['best_step']}"
                        + ("; stopping training (monitor.stop_on_drop)" if self.stop_on_drop else ""))
-            log.warning(message)
-            self.records[-1]["alert"] = message  # `dtm watch` and the report show it
-            self._write()
+            self._alert("knowledge_drop", message)
             if self.stop_on_drop:
-                control.should_training_stop = True
+                self._stop(control, "stop_on_drop")
+        ratio = self.records[-1].get("ratio") if self.records else None
+        if (self.ratio_threshold is not None and isinstance(ratio, (int, float))
+                and ratio > self.ratio_threshold
+                and not any(a["kind"] == "bias_ratio" for a in self.alerts)):
+            self._alert("bias_ratio", (
+                f"{self.job_name}: training loss fell {ratio:.2f}x as much as held-out loss "
+                f"(threshold {self.ratio_threshold:g}): the model is fitting this data's own "
+                "regularities more than what generalises (the paper's bias indicator)"))
         self._write_summary()
+
+    def _alert(self, kind: str, message: str) -> None:
+        step = self.records[-1]["step"] if self.records else 0
+        failed = send_alert(Alert(self.job_name, kind, step, message), self.sinks)
+        self.alerts.append({"kind": kind, "step": step, "text": message, "failed": failed})
+        self.records[-1]["alert"] = message  # `dtm watch` and the report show it
+        self._write()
+
+    def _stop(self, control, reason: str) -> None:
+        control.should_training_stop = True
+        self._stopped_by = self._stopped_by or reason
+
+    def _track_best(self, rec: dict, model, control) -> None:
+        """Keep the weights when the chosen score improves; stop after `patience` probes
+        without improvement."""
+        if self.keeper is None or rec["step"] == 0:  # step 0 is the base model, not a checkpoint
+            return
+        score = rec.get(self.keeper.by)
+        if self.keeper.improves(score):
+            self.keeper.save(model, self.tokenizer, rec["step"], score)
+            self._since_best = 0
+            return
+        self._since_best += 1
+        if self.patience is not None and self._since_best >= self.patience:
+            log.warning("%s: no better %s for %d probes (monitor.patience); stopping and "
+                        "restoring step %s", self.job_name, self.keeper.by, self._since_best,
+                        self.keeper.step)
+            self._stop(control, "patience")
 
     def _write_summary(self) -> None:
         if self.out_path is not None:  # also during training, so a live view sees the peak
@@ -174,6 +223,10 @@ class KnowledgeMonitor(TrainerCallback):
                             if r.get("step", 0) <= state.global_step]
             last = [r["train_loss"] for r in self.records if r.get("train_loss") is not None]
             self._last_loss = last[-1] if last else None
+            if self.keeper is not None:
+                self.keeper.resume()
+        elif self.keeper is not None and state.global_step == 0:
+            self.keeper.forget()  # a fresh start: a best model on disk belongs to an old run
         if model is not None and (not self.records or self.records[-1]["step"] != state.global_step):
             self._measure(state.global_step, model)
 
@@ -183,25 +236,48 @@ class KnowledgeMonitor(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is not None and state.global_step % self.every_steps == 0:
-            self._measure(state.global_step, model)
+            rec = self._measure(state.global_step, model)
+            self._track_best(rec, model, control)
             self._check(control)
         return control
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if model is not None and (not self.records or self.records[-1]["step"] != state.global_step):
-            self._measure(state.global_step, model)
+            rec = self._measure(state.global_step, model)
+            self._track_best(rec, model, control)
         self._check(control)
+        self._restore_if_stopped(model)
         ckpt = Path(args.output_dir) / f"checkpoint-{self.summary.get('best_step')}" \
             if getattr(args, "output_dir", None) else None
         self.summary.update(
             job=self.job_name, probe_size=len(self.probe) if self.probe is not None else 0,
             every_steps=self.every_steps, monitor_seconds=round(self.seconds, 3),
             best_checkpoint=str(ckpt) if ckpt is not None and ckpt.exists() else None,
-            final_ratio=self.records[-1]["ratio"] if self.records else None)
+            final_ratio=self.records[-1]["ratio"] if self.records else None,
+            stopped_by=self._stopped_by, alerts=self.alerts, drop_threshold=self.drop_threshold,
+            ratio_threshold=self.ratio_threshold, **self._kept())
         log.info("%s: knowledge peak %.3f at step %s; best step %s; decline onset %s",
                  self.job_name, self.summary.get("peak_acc") or 0.0, self.summary.get("peak_step"),
                  self.summary.get("best_step"), self.summary.get("onset_step"))
         self._write_summary()
+
+
+    def _kept(self) -> dict:
+        k = self.keeper
+        if k is None:
+            return {}
+        return {"kept_by": k.by, "kept_step": k.step, "kept_score": k.score,
+                "kept_model": str(k.out_dir) if k.step is not None else None}
+
+    def _restore_if_stopped(self, model) -> None:
+        """A run the monitor stopped ends on the best weights, not on the declined ones."""
+        k = self.keeper
+        if self._stopped_by is None or k is None or k.step is None or model is None:
+            return
+        k.restore(model)
+        self.summary["restored_step"] = k.step
+        log.warning("%s: restored the weights of step %s (best %s %.4f) before saving",
+                    self.job_name, k.step, k.by, k.score)
 
 
 def monitor_path(run, job_name: str) -> Path:
@@ -244,6 +320,14 @@ def build_monitor(cfg, run, job_name: str, tokenizer=None) -> KnowledgeMonitor |
         from dtmerge.data.jsonl import read_jsonl
 
         heldout = read_jsonl(run.heldout_data)[:32]  # a small fixed batch keeps probes cheap
+    keeper = None
+    if mc.keep_best or mc.patience:
+        # without held-out records there is no held-out loss to pick by: use the probe
+        by = mc.best_by if heldout or mc.best_by != "heldout_loss" else "probe_acc"
+        keeper = BestKeeper(run.model(f"{job_name}_best"), by)
+    sinks = AlertSinks(command=mc.alert_command, webhook=mc.alert_webhook,
+                       mlflow=cfg.tracking.mlflow)
     return KnowledgeMonitor(probe, mc.every_steps, mc.drop_threshold, mc.stop_on_drop,
                             heldout_records=heldout, out_path=monitor_path(run, job_name),
-                            tokenizer=tokenizer, job_name=job_name)
+                            tokenizer=tokenizer, job_name=job_name, keeper=keeper,
+                            patience=mc.patience, ratio_threshold=mc.ratio_threshold, sinks=sinks)

@@ -22,7 +22,7 @@ from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_var
 from dtmerge.rundir import (RunDir, atomic_write_json, hash_obj, hash_path, interp_name,
                             producer_job, run_job)
 
-_SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation")
+_SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation", "best")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,13 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
         elif name == "submodels":
             out += [Variant(f"sub_{k}", str(run.model(f"sub_{k}")))
                     for k in range(cfg.disperse.num_portions)]
+        elif name == "best":  # the monitor's kept best steps of the full-data jobs (sft_best)
+            best = [Variant(p.name, str(p)) for p in sorted(run.models_dir.glob("*_best"))
+                    if not p.name.startswith("sub_")]
+            if not best:
+                log("[skip] eval:best: no models/<job>_best yet (kept by the monitor: "
+                    "monitor.enabled with monitor.keep_best)")
+            out += best
         elif name == "interpolation":
             out += [Variant(interp_name(t), str(run.model(interp_name(t))))
                     for t in cfg.eval.interpolation]

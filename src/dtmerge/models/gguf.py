@@ -33,13 +33,17 @@ MARKER = "dtmerge_gguf.json"
 PYPI_PREFIX = "pypi:"
 
 
+def cache_root() -> Path:
+    """dtmerge's one cache directory: $DTMERGE_CACHE_DIR, else ~/.cache/dtmerge. Converted
+    GGUF models go under gguf/, the demo's testbed under testbed/."""
+    return Path(os.environ.get("DTMERGE_CACHE_DIR") or Path.home() / ".cache" / "dtmerge").expanduser()
+
+
 def gguf_cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where converted GGUF models live: `cache_dir`, else $DTMERGE_CACHE_DIR/gguf, else
-    ~/.cache/dtmerge/gguf."""
+    """Where converted GGUF models live: `cache_dir`, else <cache_root()>/gguf."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    base = os.environ.get("DTMERGE_CACHE_DIR") or Path.home() / ".cache" / "dtmerge"
-    return Path(base).expanduser() / "gguf"
+    return cache_root() / "gguf"
 
 
 def gguf_fingerprint(file: str | Path) -> str:

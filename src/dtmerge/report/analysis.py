@@ -86,13 +86,17 @@ def tax_table(
 
 @dataclass
 class TradeoffPoint:
+    """One variant in a trade-off plane: x = instruction following, y = the other axis
+    (mean knowledge/reasoning score, or forgetting in language-modelling loss)."""
+
     variant: str
     instruction: float
     knowledge: float
     knowledge_se: float  # approximate: per-task stderrs combined as independent
+    instruction_se: float = 0.0
 
 
-def _mean_with_se(results: list[TaskResult]) -> tuple[float, float]:
+def mean_with_se(results: list[TaskResult]) -> tuple[float, float]:
     mean = float(np.mean([r.score for r in results]))
     se = math.sqrt(sum((r.stderr or 0.0) ** 2 for r in results)) / len(results)
     return mean, se
@@ -109,9 +113,9 @@ def tradeoff_points(
             break
         if not all(t in v.tasks for t in knowledge + instruction):
             continue
-        know, se = _mean_with_se([v.tasks[t] for t in knowledge])
-        instr = float(np.mean([v.tasks[t].score for t in instruction]))
-        points.append(TradeoffPoint(name, instr, know, se))
+        know, se = mean_with_se([v.tasks[t] for t in knowledge])
+        instr, instr_se = mean_with_se([v.tasks[t] for t in instruction])
+        points.append(TradeoffPoint(name, instr, know, se, instr_se))
     return points
 
 
@@ -125,27 +129,37 @@ def interpolation_line(points: list[TradeoffPoint]) -> list[TradeoffPoint]:
     return [p for _, p in sorted(keyed, key=lambda tp: tp[0])]
 
 
+@dataclass(frozen=True)
+class Axis:
+    """What a trade-off plane's y axis measures, for the verdict's wording and direction."""
+
+    noun: str = "knowledge"  # "it keeps more <noun>"
+    lower_is_better: bool = False
+    digits: int = 3
+    unit: str = ""  # appended to distances, e.g. " bits per byte"
+    signed: bool = False  # y values are changes (print their sign)
+
+
+    def show(self, y: float) -> str:
+        return f"{y:+.{self.digits}f}" if self.signed else f"{y:.{self.digits}f}"
+
+
+KNOWLEDGE = Axis()
+Z95 = 1.96
+
+
 @dataclass
 class LineVerdict:
     variant: str
-    line_knowledge: float | None  # knowledge on the line at the variant's instruction level
-    distance: float | None  # variant knowledge minus line knowledge
+    line_knowledge: float | None  # the y value on the line at the variant's instruction level
+    distance: float | None  # variant y minus line y (in the axis's own units and sign)
     within_noise: bool | None
     text: str
+    better: bool | None = None  # beyond noise on the better side of the line (its direction)
+    noise: float | None = None  # half-width of the approximate 95% band of `distance`
 
 
-def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint]) -> LineVerdict:
-    """Where a variant lies relative to the base->SFT interpolation line.
-
-    The line value at the variant's instruction-following level is the linear interpolation
-    between consecutive line points; where the curve passes that level more than once the
-    highest value is used, so "above the line" means better than every way of training less.
-    """
-    name, x, y = point.variant, point.instruction, point.knowledge
-    if len(line) < 2:
-        return LineVerdict(name, None, None, None,
-                           f"No reference line for {name}: it needs base and SFT results "
-                           "(and ideally interp_<t> variants) on the same tasks.")
+def _line_at(line: list[TradeoffPoint], x: float) -> tuple[list[float], list[float]]:
     values, ses = [], []
     for p, q in zip(line, line[1:]):
         lo, hi = sorted((p.instruction, q.instruction))
@@ -153,42 +167,85 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint]) -> LineVer
             w = 0.5 if hi == lo else (x - p.instruction) / (q.instruction - p.instruction)
             values.append(p.knowledge + w * (q.knowledge - p.knowledge))
             ses.append(p.knowledge_se + w * (q.knowledge_se - p.knowledge_se))
-    if not values:
-        xs = [p.instruction for p in line]
-        best = max(line, key=lambda p: p.instruction)
-        if x > max(xs):
-            dominates = y >= best.knowledge
-            return LineVerdict(name, None, None, None, (
-                f"{name} follows instructions better ({x:.3f}) than every point of the "
-                f"base→SFT line (best: {best.variant}, {best.instruction:.3f}), so the line "
-                f"cannot be read at its level; its knowledge score is {y:.3f} against "
-                f"{best.knowledge:.3f} for {best.variant}"
-                + (": it is better on both axes." if dominates else
-                   f": it trades {best.knowledge - y:.3f} knowledge for that gain.")))
+    return values, ses
+
+
+def _beyond(diff: float, se_a: float, se_b: float) -> bool:
+    """|diff| exceeds the approximate 95% noise band of two independent estimates; with no
+    recorded noise at all any non-zero difference counts."""
+    noise = Z95 * math.sqrt(se_a ** 2 + se_b ** 2)
+    return abs(diff) > noise if noise > 0 else diff != 0
+
+
+def _off_the_line(point: TradeoffPoint, line: list[TradeoffPoint], axis: Axis) -> LineVerdict:
+    """The verdict when the line never reaches the variant's instruction level."""
+    name, x, y, f = point.variant, point.instruction, point.knowledge, axis.digits
+    xs = [p.instruction for p in line]
+    if x < min(xs):
         return LineVerdict(name, None, None, None, (
             f"{name}'s instruction-following score ({x:.3f}) is below every point of the "
             f"base→SFT line (lowest {min(xs):.3f}): it lost instruction following, so the "
             "comparison with 'train less' does not apply."))
-    k = int(np.argmax(values))
+    best = max(line, key=lambda p: p.instruction)
+    sign = -1.0 if axis.lower_is_better else 1.0
+    gain_y = sign * (y - best.knowledge)  # > 0: better than best on the y axis
+    instr_sure = _beyond(x - best.instruction, point.instruction_se, best.instruction_se)
+    y_sure = _beyond(y - best.knowledge, point.knowledge_se, best.knowledge_se)
+    head = (f"{name} follows instructions better ({x:.3f}) than every point of the "
+            f"base→SFT line (best: {best.variant}, {best.instruction:.3f}"
+            + ("" if instr_sure else ", a gap within noise")
+            + f"), so the line cannot be read at its level; its {axis.noun} score is {axis.show(y)} "
+            f"against {axis.show(best.knowledge)} for {best.variant}")
+    if gain_y >= 0 and instr_sure and (y_sure or gain_y == 0):
+        return LineVerdict(name, None, None, False, head + ": it is better on both axes.", True)
+    if gain_y >= 0:
+        return LineVerdict(name, None, None, True, head + (
+            ": no worse on either axis, but the gaps are within noise (approximate 95% band), "
+            "so it is not shown to be better."))
+    tail = (f": it trades {abs(y - best.knowledge):.{f}f}{axis.unit} of {axis.noun} for that gain"
+            + ("." if y_sure else " (within noise)."))
+    return LineVerdict(name, None, None, not y_sure, head + tail, False if y_sure else None)
+
+
+def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
+                     axis: Axis = KNOWLEDGE) -> LineVerdict:
+    """Where a variant lies relative to the base->SFT interpolation line.
+
+    The line value at the variant's instruction-following level is the linear interpolation
+    between consecutive line points; where the curve passes that level more than once the
+    best value is used, so "beats the line" means better than every way of training less.
+    A verdict is only stated past the approximate 95% noise band of the two y values.
+    """
+    name, x, y, f = point.variant, point.instruction, point.knowledge, axis.digits
+    if len(line) < 2:
+        return LineVerdict(name, None, None, None,
+                           f"No reference line for {name}: it needs base and SFT results "
+                           "(and ideally interp_<t> variants) on the same tasks.")
+    values, ses = _line_at(line, x)
+    if not values:
+        return _off_the_line(point, line, axis)
+    sign = -1.0 if axis.lower_is_better else 1.0
+    k = int(np.argmax([sign * v for v in values]))
     line_y, line_se = values[k], ses[k]
     d = y - line_y
-    noise = 1.96 * math.sqrt(point.knowledge_se ** 2 + line_se ** 2)
+    noise = Z95 * math.sqrt(point.knowledge_se ** 2 + line_se ** 2)
     within = abs(d) <= noise if noise > 0 else None
-    if d > 0:
-        text = (f"{name} lies {d:.3f} above the base→SFT interpolation line at its "
-                f"instruction-following level ({x:.3f}): it keeps more knowledge "
-                f"({y:.3f} vs {line_y:.3f}) than simply training less would.")
-    elif d < 0:
-        text = (f"{name} lies {-d:.3f} below the base→SFT interpolation line at its "
-                f"instruction-following level ({x:.3f}): interpolating SFT toward the base "
-                f"('train less') keeps more knowledge ({line_y:.3f} vs {y:.3f}), so {name} "
-                "does not beat it.")
+    up, down = ("below", "above") if axis.lower_is_better else ("above", "below")
+    where = f"the base→SFT interpolation line at its instruction-following level ({x:.3f})"
+    if sign * d > 0:
+        text = (f"{name} lies {abs(d):.{f}f}{axis.unit} {up} {where}: it keeps more {axis.noun} "
+                f"({axis.show(y)} vs {axis.show(line_y)}) than simply training less would.")
+    elif sign * d < 0:
+        text = (f"{name} lies {abs(d):.{f}f}{axis.unit} {down} {where}: interpolating SFT toward "
+                f"the base ('train less') keeps more {axis.noun} ({axis.show(line_y)} vs {axis.show(y)}), "
+                f"so {name} does not beat it.")
     else:
         text = f"{name} lies exactly on the base→SFT interpolation line: no better than training less."
     if within:
-        text += (f" The distance is within the noise of the scores (±{noise:.3f}, approximate "
+        text += (f" The distance is within the noise of the scores (±{noise:.{f}f}, approximate "
                  "95% band), so this is not conclusive.")
-    return LineVerdict(name, line_y, d, within, text)
+    better = None if within or d == 0 else sign * d > 0
+    return LineVerdict(name, line_y, d, within, text, better, noise)
 
 
 def error_sets(

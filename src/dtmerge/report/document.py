@@ -35,6 +35,7 @@ class Image:
 class Section:
     title: str
     blocks: list = field(default_factory=list)
+    emphasis: bool = False  # drawn as a highlighted box in HTML (the Answer)
 
 
 # --------------------------------------------------------------------------- markdown
@@ -76,6 +77,7 @@ th:first-child,td:first-child{text-align:left}
 th{background:#f3f6fa}
 caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:.3rem}
 img{max-width:100%;height:auto;border:1px solid #eee}
+section.emphasis{background:#f3f8fd;border:1px solid #b6d4ee;border-radius:6px;padding:0 1rem .4rem}
 .up{color:#1a7f37;font-weight:600}.down{color:#c62828;font-weight:600}
 """
 
@@ -95,7 +97,8 @@ def to_html(title: str, sections: list[Section]) -> str:
         f"<h1>{html.escape(title)}</h1>",
     ]
     for sec in sections:
-        parts.append(f"<section><h2>{html.escape(sec.title)}</h2>")
+        css = ' class="emphasis"' if sec.emphasis else ""
+        parts.append(f"<section{css}><h2>{html.escape(sec.title)}</h2>")
         for block in sec.blocks:
             if isinstance(block, Paragraph):
                 parts.append(f"<p>{_html_cell(block.text)}</p>")

@@ -11,9 +11,9 @@ from typing import Any
 
 from dtmerge.evaluate.lm_loss import RATIO_METRICS, metric_label
 from dtmerge.report import plots
-from dtmerge.report.analysis import TaxCell
+from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.results import TaskResult, VariantResult
+from dtmerge.report.results import TaskResult
 from dtmerge.evaluate.stats import format_p, ratio_interval
 
 TITLE = "Forgetting: held-out language-modelling loss"
@@ -34,11 +34,12 @@ def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def lm_loss_section(variants: dict[str, VariantResult], tasks: list[str],
-                    table: dict[str, dict[str, TaxCell]], data: dict[str, Any],
-                    n_boot: int = 2000, seed: int = 0) -> Section:
+def lm_loss_section(ctx: ReportContext) -> Part:
     """Per task: each variant's loss with its interval, the other lm-eval metrics, and the
     change against base (positive: more loss, i.e. forgetting) with its paired interval."""
+    if not ctx.lm_tasks:
+        return Part()
+    variants, tasks, table = ctx.variants, ctx.lm_tasks, ctx.tax
     blocks: list = [Paragraph(
         "Language-modelling loss of every variant on held-out real text (not in the training "
         "data). Lower is better; a rise over the base is forgetting of general language "
@@ -53,7 +54,7 @@ def lm_loss_section(variants: dict[str, VariantResult], tasks: list[str],
             r = v.tasks.get(task)
             if r is None:
                 continue
-            ci = score_interval(r, n_boot, seed)
+            ci = score_interval(r, ctx.n_boot, ctx.seed)
             cell = table.get(task, {}).get(name)
             d = cell.tax_diff if cell else None
             rows.append([
@@ -80,8 +81,7 @@ def lm_loss_section(variants: dict[str, VariantResult], tasks: list[str],
                             title="Held-out language-modelling loss against base")
     if chart:
         blocks.append(Image("lm_loss.png", chart, "held-out language-modelling loss minus base"))
-    data["lm_loss"] = out
-    return Section(TITLE, blocks)
+    return Part.of(Section(TITLE, blocks), lm_loss=out)
 
 
 def _verdicts(task: str, label: str, record: dict[str, Any]) -> list[str]:

@@ -31,18 +31,13 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str],
-              ylabel: str = "tax: score minus base",
-              title: str = "Alignment tax per benchmark") -> bytes | None:
-    """Grouped bars: tax (variant minus base) per benchmark, with the paired 95% interval.
-
-    Give tasks of one direction per chart: the report draws accuracies and language-modelling
-    loss (lower is better, where a bar above zero is the tax) in separate charts."""
+def _shown(table: dict[str, dict[str, TaxCell]], variants: list[str]) -> tuple[list[str], list[str]]:
     shown = [v for v in variants if v != "base" and interp_t(v) is None]
     tasks = [t for t, row in table.items() if any(row.get(v) and row[v].tax is not None for v in shown)]
-    if not shown or not tasks:
-        return None
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * max(1, len(shown)) / 2), 4))
+    return shown, tasks
+
+
+def _bars(ax, table: dict[str, dict[str, TaxCell]], shown: list[str], tasks: list[str]) -> None:
     width = 0.8 / len(shown)
     colours = _colours(shown)
     for j, v in enumerate(shown):
@@ -61,17 +56,45 @@ def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str],
         ax.bar(xs, ys, width, label=v, color=colours[v], yerr=[lo, hi], capsize=2)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{title}\n(error bars: paired bootstrap 95% interval)", fontsize=10)
-    ax.legend(fontsize=8, ncol=min(4, len(shown)))
+
+
+def tax_chart(table: dict[str, dict[str, TaxCell]], variants: list[str],
+              ylabel: str = "tax: score minus base",
+              title: str = "Alignment tax per benchmark",
+              gains: dict[str, dict[str, TaxCell]] | None = None) -> bytes | None:
+    """Grouped bars: tax (variant minus base) per benchmark, with the paired 95% interval.
+
+    Give tasks of one direction per chart: the report draws accuracies and language-modelling
+    loss (lower is better, where a bar above zero is the tax) in separate charts. `gains`
+    (instruction-following tasks, where a rise is what training is for) go in a second panel
+    so a gain is never read as a tax."""
+    shown, tasks = _shown(table, variants)
+    gain_tasks = _shown(gains, variants)[1] if gains else []
+    if not shown or not (tasks or gain_tasks):
+        return None
+    panels = [(table, tasks, ylabel, title)] if tasks else []
+    if gain_tasks:
+        panels.append((gains, gain_tasks, "gain: score minus base", "Instruction-following gain"))
+    widths = [max(1, len(p[1])) for p in panels]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, gridspec_kw={"width_ratios": widths},
+                             figsize=(max(6, 1.2 * sum(widths) * max(1, len(shown)) / 2), 4))
+    for i, (ax, (tab, names, label, head)) in enumerate(zip(axes[0], panels)):
+        _bars(ax, tab, shown, names)
+        ax.set_ylabel(label)
+        note = "(error bars: paired bootstrap 95% interval)" if i == 0 else "(same intervals)"
+        ax.set_title(f"{head}\n{note}", fontsize=10)
+    axes[0][0].legend(fontsize=8, ncol=min(4, len(shown)))
     return _png(fig)
 
 
 def tradeoff_chart(points: list[TradeoffPoint], line: list[TradeoffPoint],
-                   errors: dict[str, tuple[float, float]] | None = None) -> bytes | None:
-    """Instruction following (x) against mean knowledge/reasoning (y), with the base->SFT
-    interpolation curve as the 'train less' reference line; `errors` maps a variant to the
-    half-widths (x, y) of its interval bars."""
+                   errors: dict[str, tuple[float, float]] | None = None,
+                   ylabel: str = "mean knowledge / reasoning score",
+                   title: str = "Trade-off: above the line beats training less") -> bytes | None:
+    """Instruction following (x) against the y axis (mean knowledge/reasoning, or forgetting
+    in loss), with the base->SFT interpolation curve as the 'train less' reference line and
+    approximate 95% intervals on both axes; `errors` maps a variant to the half-widths (x, y)
+    of its interval bars where the caller has better ones (paired bootstrap)."""
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -83,15 +106,16 @@ def tradeoff_chart(points: list[TradeoffPoint], line: list[TradeoffPoint],
         color = colours[p.variant]
         marker = "*" if p.variant.startswith("dtm") else "o"
         size = 160 if marker == "*" else 40
+        xerr, yerr = ((errors or {}).get(p.variant)
+                      or (1.96 * p.instruction_se, 1.96 * p.knowledge_se))
+        ax.errorbar([p.instruction], [p.knowledge], xerr=[xerr], yerr=[yerr], fmt="none",
+                    ecolor=color, alpha=0.5, capsize=2, zorder=1)
         ax.scatter([p.instruction], [p.knowledge], s=size, marker=marker, color=color, zorder=2)
-        if errors and p.variant in errors:
-            ax.errorbar([p.instruction], [p.knowledge], xerr=[errors[p.variant][0]],
-                        yerr=[errors[p.variant][1]], fmt="none", color=color, capsize=3)
         ax.annotate(p.variant, (p.instruction, p.knowledge), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     ax.set_xlabel("instruction-following score")
-    ax.set_ylabel("mean knowledge / reasoning score")
-    ax.set_title("Trade-off: above the line beats training less")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\n(bars: approximate 95% intervals)", fontsize=10)
     if len(line) >= 2:
         ax.legend(fontsize=8, loc="best")
     return _png(fig)

@@ -18,6 +18,7 @@ from dtmerge.report.analysis import (
     tradeoff_points,
 )
 from dtmerge.report import plots
+from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.report.runinfo import format_seconds, read_json
 from dtmerge.rundir import RunDir
@@ -172,14 +173,16 @@ def _comparison_blocks(variants, labels, tasks, n_boot, seed) -> list:
     return blocks
 
 
-def recipes_section(run: RunDir, variants, know: list[str], instr: list[str], n_boot: int,
-                    seed: int, data: dict) -> list[Section]:
-    """The recipes section (a list: empty for runs with only sft and dtm)."""
-    described = read_json(run.root / RECIPES_FILE) or {}
+def recipes_section(ctx: ReportContext) -> Part:
+    """The recipes section (no section for runs with only sft and dtm) and report.json's
+    `recipes` key (the undominated recipes, their points and costs)."""
+    described = read_json(ctx.run.root / RECIPES_FILE) or {}
     if not set(described) - {"sft", "dtm"}:
-        return []
+        return Part()
+    variants, know, instr = ctx.variants, ctx.knowledge, ctx.instruction
     labels = [n for n in described if n in variants]
     tasks = sorted({t for n in labels for t in variants[n].tasks})
+    data: dict = {}
     blocks: list = [Paragraph(
         f"{len(described)} recipes trained on the same base and data settings, scored on the "
         "same items: " + ", ".join(f"{n} ({described[n]['recipe']})" for n in described) + ".")]
@@ -187,8 +190,8 @@ def recipes_section(run: RunDir, variants, know: list[str], instr: list[str], n_
     if missing:
         blocks.append(Paragraph("Not scored yet: " + ", ".join(missing) + "."))
     blocks += _tradeoff_blocks(variants, labels, know, instr, data)
-    blocks += _comparison_blocks(variants, labels, tasks, n_boot, seed)
-    costs = recipe_costs(run, described)
+    blocks += _comparison_blocks(variants, labels, tasks, ctx.n_boot, ctx.seed)
+    costs = recipe_costs(ctx.run, described)
     blocks.append(_cost_table(costs))
     data.setdefault("recipes", {})["cost"] = costs
-    return [Section("Recipes", blocks)]
+    return Part((Section("Recipes", blocks),), data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from dtmerge.config import RunConfig
@@ -39,6 +40,9 @@ def write_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
     """
     report = build_report(run, knowledge, instruction, n_boot=n_boot, seed=seed)
     summary = table_to_text(report.summary)
+    if report.answer:
+        summary += "\n\nAnswer\n" + "\n".join(textwrap.fill(s, 100, subsequent_indent="  ")
+                                              for s in report.answer)
     with atomic_dir(run.report_dir) as tmp:
         images = [b for s in report.sections for b in s.blocks if hasattr(b, "png")]
         if images:

@@ -53,3 +53,47 @@ class ProgressFile(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._write(state, "saving")
+
+
+class ConsoleProgress(TrainerCallback):
+    """One progress line per training job on the terminal (the libraries' own bars are off,
+    see cli/output.py): a live tqdm bar on a terminal, one summary line in a log file."""
+
+    def __init__(self, job_name: str):
+        import os
+
+        self.job_name = job_name
+        self.bar = None
+        self.loss = None
+        self.quiet = os.environ.get("DTM_QUIET") == "1"  # dtm -q
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import sys
+
+        from tqdm import tqdm
+
+        # explicit disable=False: drawn even with TQDM_DISABLE set
+        if sys.stderr.isatty() and not self.quiet:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, disable=False,
+                            desc=f"[train] {self.job_name}", unit="step", leave=True,
+                            dynamic_ncols=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.loss = logs["loss"]
+            if self.bar is not None:
+                self.bar.set_postfix(loss=f"{self.loss:.4f}", refresh=False)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            return
+        if self.quiet:
+            return
+        loss = f", loss {self.loss:.4f}" if isinstance(self.loss, (int, float)) else ""
+        print(f"[train] {self.job_name}: {state.global_step}/{state.max_steps} steps{loss}",
+              flush=True)

@@ -18,7 +18,7 @@ from dtmerge.config import RunConfig
 from dtmerge.errors import DataError, TrainingError
 from dtmerge.models import load_model, load_tokenizer, pick_dtype
 from dtmerge.rundir import atomic_dir, atomic_write_text
-from dtmerge.train.callbacks import DivergenceGuard, ProgressFile
+from dtmerge.train.callbacks import ConsoleProgress, DivergenceGuard, ProgressFile
 from dtmerge.train.targets import resolve_target_modules
 
 
@@ -82,6 +82,9 @@ def sft_config(cfg: RunConfig, work_dir: Path, report_to: list[str]):
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,
     )
+    if "activation_checkpointing" in getattr(SFTConfig, "__dataclass_fields__", {}):
+        # transformers 5 renamed it; the old name still works but warns on every job
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
     kwargs.update(t.trainer_kwargs)
     return SFTConfig(**kwargs)
 
@@ -164,8 +167,14 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[DivergenceGuard(job_name), ProgressFile(work_dir / "progress.json"),
-                   *(callbacks or [])], **recipe_kwargs,
+                   ConsoleProgress(job_name), *(callbacks or [])], **recipe_kwargs,
     )
+    # ConsoleProgress draws this job's one progress line instead of the Trainer's bar and
+    # its per-log dict printouts
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
     if len(trainer.train_dataset) == 0:
         raise DataError(
             f"{data_path}: every example lost its whole response to truncation at "

@@ -2,13 +2,12 @@
 
 A build lives in `<cache>/<version>-<size>-seed<seed>/` and is renamed into place only when
 complete, so an interrupted build is never reused. The cache is `~/.cache/dtmerge/testbed`
-unless `cache_dir` or the environment variable DTMERGE_CACHE says otherwise.
+unless `cache_dir` or $DTMERGE_CACHE_DIR (then <it>/testbed) says otherwise.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,9 @@ class Testbed:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DTMERGE_CACHE") or "~/.cache/dtmerge/testbed").expanduser()
+    from dtmerge.models.gguf import cache_root
+
+    return cache_root() / "testbed"
 
 
 def _testbed_at(root: Path) -> Testbed:
@@ -106,7 +107,7 @@ def build_testbed(seed: int = 0, size: str = "small", cache_dir: str | Path | No
     Args:
         seed: world, data and training seed.
         size: "small" (the demo) or "tiny" (tests).
-        cache_dir: cache root (default: DTMERGE_CACHE or ~/.cache/dtmerge/testbed).
+        cache_dir: cache root (default: $DTMERGE_CACHE_DIR/testbed or ~/.cache/dtmerge/testbed).
         log: progress printer.
 
     Returns:

@@ -21,6 +21,7 @@ from pathlib import Path
 from dtmerge.config import RunConfig, config_from_dict
 from dtmerge.rundir import RunDir, atomic_dir, atomic_write_json, hash_path
 
+LINKED_RUNS = "linked_runs.json"  # variant -> the run directory that trained it
 LONG_FACTOR = 3  # dtm_long: sub-models see LONG_FACTOR times the epochs of SFT
 # Demo training settings per testbed size: LoRA on every linear layer, as in the paper's main
 # setting. Rank 32 of hidden 128 leaves enough to train; with full fine-tuning (measured, seed 0)
@@ -34,6 +35,7 @@ TRAIN = {
     "small": {**_LORA, "num_epochs": 4, "batch_size": 16, "learning_rate": 4e-3},
 }
 INTERPOLATION = [0.25, 0.5, 0.75]
+MONITOR_EVERY = {"tiny": 2, "small": 50}  # probe interval: ~10 probes over SFT's steps
 
 
 def recipe_entries(names: list[str] | None, testbed, num_portions: int) -> list[dict] | None:
@@ -83,10 +85,14 @@ def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
         "eval": {"tasks": tasks, "include_path": [str(testbed.tasks_dir)], "batch_size": 32,
                  # The long run is not evaluated itself: its merge is scored in the main run.
                  "device": "cpu", "variants": ["base", "dtm"] if long else
-                 ["base", "sft", "dtm", "dtm_long", "interpolation"],
+                 ["base", "sft", "dtm", "dtm_long", "interpolation", "best"],
                  "interpolation": interpolation or INTERPOLATION},
         "report": {"knowledge_tasks": testbed.knowledge_tasks + testbed.reasoning_tasks,
                    "instruction_tasks": testbed.instruction_tasks},
+        # The main run trains with the knowledge monitor on: probe curves, alerts and the
+        # best step kept as sft_best (scored through eval.variants "best").
+        "monitor": {"enabled": not long, "every_steps": MONITOR_EVERY[size],
+                    "probe_tasks": testbed.knowledge_tasks, "probe_size": 100},
     }, source="dtm demo")
 
 
@@ -113,6 +119,8 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     cfg = demo_config(testbed, seed, size, num_portions, runs_dir,
                       interpolation=interpolation, recipes=recipes)
     _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
+    # The report's timing table lists the long run's jobs too (report/run_sections.py).
+    atomic_write_json(Path(cfg.run_dir) / LINKED_RUNS, {"dtm_long": str(long_run.root)})
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)
     return {"seed": seed, "run_dir": str(run.root), "scores": scores, "gaps": line_gaps(run),
@@ -206,9 +214,19 @@ def format_table(table: dict) -> str:
         cells = []
         for c in cols:
             cell = row.get(c)
-            cells.append(f"{cell['mean']:>9.3f} ±{cell['std']:.3f}" if cell else f"{'-':>16}")
+            empty = _why_no_gap(v) if c == "gap_to_line" else "-"
+            cells.append(f"{cell['mean']:>9.3f} ±{cell['std']:.3f}" if cell else f"{empty:>16}")
         lines.append(f"{v:<13}" + "".join(f"{c:>16}" for c in cells))
+    lines.append("gap_to_line: 'the line' = a point of the line itself (base, SFT, interp_t); "
+                 "'off the line' = instruction following outside the line's range, see the report")
     return "\n".join(lines)
+
+
+def _why_no_gap(variant: str) -> str:
+    """What a missing gap_to_line means, instead of a bare dash."""
+    if variant in ("base", "sft") or variant.startswith("interp_"):
+        return "the line"
+    return "off the line"
 
 
 def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: int = 4,
@@ -222,7 +240,7 @@ def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: i
         size: testbed size ("small" for the demo, "tiny" for tests).
         num_portions: K.
         runs_dir: parent of the run directories and of the summary JSON.
-        cache_dir: testbed cache (default: DTMERGE_CACHE or ~/.cache/dtmerge/testbed).
+        cache_dir: testbed cache (default: $DTMERGE_CACHE_DIR/testbed or ~/.cache/dtmerge/testbed).
         interpolation: base-SFT coefficients of the trade-off line (default 0.25, 0.5, 0.75).
         log: progress printer.
         recipes: recipe names (or ["all"]) trained and scored beside SFT and DTM.

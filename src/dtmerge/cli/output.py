@@ -1,0 +1,112 @@
+"""What `dtm` prints: stage lines, one progress line per job, warnings once at the end.
+
+Libraries each draw their own progress bars (datasets per map, transformers per weight load,
+lm-eval per request type) and repeat the same deprecation warning for every job; a run's
+terminal then holds more chatter than results. `quiet_libraries` turns those bars off through
+the variables each library reads (so spawned training workers inherit them), and
+`WarningDigest` collects Python warnings while a command runs and prints each distinct one
+once at the end. Deprecation notices raised inside installed libraries (not fixable here) are
+only counted, unless --log-level debug asks to see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+LEVELS = ("debug", "info", "warning", "error")
+OWN_BAR_PREFIX = "[train]"  # dtmerge's per-job progress line (train/callbacks.py)
+# Each library's own switch for its progress bars and advisory logging.
+_QUIET_ENV = {
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets .map/.filter bars
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # hub downloads; transformers' bars follow it
+    "TQDM_DISABLE": "1",  # lm-eval's per-request bars (explicit disable=False still draws)
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def quiet_libraries() -> None:
+    """Turn library progress bars and advisory logs off, unless the user set the variable."""
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("TQDM_DISABLE") == "1":
+        _fold_explicit_bars()
+
+
+def _fold_explicit_bars() -> None:
+    """lm-eval passes `disable=False` explicitly (rank 0), which TQDM_DISABLE cannot override;
+    in this process only dtmerge's own job lines (desc "[train] ...") are drawn."""
+    from tqdm import std
+
+    original = std.tqdm.__init__
+    if getattr(original, "_dtmerge_folded", False):
+        return
+
+    def init(self, *args, **kwargs):
+        if not str(kwargs.get("desc") or "").startswith(OWN_BAR_PREFIX):
+            kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    init._dtmerge_folded = True
+    std.tqdm.__init__ = init
+
+
+def setup_logging(level: str = "info", quiet: bool = False) -> int:
+    """Configure dtmerge's loggers (the monitor, alerts); returns the numeric level."""
+    numeric = logging.WARNING if quiet else getattr(logging, level.upper())
+    # libraries (lm-eval, transformers) log at INFO for every task: only their warnings show,
+    # unless debug is asked for
+    root = logging.DEBUG if numeric == logging.DEBUG else logging.WARNING
+    logging.basicConfig(level=root, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dtmerge").setLevel(numeric)
+    return numeric
+
+
+def _from_library(filename: str) -> bool:
+    parts = Path(filename).parts
+    return "site-packages" in parts or "dist-packages" in parts
+
+
+class WarningDigest:
+    """Collect warnings while a command runs; `report()` prints each distinct one once."""
+
+    def __init__(self, show_library_deprecations: bool = False):
+        self.show_library_deprecations = show_library_deprecations
+        self.seen: dict[tuple[str, str], int] = {}
+        self.hidden = 0
+        self._previous = None
+
+    def __enter__(self) -> "WarningDigest":
+        self._previous = warnings.showwarning
+        self._filters = warnings.catch_warnings()
+        self._filters.__enter__()
+        warnings.simplefilter("always")  # count repeats here instead of letting Python drop them
+        warnings.showwarning = self._record
+        return self
+
+    def __exit__(self, *exc) -> None:
+        warnings.showwarning = self._previous
+        self._filters.__exit__(*exc)
+
+    def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
+        deprecation = issubclass(category, (DeprecationWarning, FutureWarning, PendingDeprecationWarning))
+        if deprecation and _from_library(filename) and not self.show_library_deprecations:
+            self.hidden += 1
+            return
+        key = (category.__name__, str(message).strip())
+        self.seen[key] = self.seen.get(key, 0) + 1
+
+    def report(self, stream=None) -> None:
+        stream = stream or sys.stderr
+        if self.seen:
+            print(f"warnings ({len(self.seen)} distinct, each shown once):", file=stream)
+            for (category, text), count in self.seen.items():
+                times = f" (x{count})" if count > 1 else ""
+                print(f"  {category}: {text.splitlines()[0][:300]}{times}", file=stream)
+        if self.hidden:
+            print(f"({self.hidden} deprecation notices from installed libraries hidden; "
+                  "--log-level debug shows them)", file=stream)
