@@ -22,6 +22,7 @@ from dtmerge.report.results import (
     ReportError, VariantResult, all_tasks, higher_is_better, lm_loss_tasks, load_eval_dir,
     settings_mismatches, split_tasks,
 )
+from dtmerge.report.splits import on_test_split
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
 )
@@ -85,6 +86,7 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
     """
     eval_dir = run.root / "eval"
     variants = load_eval_dir(eval_dir) if eval_dir.is_dir() else {}
+    variants, split_sections = on_test_split(eval_dir, variants)  # test items when split
     if not variants:
         raise ReportError(
             f"no evaluation results in {eval_dir}: run `dtm eval` on this run first "
@@ -98,7 +100,7 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
     data: dict[str, Any] = {"variants": names, "tasks": tasks, "knowledge_tasks": know,
                             "instruction_tasks": instr, "lm_loss_tasks": lm_tasks,
                             "higher_is_better": {t: higher_is_better(variants, t) for t in tasks}}
-    sections: list[Section] = []
+    sections: list[Section] = list(split_sections)
 
     # -- scores and tax
     table = tax_table(variants, tasks, n_boot, seed)
