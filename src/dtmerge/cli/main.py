@@ -24,6 +24,7 @@ COMMANDS = {
     "demo": ("dtmerge.cli.demo", "the offline alignment-tax testbed, end to end"),
     "compare": ("dtmerge.cli.compare", "A/B comparison of two runs or models (CI gate)"),
     "watch": ("dtmerge.cli.watch", "live view of a run's jobs and monitor curves"),
+    "frontier": ("dtmerge.cli.frontier", "merged candidates chosen on validation items"),
 }
 
 
