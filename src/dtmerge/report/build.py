@@ -22,6 +22,7 @@ from dtmerge.report.results import (
     ReportError, VariantResult, all_tasks, higher_is_better, lm_loss_tasks, load_eval_dir,
     settings_mismatches, split_tasks,
 )
+from dtmerge.report.frontier_section import frontier_section
 from dtmerge.report.splits import on_test_split
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
@@ -171,6 +172,8 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
 
     # -- trade-off view
     sections.append(_tradeoff_section(variants, know, instr, data))
+
+    sections += frontier_section(run.root, variants, know, instr, n_boot, seed)
 
     # -- error sets
     sets = error_sets(variants, know)
