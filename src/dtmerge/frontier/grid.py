@@ -71,9 +71,10 @@ def build_grid(cfg, num_models: int) -> list[Candidate]:
                               f"indices 0..{num_models - 1}")
         subsets.append(tuple(sorted(set(subset))))
     grid, seen = [], set()
-    ordered = sorted(((abs(s - 1.0), s, m, sub) for s in scales for sub in dict.fromkeys(subsets)
-                      for m in fc.methods), key=lambda x: (x[0], x[1], fc.methods.index(x[2])))
-    for _, scale, method, subset in ordered:
+    subsets = list(dict.fromkeys(subsets))
+    ordered = sorted(((abs(s - 1.0), s, j, fc.methods.index(m), m, sub) for s in scales
+                      for j, sub in enumerate(subsets) for m in fc.methods))
+    for _, scale, _, _, method, subset in ordered:
         params = get_method(method).check_params(fc.params.get(method))
         cand = Candidate(method, scale, subset, params, subset == subsets[0])
         key = cand._equivalence_key()
