@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import copy_run
+from frontier_run import copy_run
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import split_of
 from dtmerge.frontier import build_grid, export_candidate, frontier_stage

@@ -7,12 +7,12 @@ first pass on a subsample of them), and only the chosen one is scored on test it
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import ItemSplit, doc_indices, split_of
 from dtmerge.report.analysis import TradeoffPoint, tradeoff_points
-from dtmerge.report.results import VariantResult, load_eval_file, split_tasks
+from dtmerge.report.results import VariantResult, split_tasks
 from dtmerge.report.splits import restrict_variant
 from dtmerge.rundir import RunDir
 
@@ -34,8 +34,6 @@ def run_items(run: RunDir) -> dict[str, list]:
     for name in REFERENCE_VARIANTS:
         path = run.eval_file(name)
         if path.is_file():
-            import json
-
             tasks = json.loads(path.read_text()).get("tasks", {})
             return {t: [it["doc_id"] for it in r.get("items") or []] for t, r in tasks.items()}
     raise ConfigError(f"{run.root}: no eval/sft.json, eval/dtm.json or eval/base.json; run "
@@ -61,11 +59,6 @@ def pass_items(split: ItemSplit, items: dict[str, list], which: str,
 def samples_of(items: dict[str, list]) -> dict[str, list[int]]:
     """lm-eval `samples=` for the given ids (every id in one part: the split is identity)."""
     return doc_indices(ItemSplit(1.0), items, "validation")
-
-
-def point(result: VariantResult, items: dict[str, list], cfg) -> TradeoffPoint | None:
-    """(instruction, knowledge) of a result restricted to `items` (None: tasks missing)."""
-    return points({result.name: result}, items, cfg).get(result.name)
 
 
 def points(results: dict[str, VariantResult], items: dict[str, list],
@@ -94,6 +87,3 @@ class ItemsOnly(ItemSplit):
     def part(self, task, doc_id):
         return "validation" if str(doc_id) in self.items.get(task, ()) else "test"
 
-
-def load_point(path: Path, items: dict[str, list], cfg) -> TradeoffPoint | None:
-    return point(load_eval_file(path), items, cfg)

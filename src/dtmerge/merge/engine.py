@@ -32,7 +32,7 @@ from dtmerge.errors import MergeError
 from dtmerge.merge.adapter_out import write_concat_adapter
 from dtmerge.merge.methods import get_method
 from dtmerge.merge.methods.base import Block
-from dtmerge.merge.options import BLOCK_ELEMENTS, MergeJob, MergeOptions
+from dtmerge.merge.options import MergeJob, MergeOptions
 from dtmerge.merge.sources import FullModelSource, open_source
 from dtmerge.merge.tensor_io import OutTensor, ShardWriter, TensorInfo, unmap
 from dtmerge.merge.validate import validate_inputs
