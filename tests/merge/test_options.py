@@ -36,3 +36,22 @@ def test_update_scale_extrapolates_the_merged_update(zoo, tmp_path, method):
     for name, tensor in scaled.items():
         expected = base[name].double() + 1.5 * (one[name].double() - base[name].double())
         assert torch.allclose(tensor.double(), expected, atol=1e-6), name
+
+
+@pytest.mark.parametrize("method,which", [("linear", "full"), ("ties", "full"),
+                                          ("dare_linear", "full"), ("task_arithmetic", "lora"),
+                                          ("linear", "lora")])
+def test_one_read_for_several_scales_equals_separate_merges(zoo, tmp_path, method, which):
+    from dtmerge.merge import merge_scaled
+
+    scales = {tmp_path / "s1": 1.0, tmp_path / "s05": 0.5, tmp_path / "s2": 2.0}
+    opts = MergeOptions(method=method, block_elements=2000)
+    records = merge_scaled(zoo["base"], zoo[which], scales, opts)
+    assert records[tmp_path / "s2"]["update_scale"] == 2.0
+    for out, scale in scales.items():
+        alone = tmp_path / f"alone_{out.name}"
+        merge_models(zoo["base"], zoo[which], alone, opts, update_scale=scale)
+        mine, ref = load_dir(out), load_dir(alone)
+        assert mine.keys() == ref.keys()
+        for name in ref:
+            assert torch.equal(mine[name], ref[name]), (out.name, name)

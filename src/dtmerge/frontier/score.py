@@ -16,7 +16,7 @@ from pathlib import Path
 from dtmerge.evaluate.split import SPLIT_KEYS
 from dtmerge.frontier.grid import Candidate
 from dtmerge.frontier.items import samples_of
-from dtmerge.merge.engine import merge_models
+from dtmerge.merge.engine import merge_models, merge_scaled
 from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
 
 
@@ -71,6 +71,24 @@ def ensure_model(ctx: FrontierContext, cand: Candidate) -> Path:
     return out
 
 
+def premerge(ctx: FrontierContext, cands: list[Candidate]) -> None:
+    """Merge the candidates that differ only in scale together: the sub-models are read and
+    combined once, and each scale is written to its own cache directory."""
+    groups: dict[tuple, list[Candidate]] = {}
+    for cand in cands:
+        if not (ctx.model_dir(cand) / "merge_record.json").is_file():
+            key = (cand.method, cand.subset, tuple(sorted(cand.params.items())))
+            groups.setdefault(key, []).append(cand)
+    for group in groups.values():
+        if len(group) == 1:
+            continue  # merged when scored
+        first = group[0]
+        fisher = [ctx.run.portion(i) for i in first.subset] if first.method == "fisher" else None
+        merge_scaled(ctx.base, [ctx.subs[i] for i in first.subset],
+                     {ctx.model_dir(c): c.scale for c in group},
+                     first.options(fisher_data=fisher), log=ctx.log)
+
+
 def merge_candidate(ctx: FrontierContext, cand: Candidate, out: Path) -> dict:
     """Merge `cand` into `out` with the streaming engine (atomic: all or nothing)."""
     fisher = [ctx.run.portion(i) for i in cand.subset] if cand.method == "fisher" else None
@@ -83,15 +101,24 @@ def drop_model(ctx: FrontierContext, cand: Candidate) -> None:
         shutil.rmtree(ctx.model_dir(cand), ignore_errors=True)
 
 
+def pass_fingerprint(ctx: FrontierContext, cand: Candidate, items: dict[str, list]) -> str:
+    settings = {k: v for k, v in ctx.cfg.eval.model_dump(mode="json").items()
+                if k not in SPLIT_KEYS}
+    return hash_obj({"model": ctx.model_key(cand), "eval": settings,
+                     "items": {t: [str(i) for i in ids] for t, ids in items.items()}})
+
+
+def is_scored(ctx: FrontierContext, cand: Candidate, which: str, items: dict[str, list]) -> bool:
+    return (ctx.eval_path(cand.name, which).exists()
+            and ctx.run.is_done(f"frontier:{cand.name}:{which}", pass_fingerprint(ctx, cand, items)))
+
+
 def score_candidate(ctx: FrontierContext, cand: Candidate, which: str,
                     items: dict[str, list]) -> Path:
     """Score `cand` on `items` (job `frontier:<name>:<which>`); returns its eval JSON path."""
     from dtmerge.evaluate.harness import evaluate_model
 
-    settings = {k: v for k, v in ctx.cfg.eval.model_dump(mode="json").items()
-                if k not in SPLIT_KEYS}
-    fingerprint = hash_obj({"model": ctx.model_key(cand), "eval": settings,
-                            "items": {t: [str(i) for i in ids] for t, ids in items.items()}})
+    fingerprint = pass_fingerprint(ctx, cand, items)
     out = ctx.eval_path(cand.name, which)
     job = f"frontier:{cand.name}:{which}"
     if not out.exists() and ctx.run.is_done(job, fingerprint):

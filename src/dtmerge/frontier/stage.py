@@ -15,7 +15,8 @@ import time
 from dtmerge.evaluate.split import record_split
 from dtmerge.frontier.grid import Candidate, build_grid
 from dtmerge.frontier.items import pass_items, points, run_items, run_split
-from dtmerge.frontier.score import FrontierContext, drop_model, score_candidate
+from dtmerge.frontier.score import (FrontierContext, drop_model, is_scored, premerge,
+                                     score_candidate)
 from dtmerge.frontier.select import choose, pareto_front, pareto_layers
 from dtmerge.report.analysis import TradeoffPoint, interpolation_line
 from dtmerge.report.results import load_eval_dir, load_eval_file
@@ -28,6 +29,7 @@ def _score_pass(ctx: FrontierContext, grid: list[Candidate], which: str,
                 items: dict[str, list]) -> dict[str, TradeoffPoint]:
     """Score every candidate of `grid` on one pass; their points on that pass's items."""
     results = {}
+    premerge(ctx, [c for c in grid if not is_scored(ctx, c, which, items)])
     for cand in grid:
         path = score_candidate(ctx, cand, which, items)
         drop_model(ctx, cand)

@@ -18,6 +18,7 @@ file), against 2-3x more per pass with 16 MB blocks. Reads through mappings of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -30,6 +31,7 @@ import torch
 
 from dtmerge.errors import MergeError
 from dtmerge.merge.adapter_out import write_concat_adapter
+from dtmerge.merge.finish import finish_block, write_scaled
 from dtmerge.merge.methods import get_method
 from dtmerge.merge.methods.base import Block
 from dtmerge.merge.options import MergeJob, MergeOptions
@@ -83,9 +85,21 @@ def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path
     Raises:
         MergeError: inputs that cannot be merged, naming the first mismatch.
     """
+    opts = MergeOptions.of(options, overrides)
+    return merge_scaled(base, models, {Path(out_dir): opts.update_scale}, opts, log=log)[
+        Path(out_dir)]
+
+
+def merge_scaled(base: str | Path, models: list[str | Path], outs: dict[Path, float],
+                 options: MergeOptions, log: Callable[[str], None] | None = None
+                 ) -> dict[Path, dict]:
+    """One merge written at several update scales, out_dir -> scale (`options.update_scale`
+    ignored): the inputs are read and combined once, and base + scale * (merged - base) is
+    written per output. Each output equals `merge_models` with that `update_scale`, bit for
+    bit. Returns each output's merge record."""
     started = time.time()
     log = log or (lambda _msg: None)
-    opts = MergeOptions.of(options, overrides)
+    opts = options
     merge_method = get_method(opts.method)
     params = merge_method.check_params(dict(opts.params))
     base_src = FullModelSource(base)
@@ -95,49 +109,60 @@ def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path
     if opts.as_adapter and not merge_method.linear_in_deltas:
         raise MergeError(f"as_adapter: '{opts.method}' is not linear in the updates, so it has no "
                          "exact adapter form; use linear or task_arithmetic, or a full-model output")
-    out_dir = Path(out_dir)
+    outs = {Path(o): float(s) for o, s in outs.items()}
     extras: dict = {}
     try:
-        with atomic_dir(out_dir) as tmp, \
-                tempfile.TemporaryDirectory(prefix=".dtm-merge-", dir=out_dir.parent) as work:
+        with contextlib.ExitStack() as stack:
+            tmps = [stack.enter_context(atomic_dir(o)) for o in outs]
+            work = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=".dtm-merge-", dir=next(iter(outs)).parent))
             fisher = list(opts.fisher_data) if opts.fisher_data else None
             extras = merge_method.setup(sources, weights, params, fisher_data=fisher,
                                         base_path=base_src.path, workdir=work, log=log)
             job = MergeJob(base_src, tuple(sources), merge_method, weights, params, extras,
-                           opts.scale, opts.block_elements)
-            output = _write_output(job, opts, tmp)
-            copy_tokenizer(base_src, sources, tmp)
-            record = _record(job, opts, output, started)
-            atomic_write_json(tmp / "merge_record.json", record)
+                           tuple(opts.scale_for(s) for s in outs.values()), opts.block_elements)
+            outputs = _write_outputs(job, opts, tmps)
+            records = {}
+            for (out, scale), tmp, output in zip(outs.items(), tmps, outputs):
+                copy_tokenizer(base_src, sources, tmp)
+                records[out] = _record(job, opts, scale, output, started)
+                atomic_write_json(tmp / "merge_record.json", records[out])
     finally:
         for s in [base_src, *sources]:
             s.close()
         for reader in extras.get("fisher", []):
             reader.close()
-    log(f"[merge] {opts.method} of {len(sources)} models -> {out_dir} in {record['seconds']} s")
-    return record
+    seconds = round(time.time() - started, 3)
+    log(f"[merge] {opts.method} of {len(sources)} models -> "
+        f"{', '.join(map(str, outs))} in {seconds} s")
+    return records
 
 
-def _write_output(job: MergeJob, opts: MergeOptions, tmp: Path) -> dict:
-    """The merged weights (or adapter) into `tmp`; returns the record's `output` entry."""
+def _write_outputs(job: MergeJob, opts: MergeOptions, tmps: list[Path]) -> list[dict]:
+    """The merged weights (or adapters) into `tmps`; returns each record's `output` entry."""
     if opts.as_adapter:
+        outputs = []
         coeffs = job.method.coefficients(job.weights, job.params)
-        scale = 1.0 if job.scale is None else job.scale
-        ranks = write_concat_adapter(job.sources, [c * scale for c in coeffs], tmp)
-        return {"format": "lora_adapter", "modules": len(ranks),
-                "rank": max(ranks.values(), default=0)}
-    output = stream_merge(job, tmp, opts.shard_size)
-    copy_model_files(job.base_src, tmp)
-    return output
+        for tmp, scale in zip(tmps, job.scales):
+            ranks = write_concat_adapter(job.sources, [c * (1.0 if scale is None else scale)
+                                                       for c in coeffs], tmp)
+            outputs.append({"format": "lora_adapter", "modules": len(ranks),
+                            "rank": max(ranks.values(), default=0)})
+        return outputs
+    outputs = stream_merge(job, tmps, opts.shard_size)
+    for tmp in tmps:
+        copy_model_files(job.base_src, tmp)
+    return outputs
 
 
-def _record(job: MergeJob, opts: MergeOptions, output: dict, started: float) -> dict:
+def _record(job: MergeJob, opts: MergeOptions, update_scale: float, output: dict,
+            started: float) -> dict:
     method = job.method
     return {
         "method": method.name, "pretty_name": method.pretty_name,
         "reference_url": method.reference_url, "params": job.params,
         "weights": job.weights, "base_interpolation": opts.base_interpolation,
-        **({"update_scale": opts.update_scale} if opts.update_scale != 1.0 else {}),
+        **({"update_scale": update_scale} if update_scale != 1.0 else {}),
         "base": {"path": str(job.base_src.path.resolve()), "hash": hash_path(job.base_src.path)},
         "models": [_describe(s) for s in job.sources],
         "fisher_data": [str(p) for p in opts.fisher_data] if opts.fisher_data else None,
@@ -250,7 +275,7 @@ def flat_range(info: TensorInfo, rows) -> tuple[int, int]:
     return (0, info.numel) if rows is None else (rows[0] * info.row_numel, rows[1] * info.row_numel)
 
 
-def stream_merge(job: MergeJob, out: Path, shard_size: str) -> dict:
+def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]:
     """The tensor-by-tensor, block-by-block merge loop; returns a description of the output.
 
     Torch runs single-threaded here: cache-sized blocks make each op a few dozen microseconds,
@@ -260,23 +285,23 @@ def stream_merge(job: MergeJob, out: Path, shard_size: str) -> dict:
     base_src = job.base_src
     names = base_src.names()
     plan = [OutTensor(n, base_src.info(n).dtype, base_src.info(n).shape) for n in names]
-    writer = ShardWriter(out, plan, shard_size)
+    writers = [ShardWriter(out, plan, shard_size) for out in outs]
     reader = BlockReader(base_src, list(job.sources), job.block_elements)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for name in names:
-            merge_tensor(name, job, reader, writer)
+            merge_tensor(name, job, reader, writers)
     finally:
         torch.set_num_threads(threads)
-    files = writer.close()
-    return {"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
-            "bytes": sum(p.nbytes for p in plan)}
+    return [{"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
+             "bytes": sum(p.nbytes for p in plan)} for files in (w.close() for w in writers)]
 
 
-def merge_tensor(name: str, job: MergeJob, reader: BlockReader, writer: ShardWriter) -> None:
-    """Merge one tensor block by block and append it to the output."""
-    base_src, sources, method, t = job.base_src, job.sources, job.method, job.scale
+def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
+                 writers: list[ShardWriter]) -> None:
+    """Merge one tensor block by block and append it to every output (one per scale)."""
+    base_src, sources, method = job.base_src, job.sources, job.method
     block_elements = job.block_elements
     info = base_src.info(name)
     step = block_elements if method.seeded_per_block else min(block_elements,
@@ -284,12 +309,15 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader, writer: ShardWri
     touched = [s.kind == "full" or name in s.modules for s in sources]
     if not info.dtype.is_floating_point or not any(touched):
         for rows in row_blocks(info, step):  # nothing to merge: the base as is
-            writer.write(name, base_src.read(name, rows))
+            block = base_src.read(name, rows)
+            for writer in writers:
+                writer.write(name, block)
         return
     work = torch.float64 if info.dtype == torch.float64 else torch.float32
     deltas_space = method.space == "deltas"
     # A weighted average of full models needs no base weights: skip reading them.
-    need_base = deltas_space or t is not None or not all(s.kind == "full" for s in sources)
+    need_base = (deltas_space or any(t is not None for t in job.scales)
+                 or not all(s.kind == "full" for s in sources))
     blocks = list(row_blocks(info, step))
     count = len(sources)
 
@@ -323,15 +351,11 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader, writer: ShardWri
         base_block, stacked = read_block(rows)
         merged = method.combine(Block(name, rows, base_block, stacked, job.weights, job.params,
                                       state, job.extras))
-        if deltas_space:
-            result = base_block.add_(merged if t is None else merged.mul_(t))
+        if len(writers) == 1:
+            writers[0].write(name, finish_block(name, merged, base_block, job.scales[0],
+                                                deltas_space))
         else:
-            result = merged if t is None else base_block.add_(merged.sub_(base_block).mul_(t))
-        # One cheap reduction instead of an isfinite pass: NaN/inf anywhere makes it non-finite.
-        if not math.isfinite(float(result.sum())) and not torch.isfinite(result).all():
-            raise MergeError(f"merging tensor '{name}' gave NaN or inf values: check the "
-                             "inputs for NaN weights and the method parameters")
-        writer.write(name, result)
+            write_scaled(name, merged, base_block, job.scales, deltas_space, writers)
 
 
 def copy_model_files(base_src: FullModelSource, out: Path) -> None:

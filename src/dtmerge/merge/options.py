@@ -80,10 +80,14 @@ class MergeOptions:
     @property
     def scale(self) -> float | None:
         """The factor on the merged update, None when the merge is kept as is."""
-        t = 1.0 if self.base_interpolation is None else self.base_interpolation
-        if self.base_interpolation is None and self.update_scale == 1.0:
+        return self.scale_for(self.update_scale)
+
+    def scale_for(self, update_scale: float) -> float | None:
+        """The factor on the merged update for one update scale (None: the merge as is)."""
+        if self.base_interpolation is None and update_scale == 1.0:
             return None
-        return t * self.update_scale
+        t = 1.0 if self.base_interpolation is None else self.base_interpolation
+        return t * float(update_scale)
 
 
 @dataclass(frozen=True)
@@ -96,5 +100,7 @@ class MergeJob:
     weights: list[float]
     params: dict[str, Any]
     extras: dict[str, Any]
-    scale: float | None  # None: the merged update as is
+    # One factor on the merged update per output (None: the merge as is); several outputs
+    # share one read of the inputs.
+    scales: tuple[float | None, ...]
     block_elements: int

@@ -17,6 +17,9 @@ def report_inputs(run: RunDir) -> dict[str, str]:
     inputs = {}
     for p in sorted((run.root / "eval").glob("*.json")):
         inputs[f"eval/{p.name}"] = hash_file(p)
+    frontier = run.root / "frontier" / "frontier.json"  # the frontier section's input
+    if frontier.is_file():
+        inputs["frontier/frontier.json"] = hash_file(frontier)
     for name in monitored_models(run):
         path = monitor_file(run, name)
         if path is not None:
