@@ -16,7 +16,9 @@ unfit on the merge's hot path, so they are written by hand and tested against PE
   models, which equals the weighted mean only when all weights are 1. `sign_consensus_merge_`
   uses float-only passes (sum, copysign, relu, sign);
 - `random_pruning` draws from the global RNG with `bernoulli` (3x slower than `rand < p`);
-  here each (seed, tensor, model, block) has its own generator, so merges are reproducible.
+  here each (seed, tensor, model, block) has its own PCG64 generator, so merges are
+  reproducible, and the mask comes from its raw 32-bit draws compared in numpy and applied in
+  one fused multiply-add per model (`keep_mask_`).
 """
 
 from __future__ import annotations
@@ -192,6 +194,31 @@ def block_seed(seed: int, name: str, model: int, rows: tuple[int, int] | None) -
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
 
 
+DARE_CHUNK = 1 << 18  # values drawn and masked at a time: the chunk's buffers stay in cache
+
+
+def keep_mask_(seed: int, name: str, model: int, rows, density: float,
+               out: torch.Tensor) -> torch.Tensor:
+    """DARE's keep mask of one (tensor, model, row block) as 1.0/0.0 into `out` (flat).
+
+    Entry i is kept when the i-th 32-bit draw of a PCG64 generator seeded by `block_seed`
+    is below round(density * 2^32): probability density within 2^-33 (torch.rand's float32
+    draws resolve 2^-24), at ~1 ns per value against ~11 for rand, compare and a bool
+    multiply in torch. Drawn in cache-sized chunks of even length, so the mask depends on
+    nothing but the seed, the tensor, the model and the block.
+    """
+    gen = np.random.Generator(np.random.PCG64(block_seed(seed, name, model, rows)))
+    threshold = np.uint32(min(round(density * 2.0 ** 32), 2 ** 32 - 1))
+    numel = out.numel()
+    keep = np.empty(min(numel, DARE_CHUNK), dtype=bool)
+    for start in range(0, numel, DARE_CHUNK):
+        n = min(DARE_CHUNK, numel - start)
+        draws = gen.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+        np.less(draws, threshold, out=keep[:n])
+        out[start:start + n].copy_(torch.from_numpy(keep[:n]))
+    return out
+
+
 def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
     """DARE in place: keep each entry with probability `density`, rescale kept ones by 1/density
     (unless `rescale` is False: the caller folds 1/density into the model weights)."""
@@ -199,12 +226,10 @@ def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
     stacked = block.tensors
     if density >= 1.0:
         return stacked
-    gen = torch.Generator()
-    uniform = torch.empty(stacked.shape[1:], dtype=stacked.dtype)
+    mask = torch.empty(stacked[0].numel(), dtype=stacked.dtype)
     for k in range(stacked.shape[0]):
-        gen.manual_seed(block_seed(int(block.params["seed"]), block.name, k, block.rows))
-        torch.rand(uniform.shape, generator=gen, dtype=stacked.dtype, out=uniform)
-        stacked[k].mul_(uniform < density)
+        keep_mask_(int(block.params["seed"]), block.name, k, block.rows, density, mask)
+        stacked[k].view(-1).mul_(mask)
         if rescale:
             stacked[k].div_(density)
     return stacked
@@ -282,11 +307,21 @@ class DareLinear(_SparseMethod):
     seeded_per_block = True
 
     def combine(self, block: Block) -> torch.Tensor:
-        kept = dare_drop_(block, rescale=False)
-        w = (normalized(block.weights, kept) if block.params["normalize"]
-             else torch.tensor(block.weights, dtype=kept.dtype))
-        scale = block.params["scaling"] / min(1.0, float(block.params["density"]))
-        return kept.mul_(per_model(w * scale, kept)).sum(0)
+        # sum_k c_k * mask_k * delta_k with c_k = w_k * scaling / density, one fused pass per
+        # model (addcmul) instead of mask, weight and sum passes over the (K, *block) stack.
+        stacked, density = block.tensors, float(block.params["density"])
+        w = (normalized(block.weights, stacked) if block.params["normalize"]
+             else torch.tensor(block.weights, dtype=stacked.dtype))
+        coeffs = (w * (block.params["scaling"] / min(1.0, density))).tolist()
+        merged = torch.zeros(stacked.shape[1:], dtype=stacked.dtype)
+        flat, mask = merged.view(-1), torch.empty(merged.numel(), dtype=stacked.dtype)
+        for k, c in enumerate(coeffs):
+            if density < 1.0:
+                keep_mask_(int(block.params["seed"]), block.name, k, block.rows, density, mask)
+                flat.addcmul_(stacked[k].reshape(-1), mask, value=c)
+            else:
+                flat.add_(stacked[k].reshape(-1), alpha=c)
+        return merged
 
 
 class DareTies(_SparseMethod):
