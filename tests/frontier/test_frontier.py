@@ -117,9 +117,16 @@ def test_a_killed_frontier_resumes_without_rescoring(evaluated_run, tmp_path, mo
     assert again == []
 
 
-def test_cli_frontier_needs_the_split(evaluated_run, tmp_path, capsys):
+def test_cli_frontier_and_export(evaluated_run, tmp_path, capsys):
     from dtmerge.cli.main import main
 
     cfg, run = copy_run(*evaluated_run, tmp_path)
     assert main(["frontier", str(run.root), "eval.validation_fraction=null"]) == 2
     assert "eval.validation_fraction" in capsys.readouterr().err
+    one = ["frontier.methods=[linear]", "frontier.scales=[1.5]", "frontier.prune_fraction=null"]
+    assert main(["frontier", str(run.root), *one]) == 0
+    assert "chosen: linear_x1.5" in capsys.readouterr().out
+    assert main(["frontier", str(run.root), *one, "--export", "chosen"]) == 0
+    assert (run.model("frontier_linear_x1.5") / "config.json").is_file()
+    assert main(["frontier", str(run.root), *one, "--export", "chosen"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
