@@ -46,6 +46,9 @@ def test_pareto_front_layers_and_targets():
     pts = _pts(a=(0.2, 0.9), b=(0.5, 0.8), c=(0.4, 0.7), d=(0.8, 0.5), e=(0.3, 0.6))
     assert pareto_front(pts) == ["a", "b", "d"]
     assert pareto_layers(pts, 4) == ["a", "b", "d", "c"]
+    assert pareto_layers(pts, 2) == ["a", "b", "d"]  # the front is not cut
+    same = _pts(x=(0.5, 0.5), y=(0.5, 0.5), z=(0.5, 0.5), w=(0.1, 0.1))
+    assert pareto_layers(same, 2) == ["x", "w"]  # equal scores: one of them
     sft = TradeoffPoint("sft", 0.45, 0.5, 0.0)
     assert choose(pts, "match_sft", sft)[0] == "b"
     assert choose(pts, "match_sft", TradeoffPoint("sft", 0.9, 0.5, 0.0))[0] == "d"

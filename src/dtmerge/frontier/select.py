@@ -21,14 +21,26 @@ def pareto_front(points: dict[str, TradeoffPoint]) -> list[str]:
 
 
 def pareto_layers(points: dict[str, TradeoffPoint], keep: int) -> list[str]:
-    """Whole Pareto layers (front, then the front of the rest...) until at least `keep`
-    names: the first pass's survivors."""
+    """The first pass's survivors: whole Pareto layers (the front, then the front of the
+    rest...) while they fit in `keep`. A layer that does not fit is cut to one name per
+    distinct point (candidates that scored the same: the first in grid order, that is the
+    order of `points`), then to what still fits; the front is never cut below that."""
+    order = {n: i for i, n in enumerate(points)}
     left, kept = dict(points), []
     while left and len(kept) < keep:
         layer = pareto_front(left)
-        kept += layer
         for n in layer:
             del left[n]
+        room = keep - len(kept)
+        if len(layer) > room:
+            seen, distinct = set(), []
+            for n in sorted(layer, key=order.get):
+                spot = (points[n].instruction, points[n].knowledge)
+                if spot not in seen:
+                    seen.add(spot)
+                    distinct.append(n)
+            layer = distinct if not kept else distinct[:room]
+        kept += layer
     return kept
 
 
