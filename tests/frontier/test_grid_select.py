@@ -48,7 +48,9 @@ def test_pareto_front_layers_and_targets():
     assert pareto_layers(pts, 4) == ["a", "b", "d", "c"]
     assert pareto_layers(pts, 2) == ["a", "b", "d"]  # the front is not cut
     same = _pts(x=(0.5, 0.5), y=(0.5, 0.5), z=(0.5, 0.5), w=(0.1, 0.1))
-    assert pareto_layers(same, 2) == ["x", "w"]  # equal scores: one of them
+    assert pareto_layers(same, 2) == ["x", "y"]  # equal scores: in grid order
+    wide = _pts(p=(0.1, 0.9), q=(0.9, 0.1), r=(0.1, 0.9), s=(0.5, 0.5))
+    assert pareto_layers(wide, 2) == ["p", "q", "s"]  # every distinct front point
     sft = TradeoffPoint("sft", 0.45, 0.5, 0.0)
     assert choose(pts, "match_sft", sft)[0] == "b"
     assert choose(pts, "match_sft", TradeoffPoint("sft", 0.9, 0.5, 0.0))[0] == "d"

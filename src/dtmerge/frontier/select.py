@@ -22,9 +22,9 @@ def pareto_front(points: dict[str, TradeoffPoint]) -> list[str]:
 
 def pareto_layers(points: dict[str, TradeoffPoint], keep: int) -> list[str]:
     """The first pass's survivors: whole Pareto layers (the front, then the front of the
-    rest...) while they fit in `keep`. A layer that does not fit is cut to one name per
-    distinct point (candidates that scored the same: the first in grid order, that is the
-    order of `points`), then to what still fits; the front is never cut below that."""
+    rest...) while they fit in `keep`. A layer that does not fit keeps one name per distinct
+    point first (of candidates that scored the same, the first in grid order, the order of
+    `points`), then the tied others, up to what fits; the front keeps every distinct point."""
     order = {n: i for i, n in enumerate(points)}
     left, kept = dict(points), []
     while left and len(kept) < keep:
@@ -39,7 +39,8 @@ def pareto_layers(points: dict[str, TradeoffPoint], keep: int) -> list[str]:
                 if spot not in seen:
                     seen.add(spot)
                     distinct.append(n)
-            layer = distinct if not kept else distinct[:room]
+            ties = [n for n in sorted(layer, key=order.get) if n not in distinct]
+            layer = (distinct + ties)[:max(room, len(distinct) if not kept else 0)]
         kept += layer
     return kept
 
