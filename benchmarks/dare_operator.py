@@ -6,7 +6,7 @@ Both drop task-vector entries at random with probability 1 - density, rescale by
 and sum the models weighted, on the same (K, values) fp32 stack, single-threaded as in the
 merge loop; best and median of interleaved repetitions. This isolates the method's own cost
 from reading and writing the models (benchmarks/merge_vs_mergekit.py measures the whole
-merge). The random masks differ (each tool its own generator), the work does not.
+merge), and the operator dtmerge had before issue 11. The random masks differ (each tool its own generator), the work does not.
 """
 
 from __future__ import annotations
@@ -34,8 +34,18 @@ def main() -> int:
     x = torch.randn(args.k, args.values)
     weights = torch.full((args.k,), 1.0 / args.k)
     params = {"density": args.density, "scaling": 1.0, "normalize": True, "seed": 0}
-    times: dict[str, list[float]] = {"peft dare_linear": [], "dtmerge DareLinear": []}
+    times: dict[str, list[float]] = {"peft dare_linear": [], "dtmerge DareLinear": [],
+                                     "dtmerge before #11": []}
     for _ in range(args.reps):
+        stack = x.clone()  # the operator before issue 11: torch rand, compare, multiply, sum
+        t = time.perf_counter()
+        gen, uniform = torch.Generator(), torch.empty(args.values)
+        for k in range(args.k):
+            gen.manual_seed(k)
+            torch.rand(uniform.shape, generator=gen, out=uniform)
+            stack[k].mul_(uniform < args.density)
+        stack.mul_((weights / args.density).view(-1, 1)).sum(0)
+        times["dtmerge before #11"].append(time.perf_counter() - t)
         stack = list(x.clone())
         t = time.perf_counter()
         dare_linear(stack, weights, args.density)
@@ -50,7 +60,9 @@ def main() -> int:
               f"({min(v) / n * 1e9:.2f} ns per value)")
     ratio = min(times["peft dare_linear"]) / min(times["dtmerge DareLinear"])
     print(f"dtmerge {ratio:.1f}x faster than PEFT's operator (best of {args.reps}, "
-          f"K={args.k}, {args.values} values per model)")
+          f"K={args.k}, {args.values} values per model); "
+          f"{min(times['dtmerge before #11']) / min(times['dtmerge DareLinear']):.1f}x faster "
+          "than its own operator before issue 11")
     return 0
 
 
