@@ -77,9 +77,17 @@ def child_dtmerge(method: str, out: str, k: int) -> None:
     from dtmerge.merge import merge_models
 
     t1 = time.perf_counter()
+    method, _, scales = method.partition("@")  # "ties@1,1.5,2": one pass, several scales
     params = {"density": 0.5} if method != "linear" else {}
     models = [str(WORK / "models" / f"ft_{i}") for i in range(k)]
-    merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
+    if scales:
+        from dtmerge.merge import MergeOptions, merge_scaled
+
+        outs = {Path(f"{out}_x{s}"): float(s) for s in scales.split(",")}
+        merge_scaled(str(WORK / "models" / "base"), models, outs,
+                     MergeOptions(method=method, params=params))
+    else:
+        merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
     t2 = time.perf_counter()
     print(json.dumps({"import_s": t1 - t0, "merge_s": t2 - t1}))
 
@@ -149,6 +157,8 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--methods", nargs="+", default=["linear", "ties", "dare_linear"])
     ap.add_argument("--skip-mergekit", action="store_true")
+    ap.add_argument("--scales", help="also time one merge_scaled pass writing these update "
+                    "scales (e.g. 1,1.5,2), against the single merge times as many")
     ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -185,6 +195,10 @@ def main() -> int:
                        max_abs_diff=max_diff(out_d, out_m))
         rows.append(row)
         print(json.dumps(row))
+        if args.scales:
+            _, _, out_s = peak_of(me + ["dtmerge", f"{method}@{args.scales}", str(out_d)])
+            row["scaled_loop"] = json.loads(out_s.strip().splitlines()[-1])["merge_s"]
+            print(json.dumps(row))
     print("\n| method | tool | wall s | merge loop s | peak RSS GB | GB/s (wall) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -200,6 +214,13 @@ def main() -> int:
                   f"to end, {r['mergekit_peak'] / r['dtmerge_peak']:.1f}x less peak RSS; merge loop "
                   f"{r['dtmerge_loop'] / read['read_s']:.1f}x the page-cache read; "
                   f"max |dtmerge - mergekit| = {r['max_abs_diff']:.3g}")
+    for r in rows:
+        line = f"{r['method']}: merge loop / page-cache read = {r['dtmerge_loop'] / read['read_s']:.1f}x"
+        if "scaled_loop" in r:
+            n = len(args.scales.split(","))
+            line += (f"; {n} scales in one pass {r['scaled_loop']:.1f} s against {n} single "
+                     f"merges {n * r['dtmerge_loop']:.1f} s ({n * r['dtmerge_loop'] / r['scaled_loop']:.1f}x)")
+        print(line)
     print("load average (1, 5, 15 min) at end: %.2f %.2f %.2f" % os.getloadavg())
     return 0
 

@@ -184,6 +184,12 @@ class EvalConfig(_Section):
     judge_questions: str | None = Field(
         None, description="JSONL of open-ended questions ({question, reference?}) for the judge"
     )
+    validation_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="Share of each task's items held out as validation (choices such as "
+        "`dtm frontier` are made on them; the report's numbers are on the rest, test); off: unset",
+    )
+    split_seed: int = Field(0, description="Seed of the validation/test item split")
 
 
 class MonitorConfig(_Section):
@@ -288,6 +294,34 @@ def _fold_default_dtm(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+class FrontierConfig(_Section):
+    """`dtm frontier`: the grid of merged candidates built from a run's trained sub-models."""
+
+    methods: list[str] = Field(
+        default_factory=lambda: ["linear", "ties", "dare_linear", "task_arithmetic"],
+        description="Merge methods of the grid (fisher too, if wanted: it estimates Fishers)")
+    scales: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 2.0],
+        description="Update scales lambda: base + lambda * (merged - base); > 1 extrapolates")
+    interpolations: list[float] = Field(
+        default_factory=list,
+        description="Base interpolation t of each merged candidate (scale lambda * t)")
+    subsets: list[list[int]] = Field(
+        default_factory=list, description="Extra sub-model subsets (indices) besides all K")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Method parameters per method, e.g. {ties: {density: 0.3}}")
+    budget: int | None = Field(None, ge=1, description="Most candidates scored (nearest lambda=1 first)")
+    prune_fraction: float | None = Field(
+        0.25, gt=0.0, le=1.0,
+        description="Share of validation items of the cheap first pass (unset: no first pass)")
+    prune_keep: int = Field(6, ge=1, description="Candidates the first pass lets through")
+    target: str = Field(
+        "match_sft", description="match_sft | weighted | a candidate name: which one is chosen")
+    knowledge_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="target weighted: weight of knowledge (1 - it: instruction)")
+    keep_models: bool = Field(False, description="Keep every candidate's merged model")
+
+
 class RunConfig(_Section):
     """A whole Disperse-Then-Merge run."""
 
@@ -305,6 +339,7 @@ class RunConfig(_Section):
     report: ReportConfig = ReportConfig()
     monitor: MonitorConfig = MonitorConfig()
     tracking: TrackingConfig = TrackingConfig()
+    frontier: FrontierConfig = FrontierConfig()
     recipes: list[RecipeEntry] | None = Field(
         None, description="Recipes trained and scored side by side (default: sft and dtm)")
 

@@ -157,3 +157,14 @@ def test_cli_on_a_run_directory(zoo, tmp_path):
     assert record["method"] == "dare_linear" and record["params"]["density"] == 0.9
     assert record["weights"] == [2.0, 1.0]
     assert [m["kind"] for m in record["models"]] == ["lora", "lora"]
+
+
+def test_fisher_of_lora_adapters(zoo, tmp_path):
+    """Adapters are folded into the base for the Fisher: its gradients must flow (PEFT leaves
+    the folded base frozen)."""
+    base = zoo["base"]
+    add_char_tokenizer(base)
+    data = [write_portion(tmp_path / f"p{k}.jsonl", seed=k) for k in range(2)]
+    rec = merge_models(base, zoo["lora"][:2], tmp_path / "out", method="fisher",
+                       fisher_data=data, params={"num_examples": 2})
+    assert rec["method"] == "fisher" and (tmp_path / "out" / "model.safetensors").exists()

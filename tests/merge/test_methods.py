@@ -90,11 +90,14 @@ def test_ties_uniform_equals_peft_operator(zoo, tmp_path, sign):
 
 
 def _dare_masks(name, rows, count, seed, density, shape):
-    """The documented recipe: one generator per (seed, tensor, model, block), keep if rand < p."""
+    """The documented recipe: one PCG64 generator per (seed, tensor, model, block); entry i
+    kept if its i-th 32-bit draw is below round(p * 2^32)."""
     masks = []
+    n = int(np.prod(shape))
     for k in range(count):
-        g = torch.Generator().manual_seed(block_seed(seed, name, k, rows))
-        masks.append((torch.rand(shape, generator=g) < density).numpy())
+        g = np.random.Generator(np.random.PCG64(block_seed(seed, name, k, rows)))
+        draws = g.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+        masks.append((draws < round(density * 2 ** 32)).reshape(shape))
     return masks
 
 
@@ -182,3 +185,15 @@ def test_ties_with_sampled_threshold_brackets(zoo, tmp_path, monkeypatch):
                  params={"density": 0.4}, block_elements=700)
     a, b = load_dir(tmp_path / "lora"), load_dir(tmp_path / "lora_direct")
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_dare_mask_is_independent_of_the_chunking(monkeypatch):
+    import dtmerge.merge.methods.sparse as sparse
+
+    whole = sparse.keep_mask_(5, "w", 1, (0, 10), 0.3, torch.empty(100_001))
+    monkeypatch.setattr(sparse, "DARE_CHUNK", 1024)
+    chunked = sparse.keep_mask_(5, "w", 1, (0, 10), 0.3, torch.empty(100_001))
+    assert torch.equal(whole, chunked)
+    assert abs(float(whole.mean()) - 0.3) < 0.01  # kept with probability density
+    other = sparse.keep_mask_(5, "w", 2, (0, 10), 0.3, torch.empty(100_001))
+    assert not torch.equal(whole, other)  # each model its own mask

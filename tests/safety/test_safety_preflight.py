@@ -117,7 +117,7 @@ def test_unsafe_local_task_is_refused_by_the_preflight(make_config, capsys, mc_t
     ("disperse.strategy=kmeens", "unknown dispersal strategy (disperse.strategy) 'kmeens'. "
                                  "Did you mean 'kmeans'?"),
     ("eval.variants=[bogus]", "eval.variants: 'bogus' is neither one of base, sft, dtm, "
-                              "submodels, interpolation nor a model directory under "),
+                              "submodels, interpolation, best nor a model directory under "),
     ("train.lr_scheduler=cosin", "train.lr_scheduler: unknown scheduler 'cosin'. Did you mean "
                                  "'cosine'"),
 ])

@@ -197,10 +197,10 @@ def test_merge_stage_passes_shard_size_and_as_adapter(make_config, tmp_path, mon
         (run.model(f"sub_{k}")).mkdir(parents=True)
     seen = {}
 
-    def fake_merge(base, subs, out, **kwargs):
-        seen.update(kwargs)
+    def fake_merge(base, subs, out, options, **kwargs):
+        seen.update(shard_size=options.shard_size, as_adapter=options.as_adapter)
         out.mkdir(parents=True)
-        return {"method": kwargs["method"]}
+        return {"method": options.method}
 
     monkeypatch.setattr(stage, "merge_models", fake_merge)
     stage.merge_stage(cfg, run, log=lambda _m: None)

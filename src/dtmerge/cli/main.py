@@ -29,6 +29,7 @@ COMMANDS = {
     "watch": ("dtmerge.cli.watch", "live view of a run's jobs and monitor curves"),
     "config": ("dtmerge.cli.config", "list every config key, or show a run's resolved config"),
     "export": ("dtmerge.cli.export", "write one variant of a run as a standalone model (LoRA merged)"),
+    "frontier": ("dtmerge.cli.frontier", "merged candidates chosen on validation items"),
 }
 
 # Shown under each command's --help: what a user types first.
@@ -44,6 +45,9 @@ EXAMPLES = {
     "demo": ["dtm demo", "dtm demo --size tiny", "dtm demo --seeds 3",
              "dtm demo --recipes all", "dtm demo --recipes sft,dtm,l2,wise_ft"],
     "recipes": ["dtm recipes", "dtm recipes l2"],
+    "frontier": ["dtm frontier runs/example eval.validation_fraction=0.5",
+                 "dtm frontier runs/example 'frontier.methods=[linear,ties]' frontier.budget=12",
+                 "dtm frontier runs/example --export chosen"],
     "compare": ["dtm compare runs/a runs/b", "dtm compare runs/a runs/b --fail-on-regression"],
     "watch": ["dtm watch runs/example"],
     "config": ["dtm config keys", "dtm config keys monitor", "dtm config show runs/example",

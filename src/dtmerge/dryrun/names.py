@@ -13,8 +13,8 @@ from pathlib import Path
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
+from dtmerge.evaluate.stage import VARIANT_KEYWORDS
 
-VARIANT_KEYWORDS = ("base", "sft", "dtm", "submodels", "interpolation")
 
 
 def check_names(cfg: RunConfig, stages: list[str] | None, found: list[str]) -> None:
@@ -64,8 +64,9 @@ def _check_merge_method(cfg: RunConfig) -> None:
 
 def _check_variants(cfg: RunConfig) -> None:
     models = cfg.run_dir / "models"
+    recipe_labels = {e.variant for e in cfg.recipes or []}
     for name in cfg.eval.variants:
-        if name not in VARIANT_KEYWORDS and not (models / name).is_dir():
+        if name not in VARIANT_KEYWORDS and name not in recipe_labels and not (models / name).is_dir():
             raise DtmError(f"eval.variants: '{name}' is neither one of "
                            f"{', '.join(VARIANT_KEYWORDS)} nor a model directory under {models}."
                            f"{_did_you_mean(name, VARIANT_KEYWORDS)}")

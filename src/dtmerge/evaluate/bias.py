@@ -187,7 +187,9 @@ def bias_stage(cfg, run, log=print, max_records: int = 64) -> dict:
     from dtmerge.rundir import atomic_write_json, hash_obj, hash_path, run_job
 
     eval_dir = Path(run.eval_file("x")).parent
-    files = sorted(p for p in eval_dir.glob("*.json") if p.name != "bias.json")
+    from dtmerge.evaluate.split import SPLIT_FILE
+
+    files = sorted(p for p in eval_dir.glob("*.json") if p.name not in ("bias.json", SPLIT_FILE))
     models = [n for n in ("sft", "dtm", *[f"sub_{k}" for k in range(cfg.disperse.num_portions)])
               if run.model(n).exists()]
     fp = hash_obj({"evals": [hash_path(p) for p in files],

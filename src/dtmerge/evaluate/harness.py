@@ -88,7 +88,8 @@ def _dtmerge_model_lm(model, cfg: EvalConfig, tokenizer: Any = None):
 
 def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: str,
                    adapter: str | Path | None = None, base_model: str | Path | None = None,
-                   tasks: list[str] | None = None, tokenizer: Any = None) -> dict:
+                   tasks: list[str] | None = None, tokenizer: Any = None,
+                   samples: dict[str, list[int]] | None = None) -> dict:
     """Evaluate one model on the configured lm-eval tasks and write `out_json` atomically.
 
     Args:
@@ -101,6 +102,8 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
         base_model: The base model an adapter applies to.
         tasks: Task names overriding `cfg.tasks` (groups such as `paper` are expanded).
         tokenizer: Tokenizer object or directory, e.g. one with the training chat template.
+        samples: Per leaf task, the doc indices to score (lm-eval's `samples=`; replaces
+            `cfg.limit`): e.g. only the validation items of the item split.
 
     Returns:
         The result dict that was written.
@@ -141,7 +144,8 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
             part = lm_eval.simple_evaluate(
                 model=lm, tasks=group, task_manager=manager, num_fewshot=cfg.num_fewshot,
                 apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
-                limit=cfg.limit, log_samples=True, bootstrap_iters=1000,
+                limit=None if samples else cfg.limit, samples=samples,
+                log_samples=True, bootstrap_iters=1000,
                 confirm_run_unsafe_code=bool(unsafe),
             )
         raw = _merge_raw(raw, part)

@@ -19,10 +19,12 @@ from dtmerge.errors import ConfigError
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
+from dtmerge.evaluate.split import SPLIT_KEYS, record_split
 from dtmerge.rundir import (RunDir, atomic_write_json, hash_obj, hash_path, interp_name,
                             producer_job, run_job)
 
-_SPECIAL = ("base", "sft", "dtm", "submodels", "interpolation", "best")
+# eval.variants entries that name a kind of variant rather than a model directory
+VARIANT_KEYWORDS = ("base", "sft", "dtm", "submodels", "interpolation", "best")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
             log(f"[skip] eval:{v.name}: no model at {v.model} (train/merge it first)")
         else:
             raise ConfigError(
-                f"eval.variants: '{v.name}' is neither one of {', '.join(_SPECIAL)} nor a "
+                f"eval.variants: '{v.name}' is neither one of {', '.join(VARIANT_KEYWORDS)} nor a "
                 f"model directory under {run.models_dir}"
             )
     return kept
@@ -94,8 +96,10 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
             "or tasks in eval.include_path) and no judge is set: nothing to score")
         return {"variants": [], "ran": []}
     base = resolve_model_path(cfg.model)
-    settings = cfg.eval.model_dump(mode="json")
+    # The item split chooses among scored items after scoring: not part of what is scored.
+    settings = {k: v for k, v in cfg.eval.model_dump(mode="json").items() if k not in SPLIT_KEYS}
     defaults = EvalConfig().model_dump(mode="json")
+    record_split(cfg.eval, run.root / "eval")
     wanted = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path)
     ran, names = [], []
     for v in plan_variants(cfg, run, log):

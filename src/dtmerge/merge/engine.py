@@ -18,6 +18,7 @@ file), against 2-3x more per pass with 16 MB blocks. Reads through mappings of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,15 +32,16 @@ import torch
 
 from dtmerge.errors import MergeError
 from dtmerge.merge.adapter_out import write_concat_adapter
+from dtmerge.merge.finish import NonFiniteMerge, finish_block, write_scaled
 from dtmerge.merge.methods import get_method
 from dtmerge.merge.methods.base import Block
+from dtmerge.merge.options import MergeJob, MergeOptions
 from dtmerge.merge.sources import FullModelSource, open_source
 from dtmerge.merge.tensor_io import OutTensor, ShardWriter, TensorInfo, unmap
 from dtmerge.merge.validate import blame_non_finite, validate_inputs
 from dtmerge.process_guard import remove_dead_temporaries
 from dtmerge.rundir import atomic_dir, atomic_write_json, hash_path
 
-BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB fp32): the largest block; DARE seeds one mask each
 CACHE_BLOCK_ELEMENTS = 1 << 18  # 256K values (1 MB fp32) per model: a block's K + 3 buffers
 # stay in the L2/L3 cache (TIES' chain of ops, K=4, 1 thread: 3.9 ns per value at 256K, 4.4-4.6
 # at 16K-64K, 7.8 at 1M, 11.3 at 4M)
@@ -62,39 +64,25 @@ def row_blocks(info: TensorInfo, block_elements: int) -> Iterator[tuple[int, int
         yield start, min(info.shape[0], start + step)
 
 
-def resolve_weights(weights: list[float] | None, count: int) -> list[float]:
-    if weights is None:
-        return [1.0 / count] * count
-    if len(weights) != count:
-        raise MergeError(f"{len(weights)} weights given for {count} models: give one per model")
-    weights = [float(w) for w in weights]
-    if abs(sum(weights)) < 1e-12:
-        raise MergeError(f"merge weights {weights} sum to zero")
-    return weights
-
-
 def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path,
-                 method: str = "linear", weights: list[float] | None = None,
-                 params: dict | None = None, base_interpolation: float | None = None,
-                 shard_size: str = "2GB", as_adapter: bool = False,
-                 fisher_data: list[Path] | None = None, block_elements: int = BLOCK_ELEMENTS,
-                 log: Callable[[str], None] | None = None) -> dict:
+                 options: MergeOptions | None = None, *,
+                 log: Callable[[str], None] | None = None, **overrides) -> dict:
     """Merge fine-tuned models and/or LoRA adapters of one base into a new model directory.
 
     Args:
         base: the base model directory (safetensors weights).
         models: full fine-tuned model directories and/or PEFT LoRA adapter directories.
         out_dir: where the merged Hugging Face model (or adapter) is written.
-        method: a registered merge method (`dtm merge --list`).
-        weights: one weight per model; default uniform (1/K).
-        params: method parameters (e.g. {"density": 0.5}); unknown keys are rejected.
-        base_interpolation: t in base + t * (merged - base) (WiSE-FT); None keeps the merge.
-        shard_size: largest output shard, e.g. "2GB".
-        as_adapter: write a rank-concatenated LoRA adapter (all inputs LoRA, linear methods).
-        fisher_data: per-model JSONL files for method "fisher".
-        block_elements: the most values per block per model (memory); methods whose result does
-            not depend on the blocks use cache-sized blocks of at most this, DARE's masks are
-            drawn per block of exactly this (changing it changes a DARE merge).
+        options: a `MergeOptions`; keyword `overrides` replace its fields, e.g.
+            `merge_models(b, ms, out, method="ties", params={"density": 0.5})`. Fields:
+            method (a registered merge method, `dtm merge --list`); weights (one per model,
+            default 1/K); params (method parameters, unknown keys rejected);
+            base_interpolation (t in base + t * (merged - base), WiSE-FT); update_scale (lambda
+            on the merged update, may exceed 1); shard_size (largest output shard, "2GB");
+            as_adapter (a rank-concatenated LoRA adapter: all inputs LoRA, linear methods);
+            fisher_data (per-model JSONL files for "fisher"); block_elements (the most values
+            per block per model: methods whose result does not depend on the blocks use
+            cache-sized blocks of at most this, DARE draws its masks per block of exactly this).
         log: progress messages.
 
     Returns:
@@ -103,55 +91,92 @@ def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path
     Raises:
         MergeError: inputs that cannot be merged, naming the first mismatch.
     """
+    opts = MergeOptions.of(options, overrides)
+    return merge_scaled(base, models, {Path(out_dir): opts.update_scale}, opts, log=log)[
+        Path(out_dir)]
+
+
+def merge_scaled(base: str | Path, models: list[str | Path], outs: dict[Path, float],
+                 options: MergeOptions, log: Callable[[str], None] | None = None
+                 ) -> dict[Path, dict]:
+    """One merge written at several update scales, out_dir -> scale (`options.update_scale`
+    ignored): the inputs are read and combined once, and base + scale * (merged - base) is
+    written per output. Each output equals `merge_models` with that `update_scale`, bit for
+    bit. Returns each output's merge record."""
     started = time.time()
     log = log or (lambda _msg: None)
-    merge_method = get_method(method)
-    params = merge_method.check_params(params)
+    opts = options
+    merge_method = get_method(opts.method)
+    params = merge_method.check_params(dict(opts.params))
     base_src = FullModelSource(base)
     sources = [open_source(p, base_src) for p in models]
-    weights = resolve_weights(weights, len(sources))
     validate_inputs(base_src, sources)
-    if as_adapter and not merge_method.linear_in_deltas:
-        raise MergeError(f"as_adapter: '{method}' is not linear in the updates, so it has no exact "
-                         "adapter form; use linear or task_arithmetic, or a full-model output")
-    t = None if base_interpolation is None else float(base_interpolation)
-    out_dir = Path(out_dir)
+    weights = opts.resolved_weights(len(sources))
+    if opts.as_adapter and not merge_method.linear_in_deltas:
+        raise MergeError(f"as_adapter: '{opts.method}' is not linear in the updates, so it has no "
+                         "exact adapter form; use linear or task_arithmetic, or a full-model output")
+    outs = {Path(o): float(s) for o, s in outs.items()}
     extras: dict = {}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(out_dir.parent, WORKDIR_PREFIX)  # left by a killed merge
+    for parent in {o.parent for o in outs}:
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(parent, WORKDIR_PREFIX)  # left by a killed merge
     try:
-        with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(
-                prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=out_dir.parent) as work:
-            extras = merge_method.setup(sources, weights, params, fisher_data=fisher_data,
+        with contextlib.ExitStack() as stack:
+            tmps = [stack.enter_context(atomic_dir(o)) for o in outs]
+            work = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=next(iter(outs)).parent))
+            fisher = list(opts.fisher_data) if opts.fisher_data else None
+            extras = merge_method.setup(sources, weights, params, fisher_data=fisher,
                                         base_path=base_src.path, workdir=work, log=log)
-            if as_adapter:
-                coeffs = merge_method.coefficients(weights, params)
-                ranks = write_concat_adapter(sources, [c * (1.0 if t is None else t)
-                                                       for c in coeffs], tmp)
-                output = {"format": "lora_adapter", "modules": len(ranks),
-                          "rank": max(ranks.values(), default=0)}
-            else:
-                output = stream_merge(base_src, sources, merge_method, weights, params, extras,
-                                      t, tmp, shard_size, block_elements)
-                copy_model_files(base_src, tmp)
-            copy_tokenizer(base_src, sources, tmp)
-            record = {
-                "method": merge_method.name, "pretty_name": merge_method.pretty_name,
-                "reference_url": merge_method.reference_url, "params": params,
-                "weights": weights, "base_interpolation": t,
-                "base": {"path": str(base_src.path.resolve()), "hash": hash_path(base_src.path)},
-                "models": [_describe(s) for s in sources],
-                "fisher_data": [str(p) for p in fisher_data] if fisher_data else None,
-                "output": output, "seconds": round(time.time() - started, 3),
-            }
-            atomic_write_json(tmp / "merge_record.json", record)
+            job = MergeJob(base_src, tuple(sources), merge_method, weights, params, extras,
+                           tuple(opts.scale_for(s) for s in outs.values()), opts.block_elements)
+            outputs = _write_outputs(job, opts, tmps)
+            records = {}
+            for (out, scale), tmp, output in zip(outs.items(), tmps, outputs):
+                copy_tokenizer(base_src, sources, tmp)
+                records[out] = _record(job, opts, scale, output, started)
+                atomic_write_json(tmp / "merge_record.json", records[out])
     finally:
         for s in [base_src, *sources]:
             s.close()
         for reader in extras.get("fisher", []):
             reader.close()
-    log(f"[merge] {method} of {len(sources)} models -> {out_dir} in {record['seconds']} s")
-    return record
+    seconds = round(time.time() - started, 3)
+    log(f"[merge] {opts.method} of {len(sources)} models -> "
+        f"{', '.join(map(str, outs))} in {seconds} s")
+    return records
+
+
+def _write_outputs(job: MergeJob, opts: MergeOptions, tmps: list[Path]) -> list[dict]:
+    """The merged weights (or adapters) into `tmps`; returns each record's `output` entry."""
+    if opts.as_adapter:
+        outputs = []
+        coeffs = job.method.coefficients(job.weights, job.params)
+        for tmp, scale in zip(tmps, job.scales):
+            ranks = write_concat_adapter(job.sources, [c * (1.0 if scale is None else scale)
+                                                       for c in coeffs], tmp)
+            outputs.append({"format": "lora_adapter", "modules": len(ranks),
+                            "rank": max(ranks.values(), default=0)})
+        return outputs
+    outputs = stream_merge(job, tmps, opts.shard_size)
+    for tmp in tmps:
+        copy_model_files(job.base_src, tmp)
+    return outputs
+
+
+def _record(job: MergeJob, opts: MergeOptions, update_scale: float, output: dict,
+            started: float) -> dict:
+    method = job.method
+    return {
+        "method": method.name, "pretty_name": method.pretty_name,
+        "reference_url": method.reference_url, "params": job.params,
+        "weights": job.weights, "base_interpolation": opts.base_interpolation,
+        **({"update_scale": update_scale} if update_scale != 1.0 else {}),
+        "base": {"path": str(job.base_src.path.resolve()), "hash": hash_path(job.base_src.path)},
+        "models": [_describe(s) for s in job.sources],
+        "fisher_data": [str(p) for p in opts.fisher_data] if opts.fisher_data else None,
+        "output": output, "seconds": round(time.time() - started, 3),
+    }
 
 
 def _describe(src) -> dict:
@@ -259,48 +284,49 @@ def flat_range(info: TensorInfo, rows) -> tuple[int, int]:
     return (0, info.numel) if rows is None else (rows[0] * info.row_numel, rows[1] * info.row_numel)
 
 
-def stream_merge(base_src: FullModelSource, sources: list, method, weights: list[float],
-                 params: dict, extras: dict, t: float | None, out: Path, shard_size: str,
-                 block_elements: int) -> dict:
+def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]:
     """The tensor-by-tensor, block-by-block merge loop; returns a description of the output.
 
     Torch runs single-threaded here: cache-sized blocks make each op a few dozen microseconds,
     and with two threads every op waits for the second one; on a busy machine (measured: load
     5 on 2 cores) that wait is a scheduler slice, and a TIES merge took 180 s instead of 11 s.
     """
+    base_src = job.base_src
     names = base_src.names()
     plan = [OutTensor(n, base_src.info(n).dtype, base_src.info(n).shape) for n in names]
-    writer = ShardWriter(out, plan, shard_size)
-    reader = BlockReader(base_src, sources, block_elements)
+    writers = [ShardWriter(out, plan, shard_size) for out in outs]
+    reader = BlockReader(base_src, list(job.sources), job.block_elements)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for name in names:
-            merge_tensor(name, base_src, sources, method, weights, params, extras, t, reader,
-                         writer, block_elements)
+            merge_tensor(name, job, reader, writers)
     finally:
         torch.set_num_threads(threads)
-    files = writer.close()
-    return {"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
-            "bytes": sum(p.nbytes for p in plan)}
+    return [{"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
+             "bytes": sum(p.nbytes for p in plan)} for files in (w.close() for w in writers)]
 
 
-def merge_tensor(name: str, base_src: FullModelSource, sources: list, method,
-                 weights: list[float], params: dict, extras: dict, t: float | None,
-                 reader: BlockReader, writer: ShardWriter, block_elements: int) -> None:
-    """Merge one tensor block by block and append it to the output."""
+def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
+                 writers: list[ShardWriter]) -> None:
+    """Merge one tensor block by block and append it to every output (one per scale)."""
+    base_src, sources, method = job.base_src, job.sources, job.method
+    block_elements = job.block_elements
     info = base_src.info(name)
     step = block_elements if method.seeded_per_block else min(block_elements,
                                                               CACHE_BLOCK_ELEMENTS)
     touched = [s.kind == "full" or name in s.modules for s in sources]
     if not info.dtype.is_floating_point or not any(touched):
         for rows in row_blocks(info, step):  # nothing to merge: the base as is
-            writer.write(name, base_src.read(name, rows))
+            block = base_src.read(name, rows)
+            for writer in writers:
+                writer.write(name, block)
         return
     work = torch.float64 if info.dtype == torch.float64 else torch.float32
     deltas_space = method.space == "deltas"
     # A weighted average of full models needs no base weights: skip reading them.
-    need_base = deltas_space or t is not None or not all(s.kind == "full" for s in sources)
+    need_base = (deltas_space or any(t is not None for t in job.scales)
+                 or not all(s.kind == "full" for s in sources))
     blocks = list(row_blocks(info, step))
     count = len(sources)
 
@@ -329,21 +355,21 @@ def merge_tensor(name: str, base_src: FullModelSource, sources: list, method,
 
         state = method.prepare(name, info.numel,
                                lambda: (read_block(rows)[1] for rows in blocks),
-                               weights, params, sample=sample)
+                               job.weights, job.params, sample=sample)
     for rows in blocks:
         base_block, stacked = read_block(rows)
-        merged = method.combine(Block(name, rows, base_block, stacked, weights, params,
-                                      state, extras))
-        if deltas_space:
-            result = base_block.add_(merged if t is None else merged.mul_(t))
-        else:
-            result = merged if t is None else base_block.add_(merged.sub_(base_block).mul_(t))
-        # One cheap reduction instead of an isfinite pass: NaN/inf anywhere makes it non-finite.
-        if not math.isfinite(float(result.sum())) and not torch.isfinite(result).all():
-            base_again = reader.base(name, rows, info, work)  # re-read: blocks were modified
+        merged = method.combine(Block(name, rows, base_block, stacked, job.weights, job.params,
+                                      state, job.extras))
+        try:
+            if len(writers) == 1:
+                writers[0].write(name, finish_block(name, merged, base_block, job.scales[0],
+                                                    deltas_space))
+            else:
+                write_scaled(name, merged, base_block, job.scales, deltas_space, writers)
+        except NonFiniteMerge:  # name the input that holds the NaN/inf (blocks were modified)
+            base_again = reader.base(name, rows, info, work)
             deltas = reader.stacked(name, rows, info, work, base_again, True, key="blame")
-            raise MergeError(blame_non_finite(name, base_again, deltas, base_src, sources))
-        writer.write(name, result)
+            raise MergeError(blame_non_finite(name, base_again, deltas, base_src, sources)) from None
 
 
 def copy_model_files(base_src: FullModelSource, out: Path) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from dtmerge.errors import ConfigError, MergeError
 from dtmerge.merge.engine import merge_models
+from dtmerge.merge.options import MergeOptions
 from dtmerge.rundir import RunDir, hash_obj, hash_path, interp_name, run_job
 
 if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --base` needs none
@@ -51,11 +52,8 @@ def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
     record: dict = {}
 
     def work() -> dict:
-        record.update(merge_models(
-            base, subs, run.model("dtm"), method=cfg.merge.method, weights=cfg.merge.weights,
-            params=dict(cfg.merge.params), base_interpolation=cfg.merge.base_interpolation,
-            shard_size=cfg.merge.shard_size, as_adapter=cfg.merge.as_adapter,
-            fisher_data=fisher_data, log=log))
+        options = MergeOptions.from_config(cfg.merge, fisher_data=fisher_data)
+        record.update(merge_models(base, subs, run.model("dtm"), options, log=log))
         return {"outputs": [str(run.model("dtm"))], "method": record["method"]}
 
     run_job(run, "merge", fingerprint, work, inputs=inputs, outputs=[run.model("dtm")], log=log)

@@ -16,9 +16,11 @@ from typing import Any
 from dtmerge.report.answer_section import answer_section
 from dtmerge.report.context import Part, ReportContext, SectionBuilder, fmt
 from dtmerge.report.document import Section, Table
+from dtmerge.report.frontier_section import frontier_part
 from dtmerge.report.lm_loss_section import lm_loss_section
 from dtmerge.report.lm_tradeoff_section import lm_tradeoff_section
 from dtmerge.report.recipes_section import recipes_section
+from dtmerge.report.splits import on_test_split, split_note_part
 from dtmerge.report.results import (
     ReportError, higher_is_better, lm_loss_tasks, load_eval_dir, split_tasks,
 )
@@ -30,6 +32,7 @@ from dtmerge.report.tradeoff_section import tradeoff_section
 from dtmerge.rundir import RunDir
 
 SECTION_BUILDERS: list[SectionBuilder] = [
+    split_note_part,
     answer_section,
     scores_section,
     lm_loss_section,
@@ -37,6 +40,7 @@ SECTION_BUILDERS: list[SectionBuilder] = [
     tradeoff_section,
     lm_tradeoff_section,
     recipes_section,
+    frontier_part,
     error_set_section,
     bias_measures_section,
     monitor_section,
@@ -68,6 +72,7 @@ def load_context(run: RunDir, knowledge: list[str] | None = None,
     """
     eval_dir = run.root / "eval"
     variants = load_eval_dir(eval_dir) if eval_dir.is_dir() else {}
+    variants, split_sections = on_test_split(eval_dir, variants)  # test items when split
     if not variants:
         raise ReportError(
             f"no evaluation results in {eval_dir}: run `dtm eval` on this run first "
@@ -76,7 +81,7 @@ def load_context(run: RunDir, knowledge: list[str] | None = None,
     know, instr = split_tasks(variants, knowledge, instruction)
     return ReportContext(run, variants, know, instr, lm_loss_tasks(variants),
                          requested_knowledge=knowledge, requested_instruction=instruction,
-                         n_boot=n_boot, seed=seed)
+                         n_boot=n_boot, seed=seed, split_notes=tuple(split_sections))
 
 
 def join_parts(parts: list[Part]) -> tuple[list[Section], dict[str, Any]]:

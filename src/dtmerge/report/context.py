@@ -57,6 +57,7 @@ class ReportContext:
     requested_instruction: list[str] | None = None
     n_boot: int = 2000
     seed: int = 0
+    split_notes: tuple[Section, ...] = ()  # says which items the numbers are on, when split
     _diffs: dict[tuple[str, str], dict[str, PairedDiff]] = field(default_factory=dict, repr=False)
 
     @property

@@ -16,7 +16,7 @@ from dtmerge.errors import DtmError
 from dtmerge.evaluate.lm_loss import LOWER_IS_BETTER, item_parts, metric_label
 
 # Files in eval/ that are not per-variant results.
-NON_VARIANT_FILES = {"bias"}
+NON_VARIANT_FILES = {"bias", "split"}
 KNOWLEDGE_CATEGORIES = ("knowledge", "reasoning")
 _INTERP = re.compile(r"^interp_(\d+(?:\.\d+)?)$")
 _SUB = re.compile(r"^sub_(\d+)$")

@@ -78,6 +78,7 @@ def estimate_fisher(source, base_path: Path, data_path: Path, out_file: Path,
     from safetensors.torch import save_file
 
     model = _load_for_fisher(source, base_path)
+    model.requires_grad_(True)  # PEFT leaves the folded base frozen: no gradient, no Fisher
     tok = _tokenizer(Path(source.path), base_path)
     params = dict(model.named_parameters())
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}

@@ -16,7 +16,9 @@ unfit on the merge's hot path, so they are written by hand and tested against PE
   models, which equals the weighted mean only when all weights are 1. `sign_consensus_merge_`
   uses float-only passes (sum, copysign, relu, sign);
 - `random_pruning` draws from the global RNG with `bernoulli` (3x slower than `rand < p`);
-  here each (seed, tensor, model, block) has its own generator, so merges are reproducible.
+  here each (seed, tensor, model, block) has its own PCG64 generator, so merges are
+  reproducible, and the mask comes from its raw 32-bit draws compared in numpy and applied in
+  one fused multiply-add per model (`keep_mask_`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -192,6 +195,40 @@ def block_seed(seed: int, name: str, model: int, rows: tuple[int, int] | None) -
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
 
 
+DARE_CHUNK = 1 << 16  # values drawn and masked at a time: the chunk's buffers stay in cache
+
+
+def keep_masks(seed: int, name: str, model: int, rows, density: float, numel: int,
+               dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor]]:
+    """DARE's keep mask of one (tensor, model, row block), chunk by chunk: (start, 1.0/0.0
+    values for [start, start + len)).
+
+    Entry i is kept when the i-th 32-bit draw of a PCG64 generator seeded by `block_seed`
+    is below round(density * 2^32): probability density within 2^-33 (torch.rand's float32
+    draws resolve 2^-24), at ~1 ns per value against ~11 for rand, compare and a bool
+    multiply in torch. Chunks are cache-sized and of even length (two draws per 64-bit
+    word), so the mask depends on nothing but the seed, the tensor, the model and the block,
+    and the caller applies each chunk while it is still in cache.
+    """
+    gen = np.random.Generator(np.random.PCG64(block_seed(seed, name, model, rows)))
+    threshold = np.uint32(min(round(density * 2.0 ** 32), 2 ** 32 - 1))
+    keep = np.empty(min(numel, DARE_CHUNK), dtype=bool)
+    mask = torch.empty(len(keep), dtype=dtype)
+    for start in range(0, numel, DARE_CHUNK):
+        n = min(DARE_CHUNK, numel - start)
+        draws = gen.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+        np.less(draws, threshold, out=keep[:n])
+        yield start, mask[:n].copy_(torch.from_numpy(keep[:n]))
+
+
+def keep_mask_(seed: int, name: str, model: int, rows, density: float,
+               out: torch.Tensor) -> torch.Tensor:
+    """The whole keep mask (see `keep_masks`) into the flat tensor `out`."""
+    for start, chunk in keep_masks(seed, name, model, rows, density, out.numel(), out.dtype):
+        out[start:start + len(chunk)].copy_(chunk)
+    return out
+
+
 def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
     """DARE in place: keep each entry with probability `density`, rescale kept ones by 1/density
     (unless `rescale` is False: the caller folds 1/density into the model weights)."""
@@ -199,15 +236,32 @@ def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
     stacked = block.tensors
     if density >= 1.0:
         return stacked
-    gen = torch.Generator()
-    uniform = torch.empty(stacked.shape[1:], dtype=stacked.dtype)
     for k in range(stacked.shape[0]):
-        gen.manual_seed(block_seed(int(block.params["seed"]), block.name, k, block.rows))
-        torch.rand(uniform.shape, generator=gen, dtype=stacked.dtype, out=uniform)
-        stacked[k].mul_(uniform < density)
-        if rescale:
-            stacked[k].div_(density)
+        row = stacked[k].view(-1)
+        for start, mask in keep_masks(int(block.params["seed"]), block.name, k, block.rows,
+                                      density, row.numel(), row.dtype):
+            part = row[start:start + len(mask)].mul_(mask)
+            if rescale:
+                part.div_(density)
     return stacked
+
+
+def dare_weighted_sum(block: Block, coeffs: list[float]) -> torch.Tensor:
+    """sum_k c_k * mask_k * delta_k, one fused multiply-add per model and cache-sized chunk
+    (instead of mask, weight and sum passes over the whole (K, *block) stack)."""
+    stacked, density = block.tensors, float(block.params["density"])
+    merged = torch.zeros(stacked.shape[1:], dtype=stacked.dtype)
+    flat = merged.view(-1)
+    for k, c in enumerate(coeffs):
+        row = stacked[k].reshape(-1)
+        if density >= 1.0:
+            flat.add_(row, alpha=c)
+            continue
+        for start, mask in keep_masks(int(block.params["seed"]), block.name, k, block.rows,
+                                      density, row.numel(), row.dtype):
+            end = start + len(mask)
+            flat[start:end].addcmul_(row[start:end], mask, value=c)
+    return merged
 
 
 def sign_consensus_merge_(stacked: torch.Tensor, weights: list[float], sign_method: str) -> torch.Tensor:
@@ -282,11 +336,11 @@ class DareLinear(_SparseMethod):
     seeded_per_block = True
 
     def combine(self, block: Block) -> torch.Tensor:
-        kept = dare_drop_(block, rescale=False)
-        w = (normalized(block.weights, kept) if block.params["normalize"]
-             else torch.tensor(block.weights, dtype=kept.dtype))
-        scale = block.params["scaling"] / min(1.0, float(block.params["density"]))
-        return kept.mul_(per_model(w * scale, kept)).sum(0)
+        density = float(block.params["density"])
+        w = (normalized(block.weights, block.tensors) if block.params["normalize"]
+             else torch.tensor(block.weights, dtype=block.tensors.dtype))
+        return dare_weighted_sum(block, (w * (block.params["scaling"] / min(1.0, density))
+                                         ).tolist())
 
 
 class DareTies(_SparseMethod):

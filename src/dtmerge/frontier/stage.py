@@ -1,0 +1,93 @@
+"""`dtm frontier RUN_DIR`: build, score and choose among merged candidates of a run.
+
+Order of work: the grid (`grid.py`) -> a cheap first pass of every candidate on a subsample of
+validation items, keeping whole Pareto layers up to `frontier.prune_keep` -> the full
+validation pass of the survivors -> the chosen candidate (`select.py`) scored on test items.
+Each merged model is deleted once its pass is scored (unless `frontier.keep_models`); a
+survivor is merged again for its next pass, since merging costs far less than scoring.
+Everything the report needs is written to frontier/frontier.json.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dtmerge.evaluate.split import record_split
+from dtmerge.frontier.grid import Candidate, build_grid
+from dtmerge.frontier.items import pass_items, points, run_items, run_split
+from dtmerge.frontier.score import (FrontierContext, drop_model, is_scored, premerge,
+                                     score_candidate)
+from dtmerge.frontier.select import choose, pareto_front, pareto_layers
+from dtmerge.report.analysis import TradeoffPoint, interpolation_line
+from dtmerge.report.results import load_eval_dir, load_eval_file
+from dtmerge.rundir import RunDir, atomic_write_json
+
+RESULT_FILE = "frontier.json"
+
+
+def _score_pass(ctx: FrontierContext, grid: list[Candidate], which: str,
+                items: dict[str, list]) -> dict[str, TradeoffPoint]:
+    """Score every candidate of `grid` on one pass; their points on that pass's items."""
+    results = {}
+    premerge(ctx, [c for c in grid if not is_scored(ctx, c, which, items)])
+    for cand in grid:
+        path = score_candidate(ctx, cand, which, items)
+        drop_model(ctx, cand)
+        results[cand.name] = load_eval_file(path, cand.name)
+    return points(results, items, ctx.cfg)
+
+
+def frontier_stage(cfg, run: RunDir, log=print) -> dict:
+    """Run the frontier of `run` with `cfg.frontier`; returns (and writes) its summary."""
+    started = time.time()
+    split = run_split(cfg)
+    record_split(cfg.eval, run.root / "eval")  # the report presents test items from now on
+    items = run_items(run)
+    ctx = FrontierContext.open(cfg, run, log)
+    grid = build_grid(cfg, len(ctx.subs))
+    fc = cfg.frontier
+    log(f"[frontier] {len(grid)} candidates: " + ", ".join(c.name for c in grid))
+    val_items = pass_items(split, items, "validation")
+    survivors, first = grid, {}
+    if fc.prune_fraction is not None and fc.prune_fraction < 1.0 and len(grid) > fc.prune_keep:
+        prune_items = pass_items(split, items, "prune", fc.prune_fraction)
+        first = _score_pass(ctx, grid, "prune", prune_items)
+        kept = set(pareto_layers(first, fc.prune_keep))
+        survivors = [c for c in grid if c.name in kept]
+        log(f"[frontier] first pass on {sum(map(len, prune_items.values()))} validation items "
+            f"keeps {len(survivors)}: {', '.join(c.name for c in survivors)}")
+    validation = _score_pass(ctx, survivors, "validation", val_items)
+    reference = points({n: v for n, v in load_eval_dir(run.root / "eval").items()
+                        if n in ("base", "sft") or n.startswith("interp_")}, val_items, cfg)
+    chosen, why = choose(validation, fc.target, reference.get("sft"), fc.knowledge_weight)
+    log(f"[frontier] chosen: {chosen} ({why})")
+    by_name = {c.name: c for c in grid}
+    test_path = score_candidate(ctx, by_name[chosen], "test",
+                                pass_items(split, items, "test"))
+    drop_model(ctx, by_name[chosen])
+    summary = _summary(cfg, grid, first, validation, reference, chosen, why, test_path, started)
+    atomic_write_json(run.root / "frontier" / RESULT_FILE, summary)
+    log(f"[frontier] {run.root / 'frontier' / RESULT_FILE} ({summary['seconds']} s)")
+    return summary
+
+
+def _summary(cfg, grid, first, validation, reference, chosen, why, test_path, started) -> dict:
+    front = set(pareto_front(validation))
+
+    def pt(p: TradeoffPoint | None) -> dict | None:
+        return None if p is None else {"knowledge": p.knowledge, "instruction": p.instruction,
+                                       "knowledge_se": p.knowledge_se}
+
+    return {
+        "split": {"validation_fraction": cfg.eval.validation_fraction,
+                  "seed": cfg.eval.split_seed},
+        "settings": cfg.frontier.model_dump(mode="json"),
+        "candidates": [{"name": c.name, **c.spec(), "prune": pt(first.get(c.name)),
+                        "validation": pt(validation.get(c.name)),
+                        "pareto": c.name in front} for c in grid],
+        "reference_validation": {n: pt(p) for n, p in reference.items()},
+        "line_validation": [p.variant for p in interpolation_line(list(reference.values()))],
+        "chosen": {"name": chosen, "why": why, "target": cfg.frontier.target,
+                   "test_eval": str(test_path.relative_to(test_path.parents[2]))},
+        "seconds": round(time.time() - started, 1),
+    }
