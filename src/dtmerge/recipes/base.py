@@ -82,6 +82,14 @@ def missing_text_message(label: str) -> str:
             "pre-training text")
 
 
+def check_text_file(label: str, text: str | None) -> None:
+    """The general-text file a recipe (replay, ewc) needs: given, and there."""
+    if text is None:
+        raise ConfigError(missing_text_message(label))
+    if not Path(text).expanduser().exists():
+        raise ConfigError(f"recipes: {label}: text file {text} not found")
+
+
 def content_hash(path: Path) -> str | None:
     return hash_path(path) if Path(path).exists() else None
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from dtmerge.errors import ConfigError
-from dtmerge.recipes.base import Recipe, RecipeParams, content_hash, missing_text_message
+from dtmerge.recipes.base import Recipe, RecipeParams, check_text_file, content_hash
 from dtmerge.rundir import RunDir
 from dtmerge.train.job import TrainJob
 
@@ -30,10 +29,7 @@ class Ewc(Recipe):
     Params = EwcParams
 
     def check(self) -> None:
-        if self.params.text is None:
-            raise ConfigError(missing_text_message(self.label))
-        if not Path(self.params.text).expanduser().exists():
-            raise ConfigError(f"recipes: {self.label}: text file {self.params.text} not found")
+        check_text_file(self.label, self.params.text)
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
         p = self.params

@@ -12,8 +12,7 @@ from pydantic import Field
 
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
 from dtmerge.data.text import read_text_documents
-from dtmerge.errors import ConfigError
-from dtmerge.recipes.base import Recipe, RecipeParams, content_hash, missing_text_message
+from dtmerge.recipes.base import Recipe, RecipeParams, check_text_file, content_hash
 from dtmerge.rundir import RunDir
 from dtmerge.train.job import TrainJob
 
@@ -42,10 +41,7 @@ class Replay(Recipe):
     Params = ReplayParams
 
     def check(self) -> None:
-        if self.params.text is None:
-            raise ConfigError(missing_text_message(self.label))
-        if not Path(self.params.text).expanduser().exists():
-            raise ConfigError(f"recipes: {self.label}: text file {self.params.text} not found")
+        check_text_file(self.label, self.params.text)
 
     def data_file(self, run: RunDir) -> Path:
         return run.data_dir / self.label / "mixed.jsonl"
