@@ -105,6 +105,13 @@ class TrainConfig(_Section):
     ray_address: str | None = Field(None, description="Ray cluster to join (default: start local)")
     gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray task")
     cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray task")
+    max_retries: int = Field(
+        2, ge=0, description="Ray: reruns of a job whose worker or node died (resumes from its checkpoint)"
+    )
+    shared_storage: bool | None = Field(
+        None, description="Ray: do all nodes see the run dir? unset: each task checks; false: "
+        "LoRA outputs travel back through Ray"
+    )
     trainer_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keys passed to TRL's SFTConfig"
     )

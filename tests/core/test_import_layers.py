@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dtmerge"
 LAYERS = [
     {"errors", "registry", "__init__"},
     {"config"},
-    {"rundir", "mlflow_store", "models"},
+    {"rundir", "mlflow_store", "models", "executors"},
     {"data"},
     {"disperse"},
     {"evaluate"},  # scoring is a library: training's knowledge monitor uses it

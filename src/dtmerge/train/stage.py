@@ -8,17 +8,16 @@ only.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, as_completed
-
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
+from dtmerge.executors import Placement, run_jobs
 from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
 
 # Keys that change how a job runs but not what it learns.
 _NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps",
-                      "executor", "ray_address", "gpus_per_job", "cpus_per_job"}
+                      "executor", "ray_address", "gpus_per_job", "cpus_per_job", "max_retries",
+                      "shared_storage", "threads_per_job"}
 
 
 def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
@@ -53,54 +52,39 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
             log(f"[redo] train:{job.name}: config or data changed since it was trained")
         todo.append((job, fp))
 
-    cfg_json = cfg.model_dump(mode="json")
-    if cfg.train.executor == "ray":
-        from dtmerge.train.ray_executor import run_on_ray
-
-        failures = run_on_ray(cfg_json, run, todo, log)
-    elif len(todo) > 1 and (len(cfg.train.devices or []) > 1 or cfg.train.parallel_jobs > 1):
-        slots = cfg.train.devices or [None] * cfg.train.parallel_jobs
-        failures = _run_pool(cfg_json, run, todo, slots, log)
-    else:
-        device = (cfg.train.devices or [None])[0]
-        for job, fp in todo:
-            log(f"[train] {job.name}: {job.data.name} -> {job.out}")
-            run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
-            try:
-                info = run_train_job(cfg_json, str(run.root), job, fp, device)
-            except BaseException as err:
-                run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
-                raise
-            run.mark_done(f"train:{job.name}", **info)
-        failures = []
+    failures = _run(cfg, run, todo, log)
     if failures:
         raise DtmError("training failed for " + "; ".join(failures)
                        + ". Finished jobs are kept; rerun the same command to retry the rest")
     return {"jobs": [j.name for j in jobs], "trained": [j.name for j, _ in todo]}
 
 
-def _run_pool(cfg_json, run: RunDir, todo, slots, log) -> list[str]:
-    """Run jobs in spawned processes, at most one per slot at a time."""
-    failures = []
-    free = list(slots)
-    pending = list(todo)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(slots), mp_context=ctx) as pool:
-        running = {}
-        while pending or running:
-            while pending and free:
-                job, fp = pending.pop(0)
-                slot = free.pop(0)
-                log(f"[train] {job.name} on device slot {slot}")
-                run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
-                fut = pool.submit(run_train_job, cfg_json, str(run.root), job, fp, slot)
-                running[fut] = (job, slot)
-            done = next(as_completed(running))
-            job, slot = running.pop(done)
-            free.append(slot)
-            try:
-                run.mark_done(f"train:{job.name}", **done.result())
-            except Exception as err:  # one job's crash must not stop the others
-                run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
-                failures.append(f"{job.name} ({type(err).__name__}: {err})")
-    return failures
+def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
+    """Run the jobs on the configured executor; the manifest is written here only."""
+    cfg_json = cfg.model_dump(mode="json")
+    by_name = {job.name: (job, fp) for job, fp in todo}
+    finish = lambda name, info: info  # noqa: E731 - local and pool jobs wrote their outputs
+    if cfg.train.executor == "ray":
+        from dtmerge.train import ray_executor
+
+        where, calls = ray_executor.plan_ray(cfg_json, run, todo)
+        finish = lambda name, info: ray_executor.finish_ray_job(by_name[name][0], info)  # noqa: E731
+    else:
+        slots = tuple(cfg.train.devices or [None] * cfg.train.parallel_jobs)
+        where = Placement("pool" if len(slots) > 1 else "local", slots=slots)
+        calls = [(job.name, (cfg_json, str(run.root), job, fp)) for job, fp in todo]
+
+    def on_start(name):
+        job, fp = by_name[name]
+        log(f"[train] {job.name}: {job.data.name} -> {job.out}" + {
+            "ray": " (Ray task)", "pool": " (process pool)"}.get(where.kind, ""))
+        run.mark_started(f"train:{name}", fp, {"data": str(job.data)})
+
+    try:
+        return run_jobs(ray_executor.ray_train_job if where.kind == "ray" else run_train_job,
+                        calls, where, on_start=on_start,
+                        on_done=lambda name, info: run.mark_done(f"train:{name}", **finish(name, info)),
+                        on_fail=lambda name, err: run.mark_failed(f"train:{name}", err))
+    finally:
+        if where.kind == "ray":
+            ray_executor.cleanup_probe(run)

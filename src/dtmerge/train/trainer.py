@@ -102,8 +102,11 @@ def _live_trackers(cfg: RunConfig, job_name: str) -> list[str]:
 
 
 def _last_checkpoint(work_dir: Path) -> str | None:
+    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a job
+    killed while saving leaves a directory without it, which is not resumed from."""
     ckpts = sorted(glob.glob(str(work_dir / "checkpoint-*")), key=lambda p: int(p.rsplit("-", 1)[1]))
-    return ckpts[-1] if ckpts else None
+    complete = [c for c in ckpts if (Path(c) / "trainer_state.json").exists()]
+    return complete[-1] if complete else None
 
 
 def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_name: str,
@@ -144,10 +147,12 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
             f"{data_path}: every example lost its whole response to truncation at "
             f"train.max_length={cfg.train.max_length} tokens; raise train.max_length"
         )
-    result = trainer.train(resume_from_checkpoint=_last_checkpoint(work_dir))
+    resume = _last_checkpoint(work_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp)  # adapter only for PEFT models
         tokenizer.save_pretrained(tmp)
+        trainer.state.save_to_json(str(tmp / "trainer_state.json"))  # loss curve, steps
         for extra in ("monitor.jsonl", "progress.json"):
             if (work_dir / extra).exists():
                 shutil.copy(work_dir / extra, tmp / extra)
@@ -159,4 +164,5 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         "train_runtime": result.metrics.get("train_runtime"),
         "method": cfg.train.method,
         "pid": os.getpid(),
+        "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
     }

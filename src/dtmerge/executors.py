@@ -1,0 +1,115 @@
+"""Where independent jobs run: in this process, in a pool of spawned processes, or on Ray.
+
+Training jobs (the K sub-models and SFT) and evaluation jobs (one per variant) are independent,
+so each stage hands a list of named calls to `run_jobs` and gets every result back in this
+(driver) process, which alone writes the manifest. The job body is the same function in all
+three places, called with plain, picklable arguments plus a device slot.
+
+- local: one after another here; the first failure is raised as it is (a user error keeps
+  its one-line message).
+- pool: at most one job per slot at a time in spawned processes (`slots` are device ids, or
+  None on CPU); a job's crash never touches the others.
+- ray: one Ray task per job with its own CPU/GPU reservation; a task whose worker or node dies
+  is rerun up to `max_retries` times (errors raised by the job itself are not retried: they
+  would fail again). Ray sets CUDA_VISIBLE_DEVICES itself, so the slot is None.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dtmerge.errors import DtmError
+
+Job = tuple[str, tuple]  # (name, positional arguments before the device slot)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a stage's jobs are placed."""
+
+    kind: str = "local"  # local | pool | ray
+    slots: tuple = (None,)  # pool: one concurrent job per slot (device id or None)
+    ray_address: str | None = None
+    ray_options: dict[str, Any] = field(default_factory=dict)  # num_cpus, num_gpus, max_retries
+
+
+def describe_error(err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err  # a Ray task error wraps the job's own error
+    return f"{type(cause).__name__}: {cause}"
+
+
+def run_jobs(fn: Callable, jobs: list[Job], where: Placement, *, on_start: Callable[[str], None],
+             on_done: Callable[[str, Any], None], on_fail: Callable[[str, str], None]) -> list[str]:
+    """Run `fn(*args, slot)` for every job; return "name (Error: message)" per failed job."""
+    if not jobs:
+        return []
+    if where.kind == "ray":
+        return _run_ray(fn, jobs, where, on_start, on_done, on_fail)
+    if where.kind == "pool" and len(jobs) > 1 and len(where.slots) > 1:
+        return _run_pool(fn, jobs, list(where.slots), on_start, on_done, on_fail)
+    for name, args in jobs:
+        on_start(name)
+        try:
+            result = fn(*args, where.slots[0])
+        except BaseException as err:
+            on_fail(name, describe_error(err))
+            raise
+        on_done(name, result)
+    return []
+
+
+def _settle(name, get_result, on_done, on_fail, failures):
+    try:
+        on_done(name, get_result())
+    except Exception as err:  # one job's crash must not stop the others
+        on_fail(name, describe_error(err))
+        failures.append(f"{name} ({describe_error(err)})")
+
+
+def _run_pool(fn, jobs, slots, on_start, on_done, on_fail) -> list[str]:
+    failures: list[str] = []
+    pending = list(jobs)
+    with ProcessPoolExecutor(max_workers=len(slots), mp_context=mp.get_context("spawn")) as pool:
+        running = {}
+        while pending or running:
+            while pending and slots:
+                name, args = pending.pop(0)
+                slot = slots.pop(0)
+                on_start(name)
+                running[pool.submit(fn, *args, slot)] = (name, slot)
+            done = next(as_completed(running))
+            name, slot = running.pop(done)
+            slots.append(slot)
+            _settle(name, done.result, on_done, on_fail, failures)
+    return failures
+
+
+def connect_ray(address: str | None):
+    """The `ray` module, connected to `address` (or a local cluster started on first use)."""
+    try:
+        import ray
+    except ImportError:
+        raise DtmError("executor ray needs Ray: pip install 'dtmerge[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=True,
+                 ignore_reinit_error=True)
+    return ray
+
+
+def _run_ray(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str]:
+    ray = connect_ray(where.ray_address)
+    # retry_exceptions=False: only a dead worker or node reruns the task (system failure).
+    remote = ray.remote(retry_exceptions=False, **where.ray_options)(fn)
+    refs = {}
+    for name, args in jobs:
+        on_start(name)
+        refs[remote.remote(*args, None)] = name
+    failures: list[str] = []
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        _settle(refs[done[0]], lambda ref=done[0]: ray.get(ref), on_done, on_fail, failures)
+    return failures
