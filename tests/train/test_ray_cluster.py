@@ -161,3 +161,19 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(cluster, tmp_p
     # Nothing lost: one loss per step in the log history, before and after the kill.
     steps = sorted({h["step"] for h in state["log_history"] if "loss" in h})
     assert steps == list(range(1, 61)) and run.job("train:sub_1")["status"] == "done"
+
+
+def test_full_fine_tune_fails_fast_when_a_node_cannot_see_the_run_dir(cluster, tmp_path, tiny_model_dir):
+    from dtmerge.errors import ConfigError
+    from dtmerge.train import train_stage
+    from dtmerge.train.ray_executor import PROBE_FILE, SharedStorageError, _check_nodes_see_run_dir
+
+    cfg, run = _run(tmp_path, tiny_model_dir, cluster, method="full", shared_storage=False)
+    with pytest.raises(ConfigError, match="full fine-tunes .* need a shared run directory"):
+        train_stage(cfg, run, log=print)
+    assert run.job("train:sub_0") is None  # nothing started
+    # The per-node probe: a token no node can find stands for a run dir they cannot see.
+    with pytest.raises(SharedStorageError, match=r"needs the run directory .* node\(s\) \w+, \w+ cannot"):
+        _check_nodes_see_run_dir(ray, str(run.root), "not-the-token")
+    (run.root / PROBE_FILE).write_text("the-token")
+    _check_nodes_see_run_dir(ray, str(run.root), "the-token")  # every node sees it: no error

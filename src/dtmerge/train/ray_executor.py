@@ -113,12 +113,12 @@ def _check_nodes_see_run_dir(ray, run_root: str, token: str) -> None:
 def plan_ray(cfg_json: dict, run: RunDir, todo: list) -> tuple[Placement, list]:
     """The placement and the task arguments of every job to train."""
     train = cfg_json["train"]
-    ray = connect_ray(train.get("ray_address"))
-    run_root = str(run.root.resolve())
     shared = train["shared_storage"]
     if shared is False and (train["method"] != "lora" or cfg_json["monitor"]["enabled"]):
         raise ConfigError("train.shared_storage=false works for LoRA jobs without the monitor "
                           "only: full fine-tunes and monitor.enabled need a shared run directory")
+    ray = connect_ray(train.get("ray_address"))
+    run_root = str(run.root.resolve())
     token = None
     if shared is not False:
         token = uuid.uuid4().hex
