@@ -160,6 +160,13 @@ class EvalConfig(_Section):
     judge_questions: str | None = Field(
         None, description="JSONL of open-ended questions ({question, reference?}) for the judge"
     )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: here or a process pool; ray: one Ray task per variant "
+        "(train.ray_address, train.max_retries)"
+    )
+    parallel_jobs: int = Field(1, ge=1, description="Variants scored at once (process pool)")
+    cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray evaluation task")
+    gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray evaluation task")
 
 
 class MonitorConfig(_Section):
