@@ -105,6 +105,10 @@ class TrainConfig(_Section):
     ray_address: str | None = Field(None, description="Ray cluster to join (default: start local)")
     gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray task")
     cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray task")
+    threads_per_job: int | None = Field(
+        None, ge=1, description="torch threads of each training/eval job; unset: the cores it "
+        "was given (Ray CPUs, or this machine's cores / jobs at once)"
+    )
     max_retries: int = Field(
         2, ge=0, description="Ray: reruns of a job whose worker or node died (resumes from its checkpoint)"
     )

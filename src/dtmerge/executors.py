@@ -17,6 +17,7 @@ three places, called with plain, picklable arguments plus a device slot.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -34,6 +35,58 @@ class Placement:
     slots: tuple = (None,)  # pool: one concurrent job per slot (device id or None)
     ray_address: str | None = None
     ray_options: dict[str, Any] = field(default_factory=dict)  # num_cpus, num_gpus, max_retries
+    threads: int | None = None  # torch threads per job (None: leave the process default)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(requested: int | None, jobs_at_once: int, cpus: float | None = None) -> int:
+    """The torch threads of one job: as asked, else the cores it was given (its Ray CPUs, or
+    this machine's cores shared by the jobs that run at once, at most OMP_NUM_THREADS when
+    set), at least one."""
+    if requested:
+        return requested
+    if cpus is not None:
+        return max(1, int(cpus))
+    cores = usable_cores()
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        cores = min(cores, max(1, int(os.environ["OMP_NUM_THREADS"])))
+    return max(1, cores // max(1, jobs_at_once))
+
+
+def set_threads(threads: int) -> None:
+    """Use `threads` torch threads here and in processes started from here.
+
+    OpenMP threads spin while waiting for each other by default: when another process holds a
+    core, a spinning thread burns its time slice waiting, and a step takes many times longer
+    (benchmarks/thread_count.py). Passive waiting (threads sleep) avoids that; it only takes
+    effect in processes started after it is set, which is why the CLI sets it at start-up.
+    """
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if threads > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch.set_num_threads(threads)
+
+
+def call_with_threads(fn: Callable, threads: int | None, *args):
+    """Run one job body with its thread count (the entry point of pool and Ray workers)."""
+    if threads is None:
+        return fn(*args)
+    import torch
+
+    before = torch.get_num_threads()
+    set_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)  # an in-process job leaves the caller as it was
 
 
 def describe_error(err: BaseException) -> str:
@@ -49,11 +102,11 @@ def run_jobs(fn: Callable, jobs: list[Job], where: Placement, *, on_start: Calla
     if where.kind == "ray":
         return _run_ray(fn, jobs, where, on_start, on_done, on_fail)
     if where.kind == "pool" and len(jobs) > 1 and len(where.slots) > 1:
-        return _run_pool(fn, jobs, list(where.slots), on_start, on_done, on_fail)
+        return _run_pool(fn, jobs, where, on_start, on_done, on_fail)
     for name, args in jobs:
         on_start(name)
         try:
-            result = fn(*args, where.slots[0])
+            result = call_with_threads(fn, where.threads, *args, where.slots[0])
         except BaseException as err:
             on_fail(name, describe_error(err))
             raise
@@ -69,9 +122,10 @@ def _settle(name, get_result, on_done, on_fail, failures):
         failures.append(f"{name} ({describe_error(err)})")
 
 
-def _run_pool(fn, jobs, slots, on_start, on_done, on_fail) -> list[str]:
+def _run_pool(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str]:
     failures: list[str] = []
     pending = list(jobs)
+    slots = list(where.slots)
     with ProcessPoolExecutor(max_workers=len(slots), mp_context=mp.get_context("spawn")) as pool:
         running = {}
         while pending or running:
@@ -79,7 +133,7 @@ def _run_pool(fn, jobs, slots, on_start, on_done, on_fail) -> list[str]:
                 name, args = pending.pop(0)
                 slot = slots.pop(0)
                 on_start(name)
-                running[pool.submit(fn, *args, slot)] = (name, slot)
+                running[pool.submit(call_with_threads, fn, where.threads, *args, slot)] = (name, slot)
             done = next(as_completed(running))
             name, slot = running.pop(done)
             slots.append(slot)
@@ -102,11 +156,14 @@ def connect_ray(address: str | None):
 def _run_ray(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str]:
     ray = connect_ray(where.ray_address)
     # retry_exceptions=False: only a dead worker or node reruns the task (system failure).
-    remote = ray.remote(retry_exceptions=False, **where.ray_options)(fn)
+    threads = where.threads or 1
+    env = {"OMP_NUM_THREADS": str(threads)} | ({"OMP_WAIT_POLICY": "PASSIVE"} if threads > 1 else {})
+    remote = ray.remote(retry_exceptions=False, runtime_env={"env_vars": env},
+                        **where.ray_options)(call_with_threads)
     refs = {}
     for name, args in jobs:
         on_start(name)
-        refs[remote.remote(*args, None)] = name
+        refs[remote.remote(fn, threads, *args, None)] = name
     failures: list[str] = []
     pending = list(refs)
     while pending:

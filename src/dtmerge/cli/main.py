@@ -43,6 +43,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Before torch loads OpenMP: waiting threads sleep instead of spinning, so a busy core
+    # slows a job down instead of stalling it (benchmarks/thread_count.py, BENCHMARKS.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(argv)
     # Overrides (key=value) may come after flags too: `dtm run c.yaml --dry-run train.lr=1`.
     args, extra = parser.parse_known_args(argv)

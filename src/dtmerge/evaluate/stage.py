@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dtmerge.config import EvalConfig, RunConfig
 from dtmerge.errors import ConfigError, DtmError
-from dtmerge.executors import Placement, run_jobs
+from dtmerge.executors import Placement, run_jobs, threads_per_job
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
@@ -101,7 +101,7 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         run.mark_done(f"eval:{name}", outputs=[str(run.eval_file(name))], scores=scores,
                       eval_tasks=list(cfg.eval.tasks), reused=list(records[name]["reused"]))
 
-    failures = run_jobs(score_variant_job, calls, _placement(cfg), on_start=on_start,
+    failures = run_jobs(score_variant_job, calls, _placement(cfg, len(calls)), on_start=on_start,
                         on_done=on_done, on_fail=lambda n, e: run.mark_failed(f"eval:{n}", e))
     if failures:
         raise DtmError("evaluation failed for " + "; ".join(failures)
@@ -112,12 +112,15 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     return {"variants": names, "ran": [name for name, _ in calls]}
 
 
-def _placement(cfg: RunConfig) -> Placement:
+def _placement(cfg: RunConfig, jobs: int) -> Placement:
     e = cfg.eval
     if e.executor == "ray":
         return Placement("ray", ray_address=cfg.train.ray_address, ray_options=dict(
-            num_cpus=e.cpus_per_job, num_gpus=e.gpus_per_job, max_retries=cfg.train.max_retries))
-    return Placement("pool" if e.parallel_jobs > 1 else "local", slots=(None,) * e.parallel_jobs)
+            num_cpus=e.cpus_per_job, num_gpus=e.gpus_per_job, max_retries=cfg.train.max_retries),
+            threads=threads_per_job(cfg.train.threads_per_job, 1, e.cpus_per_job))
+    return Placement("pool" if e.parallel_jobs > 1 else "local", slots=(None,) * e.parallel_jobs,
+                     threads=threads_per_job(cfg.train.threads_per_job,
+                                             min(e.parallel_jobs, max(1, jobs))))
 
 
 def _plan_eval_jobs(cfg: RunConfig, run: RunDir, log) -> tuple[list[str], list, dict]:

@@ -8,9 +8,11 @@ only.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
-from dtmerge.executors import Placement, run_jobs
+from dtmerge.executors import Placement, run_jobs, threads_per_job
 from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
 
@@ -68,10 +70,14 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
         from dtmerge.train import ray_executor
 
         where, calls = ray_executor.plan_ray(cfg_json, run, todo)
+        where = replace(where, threads=threads_per_job(cfg.train.threads_per_job, 1,
+                                                       cfg.train.cpus_per_job))
         finish = lambda name, info: ray_executor.finish_ray_job(by_name[name][0], info)  # noqa: E731
     else:
         slots = tuple(cfg.train.devices or [None] * cfg.train.parallel_jobs)
-        where = Placement("pool" if len(slots) > 1 else "local", slots=slots)
+        at_once = min(len(slots), len(todo))
+        where = Placement("pool" if len(slots) > 1 else "local", slots=slots,
+                          threads=threads_per_job(cfg.train.threads_per_job, at_once))
         calls = [(job.name, (cfg_json, str(run.root), job, fp)) for job, fp in todo]
 
     def on_start(name):

@@ -120,6 +120,7 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     Returns:
         A dict with the number of examples, steps, final training loss and runtime.
     """
+    import torch
     from trl import SFTTrainer
 
     out_dir = Path(out_dir)
@@ -164,5 +165,6 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         "train_runtime": result.metrics.get("train_runtime"),
         "method": cfg.train.method,
         "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
         "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
     }
