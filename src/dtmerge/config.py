@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from dtmerge.errors import ConfigError
 
@@ -75,8 +76,33 @@ class LoraSettings(_Section):
     )
 
 
+# TRL's names for settings dtmerge names itself: either spelling works, one per config.
+SFT_ALIASES = {"num_train_epochs": "num_epochs", "per_device_train_batch_size": "batch_size",
+               "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "lr_scheduler"}
+# SFTConfig fields dtmerge sets per job or from another section.
+SFT_OWNED = {"output_dir": "set per job inside the run directory",
+             "run_name": "set per job (sub_<k>, sft)",
+             "report_to": "use tracking.mlflow / tracking.tensorboard",
+             "gradient_checkpointing": "use model.gradient_checkpointing",
+             "bf16": "use model.dtype", "fp16": "use model.dtype"}
+
+
+def _sft_field_names() -> list[str]:
+    import dataclasses
+
+    from trl import SFTConfig  # imported only when a config names a key dtmerge does not know
+
+    return sorted(f.name for f in dataclasses.fields(SFTConfig) if f.init)
+
+
 class TrainConfig(_Section):
-    """Hyperparameters shared by every sub-model and the SFT baseline."""
+    """Hyperparameters shared by every sub-model and the SFT baseline.
+
+    Any other field of TRL's `SFTConfig` (e.g. `optim`, `neftune_noise_alpha`, `packing`) may
+    be given here under TRL's own name and is passed straight through to every job.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     method: Literal["lora", "full"] = "lora"
     lora: LoraSettings = LoraSettings()
@@ -119,6 +145,47 @@ class TrainConfig(_Section):
     trainer_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keys passed to TRL's SFTConfig"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trl_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for trl_name, ours in SFT_ALIASES.items():
+            if trl_name in data:
+                if ours in data:
+                    raise PydanticCustomError("sft_passthrough", "train.{trl} is TRL's name for "
+                                              "train.{ours}: give one of them",
+                                              {"trl": trl_name, "ours": ours})
+                data[ours] = data.pop(trl_name)
+        return data
+
+    @model_validator(mode="after")
+    def _check_passthrough(self) -> "TrainConfig":
+        extra = sorted(self.model_extra or {})
+        if not extra:
+            return self
+        for key in extra:
+            if key in SFT_OWNED:
+                raise PydanticCustomError("sft_passthrough", "train.{key}: {why}",
+                                          {"key": key, "why": SFT_OWNED[key]})
+        known = _sft_field_names()
+        for key in extra:
+            if key not in known:
+                close = difflib.get_close_matches(key, known + sorted(type(self).model_fields), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise PydanticCustomError(
+                    "sft_passthrough", "unknown key 'train.{key}': neither a dtmerge train "
+                    "setting nor a field of TRL's SFTConfig.{hint} Allowed here: {ours}, or any "
+                    "SFTConfig field", {"key": key, "hint": hint,
+                                        "ours": ", ".join(sorted(type(self).model_fields))})
+        return self
+
+    @property
+    def sft_passthrough(self) -> dict[str, Any]:
+        """The SFTConfig fields given under TRL's names, for every job."""
+        return dict(self.model_extra or {})
 
 
 class MergeConfig(_Section):
@@ -292,6 +359,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             lines.append(f"  - unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
+        elif e["type"] == "sft_passthrough":
+            lines.append(f"  - {e['msg']}")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{key}'")
         else:

@@ -78,6 +78,7 @@ def sft_config(cfg: RunConfig, work_dir: Path, report_to: list[str]):
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,
     )
+    kwargs.update(t.sft_passthrough)  # SFTConfig fields given in `train` under TRL's names
     kwargs.update(t.trainer_kwargs)
     return SFTConfig(**kwargs)
 
