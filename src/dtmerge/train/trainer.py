@@ -168,4 +168,8 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         "pid": os.getpid(),
         "threads": torch.get_num_threads(),
         "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
+        # Counted only with train.include_num_input_tokens_seen (a TRL field passed through).
+        "tokens_seen": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
+        "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 3)
+                                if torch.cuda.is_available() else None),
     }
