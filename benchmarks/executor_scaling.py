@@ -5,7 +5,8 @@
 The same four LoRA jobs (a Llama of 3 layers x 128 hidden, the demo's size; 8 x 128 tokens per
 step) and the evaluation of the four sub-models on a 60-item multiple-choice task, in fresh run
 directories, placed three ways side by side in one run:
-- sequential: one job at a time in this process, with the threads it picks by itself (all cores);
+- sequential: one job at a time in this process, with the threads it picks by itself (all cores),
+  and again with one thread per job (seq-1thr: what a 2-worker pool parallelises);
 - pool: train.parallel_jobs=2 and eval.parallel_jobs=2, one thread per job;
 - ray: a local Ray cluster of 2 CPUs, one CPU (and thread) per task.
 Prints wall seconds of train + eval for each, and the speed-up against sequential (goal >= 1.6).
@@ -107,7 +108,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="executor-scaling-"))
     try:
         recs = make_inputs(root)
-        times = {"sequential": run_once(root, "sequential", recs, args.steps)}
+        times = {"sequential": run_once(root, "sequential", recs, args.steps),
+                 "seq-1thr": run_once(root, "seq-1thr", recs, args.steps,
+                                      train={"threads_per_job": 1})}
         times["pool"] = run_once(root, "pool", recs, args.steps, train={"parallel_jobs": 2},
                                  eval={"parallel_jobs": 2})
         t0 = time.perf_counter()
@@ -123,7 +126,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     for name in ("pool", "ray"):
         print(f"{name} with 2 workers: x{times['sequential'] / times[name]:.2f} vs sequential "
-              "(goal >= 1.6)")
+              f"(goal >= 1.6), x{times['seq-1thr'] / times[name]:.2f} vs sequential with 1 thread")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
