@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
 
 from dtmerge.errors import ConfigError
+from dtmerge.sft_fields import check_sft_passthrough, sft_aliases_to_ours
 
 
 class _Section(BaseModel):
@@ -76,25 +76,6 @@ class LoraSettings(_Section):
     )
 
 
-# TRL's names for settings dtmerge names itself: either spelling works, one per config.
-SFT_ALIASES = {"num_train_epochs": "num_epochs", "per_device_train_batch_size": "batch_size",
-               "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "lr_scheduler"}
-# SFTConfig fields dtmerge sets per job or from another section.
-SFT_OWNED = {"output_dir": "set per job inside the run directory",
-             "run_name": "set per job (sub_<k>, sft)",
-             "report_to": "use tracking.mlflow / tracking.tensorboard",
-             "gradient_checkpointing": "use model.gradient_checkpointing",
-             "bf16": "use model.dtype", "fp16": "use model.dtype"}
-
-
-def _sft_field_names() -> list[str]:
-    import dataclasses
-
-    from trl import SFTConfig  # imported only when a config names a key dtmerge does not know
-
-    return sorted(f.name for f in dataclasses.fields(SFTConfig) if f.init)
-
-
 class TrainConfig(_Section):
     """Hyperparameters shared by every sub-model and the SFT baseline.
 
@@ -149,37 +130,11 @@ class TrainConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _trl_names(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for trl_name, ours in SFT_ALIASES.items():
-            if trl_name in data:
-                if ours in data:
-                    raise PydanticCustomError("sft_passthrough", "train.{trl} is TRL's name for "
-                                              "train.{ours}: give one of them",
-                                              {"trl": trl_name, "ours": ours})
-                data[ours] = data.pop(trl_name)
-        return data
+        return sft_aliases_to_ours(data)
 
     @model_validator(mode="after")
     def _check_passthrough(self) -> "TrainConfig":
-        extra = sorted(self.model_extra or {})
-        if not extra:
-            return self
-        for key in extra:
-            if key in SFT_OWNED:
-                raise PydanticCustomError("sft_passthrough", "train.{key}: {why}",
-                                          {"key": key, "why": SFT_OWNED[key]})
-        known = _sft_field_names()
-        for key in extra:
-            if key not in known:
-                close = difflib.get_close_matches(key, known + sorted(type(self).model_fields), n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise PydanticCustomError(
-                    "sft_passthrough", "unknown key 'train.{key}': neither a dtmerge train "
-                    "setting nor a field of TRL's SFTConfig.{hint} Allowed here: {ours}, or any "
-                    "SFTConfig field", {"key": key, "hint": hint,
-                                        "ours": ", ".join(sorted(type(self).model_fields))})
+        check_sft_passthrough(sorted(self.model_extra or {}), sorted(type(self).model_fields))
         return self
 
     @property

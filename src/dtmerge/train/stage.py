@@ -1,9 +1,9 @@
 """The train stage: K sub-models and the SFT baseline as independent jobs.
 
-Jobs run one after another by default. With `train.parallel_jobs > 1` they run in a pool of
-spawned processes, one device slot each (CUDA_VISIBLE_DEVICES set per job), so a crash in
-one job never touches the others' outputs. The manifest is written by this (parent) process
-only.
+Jobs run one after another by default. With `train.parallel_jobs > 1` they run in a process
+pool, one device slot each (CUDA_VISIBLE_DEVICES set per job); with `train.executor: ray` as Ray
+tasks (ray_executor.py). A crash in one job never touches the others' outputs. The manifest
+is written by this (parent) process only.
 """
 
 from __future__ import annotations
@@ -65,20 +65,21 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
     """Run the jobs on the configured executor; the manifest is written here only."""
     cfg_json = cfg.model_dump(mode="json")
     by_name = {job.name: (job, fp) for job, fp in todo}
-    finish = lambda name, info: info  # noqa: E731 - local and pool jobs wrote their outputs
-    if cfg.train.executor == "ray":
+    on_ray = cfg.train.executor == "ray"
+    if on_ray:
         from dtmerge.train import ray_executor
 
         where, calls = ray_executor.plan_ray(cfg_json, run, todo)
         where = replace(where, threads=threads_per_job(cfg.train.threads_per_job, 1,
                                                        cfg.train.cpus_per_job))
-        finish = lambda name, info: ray_executor.finish_ray_job(by_name[name][0], info)  # noqa: E731
+        body = ray_executor.ray_train_job
     else:
         slots = tuple(cfg.train.devices or [None] * cfg.train.parallel_jobs)
         at_once = min(len(slots), len(todo))
         where = Placement("pool" if len(slots) > 1 else "local", slots=slots,
                           threads=threads_per_job(cfg.train.threads_per_job, at_once))
         calls = [(job.name, (cfg_json, str(run.root), job, fp)) for job, fp in todo]
+        body = run_train_job
 
     def on_start(name):
         job, fp = by_name[name]
@@ -86,11 +87,14 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
             "ray": " (Ray task)", "pool": " (process pool)"}.get(where.kind, ""))
         run.mark_started(f"train:{name}", fp, {"data": str(job.data)})
 
+    def on_done(name, info):
+        if on_ray:  # outputs shipped back without shared storage are written here
+            info = ray_executor.finish_ray_job(by_name[name][0], info)
+        run.mark_done(f"train:{name}", **info)
+
     try:
-        return run_jobs(ray_executor.ray_train_job if where.kind == "ray" else run_train_job,
-                        calls, where, on_start=on_start,
-                        on_done=lambda name, info: run.mark_done(f"train:{name}", **finish(name, info)),
+        return run_jobs(body, calls, where, on_start=on_start, on_done=on_done,
                         on_fail=lambda name, err: run.mark_failed(f"train:{name}", err))
     finally:
-        if where.kind == "ray":
+        if on_ray:
             ray_executor.cleanup_probe(run)
