@@ -82,11 +82,17 @@ def call_with_threads(fn: Callable, threads: int | None, *args):
     import torch
 
     before = torch.get_num_threads()
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     set_threads(threads)
     try:
         return fn(*args)
-    finally:
-        torch.set_num_threads(before)  # an in-process job leaves the caller as it was
+    finally:  # an in-process job leaves the caller as it was
+        torch.set_num_threads(before)
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def describe_error(err: BaseException) -> str:

@@ -51,3 +51,13 @@ def test_pool_keeps_going_past_a_failed_job():
                         on_fail=failed.__setitem__)
     assert done == {"a": 1, "c": 3} and failures == ["b (ValueError: bad portion)"]
     assert failed == {"b": "ValueError: bad portion"}
+
+
+def test_local_jobs_leave_the_callers_environment_as_it_was(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    done = {}
+    run_jobs(_threads_seen, [("a", (1,))], Placement(threads=2), on_start=lambda n: None,
+             on_done=done.__setitem__, on_fail=lambda n, e: None)
+    assert done["a"]["omp"] == "2" and done["a"]["threads"] == 2
+    assert os.environ["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in os.environ
