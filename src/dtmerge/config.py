@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dtmerge.errors import ConfigError
+from dtmerge.sft_fields import check_sft_passthrough, sft_aliases_to_ours
 
 
 class _Section(BaseModel):
@@ -98,7 +99,13 @@ class LoraSettings(_Section):
 
 
 class TrainConfig(_Section):
-    """Hyperparameters shared by every sub-model and the SFT baseline."""
+    """Hyperparameters shared by every sub-model and the SFT baseline.
+
+    Any other field of TRL's `SFTConfig` (e.g. `optim`, `neftune_noise_alpha`, `packing`) may
+    be given here under TRL's own name and is passed straight through to every job.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     method: Literal["lora", "full"] = "lora"
     lora: LoraSettings = LoraSettings()
@@ -127,9 +134,35 @@ class TrainConfig(_Section):
     ray_address: str | None = Field(None, description="Ray cluster to join (default: start local)")
     gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray task")
     cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray task")
+    threads_per_job: int | None = Field(
+        None, ge=1, description="torch threads of each training/eval job; unset: the cores it "
+        "was given (Ray CPUs, or this machine's cores / jobs at once)"
+    )
+    max_retries: int = Field(
+        2, ge=0, description="Ray: reruns of a job whose worker or node died (resumes from its checkpoint)"
+    )
+    shared_storage: bool | None = Field(
+        None, description="Ray: do all nodes see the run dir? unset: each task checks; false: "
+        "LoRA outputs travel back through Ray"
+    )
     trainer_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keys passed to TRL's SFTConfig"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trl_names(cls, data: Any) -> Any:
+        return sft_aliases_to_ours(data)
+
+    @model_validator(mode="after")
+    def _check_passthrough(self) -> "TrainConfig":
+        check_sft_passthrough(sorted(self.model_extra or {}), sorted(type(self).model_fields))
+        return self
+
+    @property
+    def sft_passthrough(self) -> dict[str, Any]:
+        """The SFTConfig fields given under TRL's names, for every job."""
+        return dict(self.model_extra or {})
 
 
 class MergeConfig(_Section):
@@ -190,6 +223,13 @@ class EvalConfig(_Section):
         "`dtm frontier` are made on them; the report's numbers are on the rest, test); off: unset",
     )
     split_seed: int = Field(0, description="Seed of the validation/test item split")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: here or a process pool; ray: one Ray task per variant "
+        "(train.ray_address, train.max_retries)"
+    )
+    parallel_jobs: int = Field(1, ge=1, description="Variants scored at once (process pool)")
+    cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray evaluation task")
+    gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray evaluation task")
 
 
 class MonitorConfig(_Section):
@@ -434,6 +474,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             lines.append(f"  - unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
+        elif e["type"] == "sft_passthrough":
+            lines.append(f"  - {e['msg']}")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{key}'")
         elif not loc:  # a cross-field check: its message says it all (input is the whole file)

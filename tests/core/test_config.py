@@ -68,3 +68,28 @@ def test_yaml_round_trip(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_train_passes_trl_sft_config_fields_through(tmp_path):
+    from dtmerge.train.trainer import sft_config
+
+    data = {**BASE, "train": {"optim": "adafactor", "neftune_noise_alpha": 5.0,
+                              "num_train_epochs": 2, "gradient_accumulation_steps": 3}}
+    cfg = load_config(_write(tmp_path, data))
+    # TRL's names of dtmerge's own settings land on dtmerge's names (one spelling inside)
+    assert cfg.train.num_epochs == 2 and cfg.train.grad_accum == 3
+    assert cfg.train.sft_passthrough == {"optim": "adafactor", "neftune_noise_alpha": 5.0}
+    args = sft_config(cfg, tmp_path / "work", [])
+    assert args.optim == "adafactor" and args.neftune_noise_alpha == 5.0
+    assert args.num_train_epochs == 2 and args.gradient_accumulation_steps == 3
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"optimm": "adamw_torch"}, r"unknown key 'train.optimm': neither .* Did you mean 'optim'\?"),
+    ({"num_train_epochs": 2, "num_epochs": 3}, r"train.num_train_epochs is TRL's name for train.num_epochs"),
+    ({"output_dir": "x"}, r"train.output_dir: set per job"),
+    ({"report_to": ["wandb"]}, r"train.report_to: use tracking.mlflow"),
+])
+def test_train_passthrough_rejects_unknown_and_owned_keys(tmp_path, train, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, {**BASE, "train": train}))

@@ -12,8 +12,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dtmerge"
 # Lowest first. A module may import from its own layer or any layer before it.
 LAYERS = [
     {"errors", "registry", "__init__"},
-    {"config"},
-    {"rundir", "mlflow_store", "models", "process_guard"},
+    {"config", "sft_fields"},
+    {"rundir", "mlflow_store", "models", "process_guard", "executors"},
     {"data"},
     {"disperse"},
     {"evaluate"},  # scoring is a library: training's knowledge monitor uses it

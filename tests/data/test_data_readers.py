@@ -79,3 +79,20 @@ def test_missing_local_file_and_offline_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DataError, match="Hub dataset"):
         load_records(DataConfig(path="no-such-org/no-such-dataset"))
+
+
+def test_jsonl_records_are_parsed_when_used_with_line_numbers_in_errors(tmp_path):
+    from dtmerge.data.jsonl import JsonlRecords, split_lines_by_label
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n{"a": 3}')  # blank line, no final newline
+    records = JsonlRecords(path)
+    assert len(records) == 3 and list(records) == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert records[2] == {"a": 3} and records[0:2] == [{"a": 1}, {"a": 2}]
+    records.write_subset([2, 0], tmp_path / "sub.jsonl")
+    assert (tmp_path / "sub.jsonl").read_text() == '{"a": 3}\n{"a": 1}\n'
+    split_lines_by_label(records, [1, 0, 1], [tmp_path / "p0.jsonl", tmp_path / "p1.jsonl"])
+    assert (tmp_path / "p1.jsonl").read_text() == '{"a": 1}\n{"a": 3}\n'
+    path.write_text('{"a": 1}\n\n{"a": \n')
+    with pytest.raises(DataError, match=r"d.jsonl:3: malformed JSON line"):
+        list(JsonlRecords(path))

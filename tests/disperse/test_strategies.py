@@ -76,8 +76,25 @@ def test_field_errors_name_the_column_and_the_fix():
     field_split = STRATEGIES.get("field")
     with pytest.raises(DataError, match=r"'origin'.*columns present: \['source'\]"):
         field_split(records, DisperseConfig(num_portions=3, field="origin"))
-    with pytest.raises(DataError, match="3 distinct values.*num_portions=3"):
-        field_split(records, DisperseConfig(num_portions=2, field="source"))
+    with pytest.raises(DataError, match="3 distinct values.*num_portions is 4.*at most 3"):
+        field_split(records, DisperseConfig(num_portions=4, field="source"))
+
+
+def test_field_bins_more_values_than_portions_into_balanced_whole_groups():
+    # TULU-like: 11 sources of uneven size into K=4; a source is never split.
+    sizes = [50, 40, 30, 25, 20, 15, 12, 10, 8, 5, 3]
+    records = [rec("q", "a", source=f"s{i:02d}") for i, n in enumerate(sizes) for _ in range(n)]
+    labels = STRATEGIES.get("field")(records, DisperseConfig(strategy="field", num_portions=4, field="source"))
+    by_source = {}
+    for r, label in zip(records, labels):
+        by_source.setdefault(r["source"], set()).add(label)
+    assert all(len(v) == 1 for v in by_source.values())
+    portion_sizes = [labels.count(p) for p in range(4)]
+    # 218 examples: greedy binning lands within a few examples of 54.5 each
+    assert sum(portion_sizes) == 218 and max(portion_sizes) - min(portion_sizes) <= 3
+    # 6 sources into K=3 (refused before): every portion used
+    six = [rec("q", "a", source=s) for s in "abcdef" for _ in range(2)]
+    assert sorted(set(STRATEGIES.get("field")(six, DisperseConfig(num_portions=3, field="source")))) == [0, 1, 2]
 
 
 def test_unknown_strategy_suggests_close_name():

@@ -135,3 +135,33 @@ def test_best_variants_are_the_kept_best_models_of_full_data_jobs(run_setup):
     for name in ("sft_best", "sub_0_best"):
         shutil.copytree(run.model("sft"), run.model(name))
     assert [v.name for v in plan_variants(best, run)] == ["sft_best"]
+
+
+@pytest.mark.slow
+def test_scores_are_identical_whatever_the_executor(run_setup):
+    """The same variants scored in this process, in a 2-process pool and as Ray tasks."""
+    pytest.importorskip("ray", reason="Ray is in the test extra")
+    import ray
+
+    cfg, run = run_setup
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={
+        "variants": ["base", "sft", "submodels"], "tasks": ["knowledge"]})})
+    placements = {"local": {}, "pool": {"parallel_jobs": 2}, "ray": {"executor": "ray"}}
+    scores, fingerprints = {}, {}
+    for name, update in placements.items():
+        shutil.rmtree(run.root / "eval", ignore_errors=True)
+        run.manifest_path.unlink(missing_ok=True)
+        placed = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=update)})
+        if name == "ray":
+            ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False)
+        try:
+            out = evaluate_stage(placed, run, log=lambda m: None)
+        finally:
+            if name == "ray":
+                ray.shutdown()
+        assert out["ran"] == ["base", "sft", "sub_0", "sub_1"]
+        scores[name] = {v: json.loads(run.eval_file(v).read_text())["tasks"] for v in out["ran"]}
+        fingerprints[name] = {v: run.job(f"eval:{v}")["fingerprint"] for v in out["ran"]}
+    assert scores["pool"] == scores["local"] and scores["ray"] == scores["local"]
+    # where a job runs is not part of what it scores: a rerun elsewhere skips it
+    assert fingerprints["pool"] == fingerprints["local"] == fingerprints["ray"]

@@ -80,3 +80,18 @@ def test_gemma_config_dry_run(tmp_path):
     assert 2.6e8 < plan["model"]["parameters"] < 2.8e8
     assert plan["data"]["examples"] == 100 and "tokenised" in plan["tokens"]["how"]
     assert not [p for p in plan["problems"] if p.startswith("error:")]
+
+
+def test_gpu_check_script_config_validates_offline():
+    """scripts/gpu_check.sh's overrides of the Gemma config form a valid, shrunk bf16 run."""
+    import re
+    import subprocess
+
+    script = CONFIGS[0].parents[1] / "scripts" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    block = script.read_text().split("# BEGIN OVERRIDES")[1].split("# END OVERRIDES")[0]
+    overrides = [o.replace("$RUNS", "runs/x") for o in re.findall(r'^\s+"(.+)"$', block, re.M)]
+    cfg = load_config(CONFIGS[0].parent / "gemma3-270m.yaml", overrides)
+    assert cfg.model.dtype == "bfloat16" and cfg.disperse.num_portions == 2
+    assert cfg.train.max_steps == 10 and cfg.train.sft_baseline and cfg.eval.device == "cuda"
+    assert cfg.train.sft_passthrough == {"include_num_input_tokens_seen": True}

@@ -133,7 +133,7 @@ def test_ray_executor_runs_jobs_as_tasks(tmp_path, tiny_model_dir):
     from dtmerge.errors import DtmError
 
     cfg, run = _two_portion_run(tmp_path, tiny_model_dir, executor="ray")
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     try:
         with pytest.raises(DtmError, match=r"training failed for sub_1"):
             train_stage(cfg, run, log=lambda m: None)

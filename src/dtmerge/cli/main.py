@@ -104,6 +104,9 @@ def _parse(argv: list[str]):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Before torch loads OpenMP: waiting threads sleep instead of spinning, so a busy core
+    # slows a job down instead of stalling it (benchmarks/thread_count.py, BENCHMARKS.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         parser, args = _parse(argv)
     except SystemExit as done:  # --help, --version, usage errors

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from dtmerge.config import DataConfig
-from dtmerge.data.jsonl import decode_utf8, read_jsonl
+from dtmerge.data.jsonl import JsonlRecords, decode_utf8, read_jsonl
 from dtmerge.errors import DataError
 
 _FILE_SUFFIXES = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".arrow"}
@@ -41,6 +41,15 @@ def load_records(cfg: DataConfig) -> list[dict]:
     if path.suffix.lower() in _FILE_SUFFIXES or cfg.path.startswith((".", "/", "~")):
         raise DataError(f"data file {cfg.path} not found (data.path, relative to {Path.cwd()})")
     return _read_hub(cfg.path, cfg.split)
+
+
+def open_records(cfg: DataConfig):
+    """Like `load_records`, but a local JSONL file comes back as a lazy `JsonlRecords`
+    (parsed one record at a time) so the data stage never holds all of it."""
+    path = Path(cfg.path).expanduser()
+    if path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
+        return JsonlRecords(path)
+    return load_records(cfg)
 
 
 def _read_file(path: Path, split: str) -> list[dict]:

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 from dtmerge.config import RunConfig
-from dtmerge.data.jsonl import read_jsonl, write_jsonl
+from dtmerge.data.jsonl import JsonlRecords, split_lines_by_label
 from dtmerge.disperse.registry import STRATEGIES
 from dtmerge.disperse.summary import summarise_portions
 from dtmerge.errors import DataError
@@ -86,10 +86,11 @@ def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
 def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:
     dc = cfg.disperse
-    records = read_jsonl(run.all_data)
+    # Parsed when a strategy looks at them, never all held as dicts (326k examples at paper
+    # scale); the portions are the records' own lines, copied through.
+    records = JsonlRecords(run.all_data)
     assignment = assign_portions(records, cfg)
-    for k in range(dc.num_portions):
-        write_jsonl(run.portion(k), [r for r, a in zip(records, assignment) if a == k])
+    split_lines_by_label(records, assignment, [run.portion(k) for k in range(dc.num_portions)])
     # Portions left over from an earlier run with a larger K would confuse later stages.
     stale = [p for p in run.data_dir.glob("portion_*.jsonl")
              if _portion_index(p) >= dc.num_portions]

@@ -67,16 +67,25 @@ def summarise_portions(records: list[dict], assignment: list[int], num_portions:
         K dicts with `portion`, `size`, `share`, `sources` (share of each `source` value, when
         the records have that column), `<field>` value shares, and `distinctive_terms`.
     """
-    terms = distinctive_terms([response_text(r) for r in records], assignment, num_portions)
-    columns = [c for c in dict.fromkeys(["source", field]) if c and any(c in r for r in records)]
+    # One pass over the records (they may be streamed from disk): texts and column values only.
+    wanted = [c for c in dict.fromkeys(["source", field]) if c]
+    texts, values, present = [], {c: [] for c in wanted}, set()
+    for r in records:
+        texts.append(response_text(r))
+        for c in wanted:
+            values[c].append(r.get(c))
+            if c in r:
+                present.add(c)
+    terms = distinctive_terms(texts, assignment, num_portions)
+    labels = np.asarray(assignment)
     portions = []
     for k in range(num_portions):
-        members = [r for r, a in zip(records, assignment) if a == k]
+        members = np.flatnonzero(labels == k)
         entry = {"portion": k, "size": len(members),
-                 "share": round(len(members) / max(len(records), 1), 4)}
-        for column in columns:
+                 "share": round(len(members) / max(len(texts), 1), 4)}
+        for column in (c for c in wanted if c in present):
             key = "sources" if column == "source" else column
-            entry[key] = _shares([r.get(column) for r in members]) if members else {}
+            entry[key] = _shares([values[column][i] for i in members]) if len(members) else {}
         entry["distinctive_terms"] = terms[k]
         portions.append(entry)
     return portions

@@ -2,8 +2,8 @@
 
 Each variant is its own manifest job (`eval:<variant>`) whose fingerprint covers the eval
 settings and a hash of the model directory, so a rerun skips finished evaluations and redoes
-those whose model or settings changed. Interpolations base + t*(sft - base) are built first
-(job `interp:<t>`), then evaluated as `interp_<t>`. When only `eval.tasks` changed, task
+those whose model or settings changed. Interpolations base + t*(sft - base) are built by the
+merge stage (job `interp:<t>`) and evaluated here as `interp_<t>`. When only `eval.tasks` changed, task
 results already scored with the same model and settings are reused (see `reuse.py`), so
 adding one benchmark scores only that benchmark.
 """
@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dtmerge.config import EvalConfig, RunConfig
-from dtmerge.errors import ConfigError
+from dtmerge.errors import ConfigError, DtmError
+from dtmerge.executors import Placement, run_jobs, threads_per_job
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
 from dtmerge.evaluate.split import SPLIT_KEYS, record_split
+from dtmerge.process_guard import fault_point
 from dtmerge.rundir import (RunDir, atomic_write_json, hash_obj, hash_path, interp_name,
-                            producer_job, run_job)
+                            producer_job)
 
 # eval.variants entries that name a kind of variant rather than a model directory
 VARIANT_KEYWORDS = ("base", "sft", "dtm", "submodels", "interpolation", "best")
@@ -78,8 +80,15 @@ def _model_hash(model: str) -> str:
     return hash_path(Path(model)) if Path(model).exists() else model
 
 
+# Keys that decide where an evaluation runs, not what it scores: not in the fingerprint.
+PLACEMENT_KEYS = ("executor", "parallel_jobs", "cpus_per_job", "gpus_per_job")
+
+
 def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """Score every configured variant, then write the bias analysis (`eval/bias.json`).
+
+    Each variant not already done is one job; `eval.executor` and `eval.parallel_jobs` place
+    the jobs here, in a process pool, or as Ray tasks (the scores do not depend on it).
 
     Args:
         cfg: The run config; `cfg.eval` holds the settings shared by all variants.
@@ -89,20 +98,59 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     Returns:
         {"variants": [names evaluated or already done], "ran": [names evaluated now]}.
     """
-    from dtmerge.evaluate.harness import is_adapter_dir
-
     if not cfg.eval.tasks and not cfg.eval.judge_url:
         log("[skip] eval: eval.tasks is empty (name lm-eval tasks, a group such as 'paper', "
             "or tasks in eval.include_path) and no judge is set: nothing to score")
         return {"variants": [], "ran": []}
+    names, calls, records = _plan_eval_jobs(cfg, run, log)
+
+    def on_start(name):  # needs_run already said why the job runs
+        run.mark_started(f"eval:{name}", records[name]["fp"], {"model": records[name]["variant"].model})
+
+    def on_done(name, scores):
+        fault_point(f"finished eval:{name}")
+        log(f"[eval] {name}: " + ", ".join(f"{t}={s:.4f}" for t, s in scores.items() if s is not None))
+        run.mark_done(f"eval:{name}", outputs=[str(run.eval_file(name))], scores=scores,
+                      eval_tasks=list(cfg.eval.tasks), reused=list(records[name]["reused"]))
+
+    failures = run_jobs(score_variant_job, calls, _placement(cfg, len(calls)), on_start=on_start,
+                        on_done=on_done, on_fail=lambda n, e: run.mark_failed(f"eval:{n}", e))
+    if failures:
+        raise DtmError("evaluation failed for " + "; ".join(failures)
+                       + ". Finished variants are kept; rerun the same command to retry the rest")
+    from dtmerge.evaluate.bias import bias_stage
+
+    bias_stage(cfg, run, log=log)
+    return {"variants": names, "ran": [name for name, _ in calls]}
+
+
+def _placement(cfg: RunConfig, jobs: int) -> Placement:
+    e = cfg.eval
+    if e.executor == "ray":
+        return Placement("ray", ray_address=cfg.train.ray_address, ray_options=dict(
+            num_cpus=e.cpus_per_job, num_gpus=e.gpus_per_job, max_retries=cfg.train.max_retries),
+            threads=threads_per_job(cfg.train.threads_per_job, 1, e.cpus_per_job))
+    return Placement("pool" if e.parallel_jobs > 1 else "local", slots=(None,) * e.parallel_jobs,
+                     threads=threads_per_job(cfg.train.threads_per_job,
+                                             min(e.parallel_jobs, max(1, jobs))))
+
+
+def _plan_eval_jobs(cfg: RunConfig, run: RunDir, log) -> tuple[list[str], list, dict]:
+    """Every variant's name, and the job (with its reusable task results) of those not done."""
+    from dtmerge.evaluate.harness import is_adapter_dir
+
     base = resolve_model_path(cfg.model)
-    # The item split chooses among scored items after scoring: not part of what is scored.
-    settings = {k: v for k, v in cfg.eval.model_dump(mode="json").items() if k not in SPLIT_KEYS}
-    defaults = EvalConfig().model_dump(mode="json")
+    # Neither where a job runs nor the item split (it chooses among scored items afterwards)
+    # changes what is scored: both stay out of the fingerprint.
+    unscored = set(PLACEMENT_KEYS) | set(SPLIT_KEYS)
+    settings = cfg.eval.model_dump(mode="json", exclude=unscored)
+    defaults = EvalConfig().model_dump(mode="json", exclude=unscored)
     record_split(cfg.eval, run.root / "eval")
     wanted = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path)
-    ran, names = [], []
+    cfg_json = cfg.model_dump(mode="json")
+    names, calls, records = [], [], {}
     for v in plan_variants(cfg, run, log):
+        names.append(v.name)
         adapter = v.model if is_adapter_dir(v.model) else None
         hashes = {"model": _model_hash(v.model), "base": _model_hash(base) if adapter else None}
 
@@ -112,30 +160,26 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
         fp = next(fingerprints_for(cfg.eval.tasks))
         out = run.eval_file(v.name)
-        previous = run.job(f"eval:{v.name}")  # read now: run_job overwrites it when it starts
-
-        def work(v=v, adapter=adapter, out=out, previous=previous, fps=fingerprints_for):
-            log(f"[eval] {v.name}: {v.model}" + (" (LoRA adapter, unmerged)" if adapter else ""))
-            reused = {} if cfg.eval.judge_url else reusable_results(out, previous, fps, wanted)
+        previous = run.job(f"eval:{v.name}")  # read now: starting the job overwrites it
+        if not run.needs_run(f"eval:{v.name}", fp, [out], log):
+            continue
+        reused = {} if cfg.eval.judge_url else reusable_results(out, previous, fingerprints_for, wanted)
+        log(f"[eval] {v.name}: {v.model}" + (" (LoRA adapter, unmerged)" if adapter else ""))
+        if reused:
             missing = [t for t in wanted if t not in reused]
-            if reused:
-                log(f"[eval] {v.name}: reusing {', '.join(reused)} (same model and settings)"
-                    + (f"; scoring {', '.join(missing)}" if missing else ""))
-            result = _score_variant(cfg, v, adapter, base, out, reused, wanted)
-            scores = {t: r["score"] for t, r in result["tasks"].items()}
-            log(f"[eval] {v.name}: " + ", ".join(f"{t}={s:.4f}" for t, s in scores.items()
-                                                   if s is not None))
-            return {"outputs": [str(out)], "scores": scores, "eval_tasks": list(cfg.eval.tasks),
-                    "reused": list(reused)}
+            log(f"[eval] {v.name}: reusing {', '.join(reused)} (same model and settings)"
+                + (f"; scoring {', '.join(missing)}" if missing else ""))
+        calls.append((v.name, (cfg_json, v, adapter, base, str(out), reused, wanted)))
+        records[v.name] = {"fp": fp, "previous": previous, "variant": v, "reused": reused}
+    return names, calls, records
 
-        if run_job(run, f"eval:{v.name}", fp, work, inputs={"model": v.model}, outputs=[out],
-                   log=log):
-            ran.append(v.name)
-        names.append(v.name)
-    from dtmerge.evaluate.bias import bias_stage
 
-    bias_stage(cfg, run, log=log)
-    return {"variants": names, "ran": ran}
+def score_variant_job(cfg_json: dict, v: Variant, adapter: str | None, base: str, out: str,
+                      reused: dict, wanted: list[str], device) -> dict:
+    """One evaluation job (any executor): score, write the variant's result, return scores."""
+    cfg = RunConfig.model_validate(cfg_json)
+    result = _score_variant(cfg, v, adapter, base, Path(out), reused, wanted)
+    return {t: r["score"] for t, r in result["tasks"].items()}
 
 
 def _score_variant(cfg: RunConfig, v: Variant, adapter: str | None, base: str, out: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -41,6 +42,7 @@ class ProgressFile(TrainerCallback):
         atomic_write_json(self.path, {
             "step": state.global_step, "max_steps": state.max_steps,
             "epoch": state.epoch, "loss": self.last_loss, "status": status,
+            "pid": os.getpid(),  # the process to look at (or stop) while it trains
         })
 
     def on_train_begin(self, args, state, control, **kwargs):

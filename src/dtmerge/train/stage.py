@@ -1,24 +1,26 @@
 """The train stage: K sub-models and the SFT baseline as independent jobs.
 
-Jobs run one after another by default. With `train.parallel_jobs > 1` they run in a pool of
-spawned processes, one device slot each (CUDA_VISIBLE_DEVICES set per job), so a crash in
-one job never touches the others' outputs. The manifest is written by this (parent) process
-only.
+Jobs run one after another by default. With `train.parallel_jobs > 1` they run in a process
+pool, one device slot each (CUDA_VISIBLE_DEVICES set per job); with `train.executor: ray` as Ray
+tasks (ray_executor.py). A crash in one job never touches the others' outputs. The manifest
+is written by this (parent) process only.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
-from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+from dtmerge.executors import Placement, run_jobs, threads_per_job
+from dtmerge.process_guard import fault_point
+from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
 
 # Keys that change how a job runs but not what it learns.
 _NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps",
-                      "executor", "ray_address", "gpus_per_job", "cpus_per_job"}
+                      "executor", "ray_address", "gpus_per_job", "cpus_per_job", "max_retries",
+                      "shared_storage", "threads_per_job"}
 
 
 def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
@@ -53,50 +55,48 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print, jobs: list[TrainJob] | N
         if run.needs_run(f"train:{job.name}", fp, [job.out], log):
             todo.append((job, fp))
 
-    cfg_json = cfg.model_dump(mode="json")
-    if cfg.train.executor == "ray":
-        from dtmerge.train.ray_executor import run_on_ray
-
-        failures = run_on_ray(cfg_json, run, todo, log)
-    elif len(todo) > 1 and (len(cfg.train.devices or []) > 1 or cfg.train.parallel_jobs > 1):
-        slots = cfg.train.devices or [None] * cfg.train.parallel_jobs
-        failures = _run_pool(cfg_json, run, todo, slots, log)
-    else:
-        device = (cfg.train.devices or [None])[0]
-        for job, fp in todo:
-            log(f"[train] {job.name}: {job.data.name} -> {job.out}")
-            run_job(run, f"train:{job.name}", fp,
-                    lambda job=job, fp=fp: run_train_job(cfg_json, str(run.root), job, fp, device),
-                    inputs={"data": str(job.data)}, log=lambda _msg: None)  # decided above
-        failures = []
+    failures = _run(cfg, run, todo, log)
     if failures:
         raise DtmError("training failed for " + "; ".join(failures)
                        + ". Finished jobs are kept; rerun the same command to retry the rest")
     return {"jobs": [j.name for j in jobs], "trained": [j.name for j, _ in todo]}
 
 
-def _run_pool(cfg_json, run: RunDir, todo, slots, log) -> list[str]:
-    """Run jobs in spawned processes, at most one per slot at a time."""
-    failures = []
-    free = list(slots)
-    pending = list(todo)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(slots), mp_context=ctx) as pool:
-        running = {}
-        while pending or running:
-            while pending and free:
-                job, fp = pending.pop(0)
-                slot = free.pop(0)
-                log(f"[train] {job.name} on device slot {slot}")
-                run.mark_started(f"train:{job.name}", fp, {"data": str(job.data)})
-                fut = pool.submit(run_train_job, cfg_json, str(run.root), job, fp, slot)
-                running[fut] = (job, slot)
-            done = next(as_completed(running))
-            job, slot = running.pop(done)
-            free.append(slot)
-            try:
-                run.mark_done(f"train:{job.name}", **done.result())
-            except Exception as err:  # one job's crash must not stop the others
-                run.mark_failed(f"train:{job.name}", f"{type(err).__name__}: {err}")
-                failures.append(f"{job.name} ({type(err).__name__}: {err})")
-    return failures
+def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
+    """Run the jobs on the configured executor; the manifest is written here only."""
+    cfg_json = cfg.model_dump(mode="json")
+    by_name = {job.name: (job, fp) for job, fp in todo}
+    on_ray = cfg.train.executor == "ray"
+    if on_ray:
+        from dtmerge.train import ray_executor
+
+        where, calls = ray_executor.plan_ray(cfg_json, run, todo)
+        where = replace(where, threads=threads_per_job(cfg.train.threads_per_job, 1,
+                                                       cfg.train.cpus_per_job))
+        body = ray_executor.ray_train_job
+    else:
+        slots = tuple(cfg.train.devices or [None] * cfg.train.parallel_jobs)
+        at_once = min(len(slots), len(todo))
+        where = Placement("pool" if len(slots) > 1 else "local", slots=slots,
+                          threads=threads_per_job(cfg.train.threads_per_job, at_once))
+        calls = [(job.name, (cfg_json, str(run.root), job, fp)) for job, fp in todo]
+        body = run_train_job
+
+    def on_start(name):
+        job, fp = by_name[name]
+        log(f"[train] {job.name}: {job.data.name} -> {job.out}" + {
+            "ray": " (Ray task)", "pool": " (process pool)"}.get(where.kind, ""))
+        run.mark_started(f"train:{name}", fp, {"data": str(job.data)})
+
+    def on_done(name, info):
+        if on_ray:  # outputs shipped back without shared storage are written here
+            info = ray_executor.finish_ray_job(by_name[name][0], info)
+        fault_point(f"finished train:{name}")
+        run.mark_done(f"train:{name}", **info)
+
+    try:
+        return run_jobs(body, calls, where, on_start=on_start, on_done=on_done,
+                        on_fail=lambda name, err: run.mark_failed(f"train:{name}", err))
+    finally:
+        if on_ray:
+            ray_executor.cleanup_probe(run)

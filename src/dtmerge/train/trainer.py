@@ -85,6 +85,7 @@ def sft_config(cfg: RunConfig, work_dir: Path, report_to: list[str]):
     if "activation_checkpointing" in getattr(SFTConfig, "__dataclass_fields__", {}):
         # transformers 5 renamed it; the old name still works but warns on every job
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
+    kwargs.update(t.sft_passthrough)  # SFTConfig fields given in `train` under TRL's names
     kwargs.update(t.trainer_kwargs)
     return SFTConfig(**kwargs)
 
@@ -136,6 +137,7 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     Returns:
         A dict with the number of examples, steps, final training loss and runtime.
     """
+    import torch
     from trl import SFTTrainer
 
     if spec and "seed" in spec:
@@ -180,11 +182,11 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
             f"{data_path}: every example lost its whole response to truncation at "
             f"train.max_length={cfg.train.max_length} tokens; raise train.max_length"
         )
-    checkpoint = _last_checkpoint(work_dir)
-    if checkpoint:
-        print(f"[resume] {job_name} from step {checkpoint.rsplit('-', 1)[1]}", flush=True)
+    resume = _last_checkpoint(work_dir)
+    if resume:
+        print(f"[resume] {job_name} from step {resume.rsplit('-', 1)[1]}", flush=True)
     scale_before = _largest_trainable(trainer.model)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     check_trained_weights(trainer.model, job_name, scale_before, cfg.train.learning_rate)
     flat = loss_never_fell(trainer.state.log_history)
     if flat:
@@ -195,6 +197,7 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         else:
             trainer.model.save_pretrained(tmp)  # adapter only for PEFT models
         tokenizer.save_pretrained(tmp)
+        trainer.state.save_to_json(str(tmp / "trainer_state.json"))  # loss curve, steps
         for extra in ("monitor.jsonl", "progress.json"):
             if (work_dir / extra).exists():
                 shutil.copy(work_dir / extra, tmp / extra)
@@ -209,6 +212,12 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         "method": cfg.train.method,
         "pid": os.getpid(),
         **({"warning": flat} if flat else {}),
+        "threads": torch.get_num_threads(),
+        "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
+        # Counted only with train.include_num_input_tokens_seen (a TRL field passed through).
+        "tokens_seen": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
+        "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 3)
+                                if torch.cuda.is_available() else None),
     }
 
 

@@ -1,0 +1,199 @@
+"""Where independent jobs run: in this process, in a pool of spawned processes, or on Ray.
+
+Training jobs (the K sub-models and SFT) and evaluation jobs (one per variant) are independent,
+so each stage hands a list of named calls to `run_jobs` and gets every result back in this
+(driver) process, which alone writes the manifest. The job body is the same function in all
+three places, called with plain, picklable arguments plus a device slot.
+
+- local: one after another here; the first failure is raised as it is (a user error keeps
+  its one-line message).
+- pool: at most one job per slot at a time in spawned processes (`slots` are device ids, or
+  None on CPU); a job's crash never touches the others.
+- ray: one Ray task per job with its own CPU/GPU reservation; a task whose worker or node dies
+  is rerun up to `max_retries` times (errors raised by the job itself are not retried: they
+  would fail again). Ray sets CUDA_VISIBLE_DEVICES itself, so the slot is None.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dtmerge.errors import DtmError
+
+Job = tuple[str, tuple]  # (name, positional arguments before the device slot)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a stage's jobs are placed."""
+
+    kind: str = "local"  # local | pool | ray
+    slots: tuple = (None,)  # pool: one concurrent job per slot (device id or None)
+    ray_address: str | None = None
+    ray_options: dict[str, Any] = field(default_factory=dict)  # num_cpus, num_gpus, max_retries
+    threads: int | None = None  # torch threads per job (None: leave the process default)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(requested: int | None, jobs_at_once: int, cpus: float | None = None) -> int:
+    """The torch threads of one job: as asked, else the cores it was given (its Ray CPUs, or
+    this machine's cores shared by the jobs that run at once, at most OMP_NUM_THREADS when
+    set), at least one."""
+    if requested:
+        return requested
+    if cpus is not None:
+        return max(1, int(cpus))
+    cores = usable_cores()
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        cores = min(cores, max(1, int(os.environ["OMP_NUM_THREADS"])))
+    return max(1, cores // max(1, jobs_at_once))
+
+
+def set_threads(threads: int) -> None:
+    """Use `threads` torch threads here and in processes started from here.
+
+    OpenMP threads spin while waiting for each other by default: when another process holds a
+    core, a spinning thread burns its time slice waiting, and a step takes many times longer
+    (benchmarks/thread_count.py). Passive waiting (threads sleep) avoids that; it only takes
+    effect in processes started after it is set, which is why the CLI sets it at start-up.
+    """
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if threads > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch.set_num_threads(threads)
+
+
+def call_with_threads(fn: Callable, threads: int | None, *args):
+    """Run one job body with its thread count (the entry point of pool and Ray workers)."""
+    if threads is None:
+        return fn(*args)
+    import torch
+
+    before = torch.get_num_threads()
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    set_threads(threads)
+    try:
+        return fn(*args)
+    finally:  # an in-process job leaves the caller as it was
+        torch.set_num_threads(before)
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def describe_error(err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err  # a Ray task error wraps the job's own error
+    return f"{type(cause).__name__}: {cause}"
+
+
+def run_jobs(fn: Callable, jobs: list[Job], where: Placement, *, on_start: Callable[[str], None],
+             on_done: Callable[[str, Any], None], on_fail: Callable[[str, str], None]) -> list[str]:
+    """Run `fn(*args, slot)` for every job; return "name (Error: message)" per failed job."""
+    if not jobs:
+        return []
+    if where.kind == "ray":
+        return _run_ray(fn, jobs, where, on_start, on_done, on_fail)
+    if where.kind == "pool" and len(jobs) > 1 and len(where.slots) > 1:
+        return _run_pool(fn, jobs, where, on_start, on_done, on_fail)
+    for name, args in jobs:
+        on_start(name)
+        try:
+            result = call_with_threads(fn, where.threads, *args, where.slots[0])
+        except BaseException as err:
+            on_fail(name, describe_error(err))
+            raise
+        on_done(name, result)
+    return []
+
+
+def _settle(name, get_result, on_done, on_fail, failures):
+    try:
+        on_done(name, get_result())
+    except Exception as err:  # one job's crash must not stop the others
+        on_fail(name, describe_error(err))
+        failures.append(f"{name} ({describe_error(err)})")
+
+
+# Imported once by the fork server; pool workers are forked from it with these loaded.
+_PRELOAD = ["torch", "transformers", "peft", "trl", "lm_eval"]
+
+
+def _pool_context():
+    """A fork server with the heavy libraries preloaded, where available, else spawn.
+
+    Spawned workers each import torch/transformers/TRL afresh (10-30 s on a busy 2-core
+    machine), which dwarfs a small model's job; forking from a server that imported them once
+    costs almost nothing. The server never runs a model itself, so it holds no CUDA context
+    or OpenMP threads that a fork could not carry over.
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # only the first call counts (one server a process)
+    return ctx
+
+
+def _run_pool(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str]:
+    failures: list[str] = []
+    pending = list(jobs)
+    slots = list(where.slots)
+    with ProcessPoolExecutor(max_workers=len(slots), mp_context=_pool_context()) as pool:
+        running = {}
+        while pending or running:
+            while pending and slots:
+                name, args = pending.pop(0)
+                slot = slots.pop(0)
+                on_start(name)
+                running[pool.submit(call_with_threads, fn, where.threads, *args, slot)] = (name, slot)
+            done = next(as_completed(running))
+            name, slot = running.pop(done)
+            slots.append(slot)
+            _settle(name, done.result, on_done, on_fail, failures)
+    return failures
+
+
+def connect_ray(address: str | None):
+    """The `ray` module, connected to `address` (or a local cluster started on first use)."""
+    try:
+        import ray
+    except ImportError:
+        raise DtmError("executor ray needs Ray: pip install 'dtmerge[ray]'") from None
+    if not ray.is_initialized():
+        # A cluster started for this process alone ("local") serves this machine: bind loopback.
+        local = {"_node_ip_address": "127.0.0.1"} if address == "local" else {}
+        ray.init(address=address, include_dashboard=False, log_to_driver=True,
+                 ignore_reinit_error=True, **local)
+    return ray
+
+
+def _run_ray(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str]:
+    ray = connect_ray(where.ray_address)
+    # retry_exceptions=False: only a dead worker or node reruns the task (system failure).
+    threads = where.threads or 1
+    env = {"OMP_NUM_THREADS": str(threads)} | ({"OMP_WAIT_POLICY": "PASSIVE"} if threads > 1 else {})
+    remote = ray.remote(retry_exceptions=False, runtime_env={"env_vars": env},
+                        **where.ray_options)(call_with_threads)
+    refs = {}
+    for name, args in jobs:
+        on_start(name)
+        refs[remote.remote(fn, threads, *args, None)] = name
+    failures: list[str] = []
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        _settle(refs[done[0]], lambda ref=done[0]: ray.get(ref), on_done, on_fail, failures)
+    return failures

@@ -1,0 +1,63 @@
+"""Placement of jobs: thread counts and the local/pool executors' bookkeeping."""
+
+import os
+
+import pytest
+
+from dtmerge.executors import Placement, run_jobs, threads_per_job
+
+
+def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
+    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads_per_job(None, 1) == 8
+    assert threads_per_job(None, 4) == 2  # four jobs side by side share the cores
+    assert threads_per_job(None, 16) == 1
+    assert threads_per_job(None, 1, cpus=2.5) == 2  # a Ray task: its reserved CPUs
+    assert threads_per_job(3, 4) == 3  # asked explicitly
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads_per_job(None, 1) == 2  # the user's OMP_NUM_THREADS caps it
+
+
+def _threads_seen(x, slot):
+    import torch
+
+    return {"x": x, "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def test_local_jobs_run_with_their_threads_and_restore_the_caller(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    done, started = {}, []
+    run_jobs(_threads_seen, [("a", (1,)), ("b", (2,))], Placement(threads=1),
+             on_start=started.append, on_done=done.__setitem__, on_fail=lambda n, e: None)
+    assert started == ["a", "b"] and done["a"]["threads"] == 1 and done["b"]["x"] == 2
+    assert torch.get_num_threads() == before
+
+
+def _fail_on_two(x, slot):
+    if x == 2:
+        raise ValueError("bad portion")
+    return x
+
+
+@pytest.mark.slow
+def test_pool_keeps_going_past_a_failed_job():
+    done, failed = {}, {}
+    failures = run_jobs(_fail_on_two, [("a", (1,)), ("b", (2,)), ("c", (3,))],
+                        Placement("pool", slots=(None, None), threads=1),
+                        on_start=lambda n: None, on_done=done.__setitem__,
+                        on_fail=failed.__setitem__)
+    assert done == {"a": 1, "c": 3} and failures == ["b (ValueError: bad portion)"]
+    assert failed == {"b": "ValueError: bad portion"}
+
+
+def test_local_jobs_leave_the_callers_environment_as_it_was(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    done = {}
+    run_jobs(_threads_seen, [("a", (1,))], Placement(threads=2), on_start=lambda n: None,
+             on_done=done.__setitem__, on_fail=lambda n, e: None)
+    assert done["a"]["omp"] == "2" and done["a"]["threads"] == 2
+    assert os.environ["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in os.environ
