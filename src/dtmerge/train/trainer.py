@@ -138,45 +138,15 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         A dict with the number of examples, steps, final training loss and runtime.
     """
     import torch
-    from trl import SFTTrainer
 
     if spec and "seed" in spec:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": spec["seed"]})})
-
     out_dir = Path(out_dir)
-    work_dir = out_dir.parent / ".work" / out_dir.name
-    stamp = work_dir / "fingerprint"
-    if work_dir.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
-        shutil.rmtree(work_dir)  # stale checkpoints of another config: never resume from them
-    work_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, fingerprint)
-
+    work_dir = _work_dir(out_dir, fingerprint)
     dataset = _read_portion(Path(data_path))
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model)
-    peft_config = lora_config(cfg, model) if cfg.train.method == "lora" else None
-    trainer_cls, recipe_kwargs, save = SFTTrainer, {}, None
-    if spec and set(spec) - {"seed"}:
-        from dtmerge.train.recipe_trainer import RecipeTrainer, prepare_recipe
-
-        setup = prepare_recipe(cfg, spec, model, peft_config, tokenizer, Path(data_path))
-        model, peft_config, recipe_kwargs, save = (setup.model, setup.peft_config,
-                                                   setup.trainer_kwargs, setup.save)
-        trainer_cls = RecipeTrainer
-    args = sft_config(cfg, work_dir, _live_trackers(cfg, job_name))
-    args.run_name = job_name
-    trainer = trainer_cls(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[DivergenceGuard(job_name), ProgressFile(work_dir / "progress.json"),
-                   ConsoleProgress(job_name), *(callbacks or [])], **recipe_kwargs,
-    )
-    # ConsoleProgress draws this job's one progress line instead of the Trainer's bar and
-    # its per-log dict printouts
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
+    trainer, save = _build_trainer(cfg, spec, dataset, tokenizer, Path(data_path), work_dir,
+                                   job_name, callbacks)
     if len(trainer.train_dataset) == 0:
         raise DataError(
             f"{data_path}: every example lost its whole response to truncation at "
@@ -224,6 +194,50 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
 # Trained weights this many times larger than the largest before training have exploded.
 _EXPLODED_FACTOR = 100.0
 
+
+
+def _work_dir(out_dir: Path, fingerprint: str) -> Path:
+    """The job's checkpoint directory beside `out_dir`, emptied when it holds another config's
+    checkpoints (never resume from them), stamped with this job's fingerprint."""
+    work_dir = out_dir.parent / ".work" / out_dir.name
+    stamp = work_dir / "fingerprint"
+    if work_dir.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, fingerprint)
+    return work_dir
+
+
+def _build_trainer(cfg: RunConfig, spec: dict | None, dataset, tokenizer, data_path: Path,
+                   work_dir: Path, job_name: str, callbacks: list | None):
+    """TRL's SFTTrainer (or the recipes' subclass) over the base model, and the recipe's own
+    save function (None: `save_pretrained`)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTTrainer
+
+    model = load_model(cfg.model)
+    peft_config = lora_config(cfg, model) if cfg.train.method == "lora" else None
+    trainer_cls, recipe_kwargs, save = SFTTrainer, {}, None
+    if spec and set(spec) - {"seed"}:
+        from dtmerge.train.recipe_trainer import RecipeTrainer, prepare_recipe
+
+        setup = prepare_recipe(cfg, spec, model, peft_config, tokenizer, data_path)
+        model, peft_config, recipe_kwargs, save = (setup.model, setup.peft_config,
+                                                   setup.trainer_kwargs, setup.save)
+        trainer_cls = RecipeTrainer
+    args = sft_config(cfg, work_dir, _live_trackers(cfg, job_name))
+    args.run_name = job_name
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[DivergenceGuard(job_name), ProgressFile(work_dir / "progress.json"),
+                   ConsoleProgress(job_name), *(callbacks or [])], **recipe_kwargs,
+    )
+    # ConsoleProgress draws this job's one progress line instead of the Trainer's bar and
+    # its per-log dict printouts
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer, save
 
 def _largest_trainable(model) -> float:
     import torch
