@@ -66,6 +66,10 @@ def test_beyond_the_line_is_not_better_on_both_axes_when_the_gaps_are_noise():
     assert "within noise" in v.text and v.better is None
     clear = distance_to_line(TradeoffPoint("dtm", 0.70, 0.95, 0.005, 0.01), line)
     assert "better on both axes" in clear.text and clear.better is True
+    # knowledge far above, instruction following a noisy step past SFT: only that gap is noise
+    mixed = distance_to_line(TradeoffPoint("l2", 0.52, 0.99, 0.005, 0.02), line)
+    assert "the instruction following gap is within noise" in mixed.text
+    assert "knowledge" not in mixed.text.split("but the")[1]
 
 
 def test_answer_names_the_winner_and_the_line_beating_sft(tmp_path):

@@ -199,9 +199,12 @@ def _off_the_line(point: TradeoffPoint, line: list[TradeoffPoint], axis: Axis) -
     if gain_y >= 0 and instr_sure and (y_sure or gain_y == 0):
         return LineVerdict(name, None, None, False, head + ": it is better on both axes.", True)
     if gain_y >= 0:
+        unsure = [a for a, sure in (("instruction following", instr_sure), (axis.noun, y_sure))
+                  if not sure]
         return LineVerdict(name, None, None, True, head + (
-            ": no worse on either axis, but the gaps are within noise (approximate 95% band), "
-            "so it is not shown to be better."))
+            f": no worse on either axis, but the {' and '.join(unsure)} "
+            f"{'gaps are' if len(unsure) > 1 else 'gap is'} within noise (approximate 95% "
+            "band), so it is not shown to be better on both."))
     tail = (f": it trades {abs(y - best.knowledge):.{f}f}{axis.unit} of {axis.noun} for that gain"
             + ("." if y_sure else " (within noise)."))
     return LineVerdict(name, None, None, not y_sure, head + tail, False if y_sure else None)
