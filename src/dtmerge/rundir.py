@@ -255,6 +255,11 @@ class RunDir:
         return dest
 
 
+
+def hash_model(model: str | Path) -> str:
+    """A local model directory's content hash, or the Hub id itself (its files are not here)."""
+    return hash_path(Path(model)) if Path(model).exists() else str(model)
+
 def run_job(run: RunDir, name: str, fingerprint: str, work, *, inputs: dict[str, str] | None = None,
             outputs: Iterable[Path] = (), log=print) -> bool:
     """Run `work()` as manifest job `name` unless it is already done with this fingerprint

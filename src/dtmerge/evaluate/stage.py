@@ -22,7 +22,7 @@ from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
 from dtmerge.evaluate.split import SPLIT_KEYS, record_split
 from dtmerge.process_guard import fault_point
-from dtmerge.rundir import (RunDir, atomic_write_json, hash_obj, hash_path, interp_name,
+from dtmerge.rundir import (RunDir, atomic_write_json, hash_model, hash_obj, interp_name,
                             producer_job)
 
 # eval.variants entries that name a kind of variant rather than a model directory
@@ -74,10 +74,6 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
                 f"model directory under {run.models_dir}"
             )
     return kept
-
-
-def _model_hash(model: str) -> str:
-    return hash_path(Path(model)) if Path(model).exists() else model
 
 
 # Keys that decide where an evaluation runs, not what it scores: not in the fingerprint.
@@ -149,10 +145,13 @@ def _plan_eval_jobs(cfg: RunConfig, run: RunDir, log) -> tuple[list[str], list, 
     wanted = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path)
     cfg_json = cfg.model_dump(mode="json")
     names, calls, records = [], [], {}
+    base_hash = None
     for v in plan_variants(cfg, run, log):
         names.append(v.name)
         adapter = v.model if is_adapter_dir(v.model) else None
-        hashes = {"model": _model_hash(v.model), "base": _model_hash(base) if adapter else None}
+        if adapter and base_hash is None:
+            base_hash = hash_model(base)  # once per stage: the base is shared by every adapter
+        hashes = {"model": hash_model(v.model), "base": base_hash if adapter else None}
 
         def fingerprints_for(tasks: list[str], hashes=hashes):
             for s in settings_variants(dict(settings, tasks=tasks), defaults):

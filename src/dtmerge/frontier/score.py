@@ -17,7 +17,7 @@ from dtmerge.evaluate.split import SPLIT_KEYS
 from dtmerge.frontier.grid import Candidate
 from dtmerge.frontier.items import samples_of
 from dtmerge.merge.engine import merge_models, merge_scaled
-from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
+from dtmerge.rundir import RunDir, hash_model, hash_obj, hash_path, run_job
 
 
 @dataclass
@@ -42,7 +42,7 @@ class FrontierContext:
         if missing:
             raise MergeError(f"dtm frontier: sub-model(s) {', '.join(missing)} not found; run "
                              "`dtm train` on this run directory first")
-        hashes = {"base": hash_path(Path(base)) if Path(base).exists() else base,
+        hashes = {"base": hash_model(base),
                   **{p.name: hash_path(p) for p in subs}}
         return cls(cfg, run, base, subs, hashes, log)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from dtmerge.errors import ConfigError, MergeError
 from dtmerge.merge.engine import merge_models
 from dtmerge.merge.options import MergeOptions
-from dtmerge.rundir import RunDir, hash_obj, hash_path, interp_name, run_job
+from dtmerge.rundir import RunDir, hash_model, hash_obj, hash_path, interp_name, run_job
 
 if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --base` needs none
     from dtmerge.config import RunConfig
@@ -70,7 +70,7 @@ def build_interpolations(cfg: "RunConfig", run: RunDir, log=print) -> list[Path]
                           f"({sft}); enable train.sft_baseline and train it first")
     run.require_finished("train:sft", sft)
     base = resolve_model_path(cfg.model)
-    base_hash = hash_path(Path(base)) if Path(base).exists() else base
+    base_hash = hash_model(base)
     outs = []
     for t in cfg.eval.interpolation:
         out = run.model(interp_name(t))

@@ -86,10 +86,6 @@ def save_lora_moe(model, out_dir: str | Path, settings: dict, base_model: str) -
     (out / MARKER_FILE).write_text(json.dumps({"kind": "lora_moe"}) + "\n")
 
 
-def is_lora_moe_dir(path: str | Path) -> bool:
-    return (Path(path) / CONFIG_FILE).is_file()
-
-
 def load_lora_moe(path: str | Path, dtype=None, device: str | None = None):
     """The base model with the saved experts and routers, ready to score."""
     from safetensors.torch import load_file
