@@ -31,6 +31,7 @@ OVERRIDES=(
   "eval.limit=20"
   "eval.batch_size=16"
   "eval.variants=[base,sft,dtm]"
+  "recipes=[{name: sft}, {name: dtm}]"
 )
 # END OVERRIDES
 

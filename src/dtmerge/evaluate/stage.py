@@ -99,6 +99,7 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
             "or tasks in eval.include_path) and no judge is set: nothing to score")
         return {"variants": [], "ran": []}
     names, calls, records = _plan_eval_jobs(cfg, run, log)
+    calls, twins = _share_identical(calls, records, run, log)
 
     def on_start(name):  # needs_run already said why the job runs
         run.mark_started(f"eval:{name}", records[name]["fp"], {"model": records[name]["variant"].model})
@@ -108,9 +109,15 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         log(f"[eval] {name}: " + ", ".join(f"{t}={s:.4f}" for t, s in scores.items() if s is not None))
         run.mark_done(f"eval:{name}", outputs=[str(run.eval_file(name))], scores=scores,
                       eval_tasks=list(cfg.eval.tasks), reused=list(records[name]["reused"]))
+        for twin in twins.get(name, []):
+            _copy_scores(run, name, twin, records[twin], cfg, log)
+
+    def on_fail(name, err):
+        for job in (name, *twins.get(name, [])):
+            run.mark_failed(f"eval:{job}", err)
 
     failures = run_jobs(score_variant_job, calls, _placement(cfg, len(calls)), on_start=on_start,
-                        on_done=on_done, on_fail=lambda n, e: run.mark_failed(f"eval:{n}", e))
+                        on_done=on_done, on_fail=on_fail)
     if failures:
         raise DtmError("evaluation failed for " + "; ".join(failures)
                        + ". Finished variants are kept; rerun the same command to retry the rest")
@@ -118,6 +125,48 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
     bias_stage(cfg, run, log=log)
     return {"variants": names, "ran": [name for name, _ in calls]}
+
+
+def _share_identical(calls: list, records: dict, run: RunDir, log) -> tuple[list, dict]:
+    """Score each distinct (model content, base, settings) once.
+
+    Two variants with the same fingerprint are the same weights scored the same way (wise_ft
+    at t = 0.5 and interp_0.5, say): the second takes the first's scores instead of another
+    evaluation. Returns the calls left to run and, per variant run, the variants that copy it;
+    a twin of a variant already done is copied now.
+    """
+    done = {}
+    for job_name, job in run.read_manifest()["jobs"].items():
+        name = job_name.removeprefix("eval:")
+        if (job_name.startswith("eval:") and job.get("status") == "done" and name not in records
+                and run.eval_file(name).is_file()):
+            done.setdefault(job.get("fingerprint"), name)
+    first, kept, twins = {}, [], {}
+    for name, args in calls:
+        fp = records[name]["fp"]
+        if fp in done:
+            _copy_scores(run, done[fp], name, records[name], None, log)
+        elif fp in first:
+            twins.setdefault(first[fp], []).append(name)
+            log(f"[eval] {name}: the same model as {first[fp]} (identical weights and settings): "
+                f"its scores are copied once {first[fp]} is scored")
+        else:
+            first[fp] = name
+            kept.append((name, args))
+    return kept, twins
+
+
+def _copy_scores(run: RunDir, source: str, name: str, record: dict, cfg, log) -> None:
+    """Write `source`'s result as variant `name` (same fingerprint, so the same scores)."""
+    result = json.loads(run.eval_file(source).read_text())
+    result.update(variant=name, model=record["variant"].model, same_model_as=source)
+    run.mark_started(f"eval:{name}", record["fp"], {"model": record["variant"].model})
+    atomic_write_json(run.eval_file(name), result)
+    scores = {t: r.get("score") for t, r in result.get("tasks", {}).items()}
+    job = run.job(f"eval:{source}") or {}
+    run.mark_done(f"eval:{name}", outputs=[str(run.eval_file(name))], scores=scores,
+                  eval_tasks=job.get("eval_tasks"), reused=[], same_model_as=source)
+    log(f"[eval] {name}: same model as {source}: scores copied")
 
 
 def _placement(cfg: RunConfig, jobs: int) -> Placement:
