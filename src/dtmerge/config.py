@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -126,7 +126,10 @@ class TrainConfig(_Section):
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(200, ge=1, description="Checkpoint interval (for resume)")
     sft_baseline: bool = Field(True, description="Also train plain SFT on all the data")
-    parallel_jobs: int = Field(1, ge=1, description="Sub-models trained at once (process pool)")
+    parallel_jobs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="Sub-models trained at once (process pool); auto: one per core, one "
+        "thread each, for small models on a CPU (else 1)"
+    )
     devices: list[str] | None = Field(None, description="e.g. ['0','1']: one job per device")
     executor: Literal["local", "ray"] = Field(
         "local", description="local: in this process or a process pool; ray: one Ray task per job"
@@ -227,7 +230,10 @@ class EvalConfig(_Section):
         "local", description="local: here or a process pool; ray: one Ray task per variant "
         "(train.ray_address, train.max_retries)"
     )
-    parallel_jobs: int = Field(1, ge=1, description="Variants scored at once (process pool)")
+    parallel_jobs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="Variants scored at once (process pool); auto: one per core for small "
+        "models on a CPU (else 1)"
+    )
     cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray evaluation task")
     gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray evaluation task")
 

@@ -45,6 +45,36 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# Weights up to this size count as small for `parallel_jobs: auto`: for the demo's 0.77M-parameter
+# model one thread per job and two jobs side by side took 15 s against 24 s for the same four
+# jobs one after another with two threads each, on a quiet 2-core machine
+# (benchmarks/executor_scaling.py); a large model's matrix products use every core well, and
+# its copies in memory would multiply.
+SMALL_MODEL_BYTES = 256 * 2 ** 20
+
+
+def model_weight_bytes(model) -> int | None:
+    """Bytes of a local model directory's weight files (None: not a local directory)."""
+    from pathlib import Path
+
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin", "*.pt")
+               for f in path.glob(pattern))
+
+
+def parallel_jobs(setting: int | str, model, jobs: int, on_cpu: bool) -> int:
+    """How many jobs run at once: `setting` when a number; for "auto", one per usable core
+    (at most `jobs`) when the model is small and runs on a CPU, else one."""
+    if setting != "auto":
+        return int(setting)
+    size = model_weight_bytes(model)
+    if not on_cpu or size is None or size > SMALL_MODEL_BYTES:
+        return 1
+    return max(1, min(usable_cores(), jobs))
+
+
 def threads_per_job(requested: int | None, jobs_at_once: int, cpus: float | None = None) -> int:
     """The torch threads of one job: as asked, else the cores it was given (its Ray CPUs, or
     this machine's cores shared by the jobs that run at once, at most OMP_NUM_THREADS when

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dtmerge.executors import Placement, run_jobs, threads_per_job
+from dtmerge.executors import SMALL_MODEL_BYTES, Placement, parallel_jobs, run_jobs, threads_per_job
 
 
 def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
@@ -17,6 +17,21 @@ def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
     assert threads_per_job(3, 4) == 3  # asked explicitly
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert threads_per_job(None, 1) == 2  # the user's OMP_NUM_THREADS caps it
+
+
+def test_auto_parallel_jobs_runs_small_cpu_models_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 2)
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir(), large.mkdir()
+    (small / "model.safetensors").write_bytes(b"0" * 1000)
+    with open(large / "model-00001.safetensors", "wb") as f:  # sparse: no real disk used
+        f.truncate(SMALL_MODEL_BYTES + 1)
+    assert parallel_jobs("auto", small, jobs=5, on_cpu=True) == 2  # one per core
+    assert parallel_jobs("auto", small, jobs=1, on_cpu=True) == 1  # never more than the jobs
+    assert parallel_jobs("auto", small, jobs=5, on_cpu=False) == 1  # a GPU: one at a time
+    assert parallel_jobs("auto", large, jobs=5, on_cpu=True) == 1  # large: threads use the cores
+    assert parallel_jobs("auto", "org/hub-model", jobs=5, on_cpu=True) == 1  # size unknown
+    assert parallel_jobs(3, small, jobs=5, on_cpu=True) == 3  # a number is taken as given
 
 
 def _threads_seen(x, slot):

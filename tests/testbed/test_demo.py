@@ -42,7 +42,7 @@ def test_unknown_size_is_a_user_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
+def test_tiny_demo_end_to_end(tmp_path, monkeypatch, capsys):
     import torch
 
     from dtmerge.cli.main import main
@@ -59,6 +59,7 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     from dtmerge.demo.testbed import demo
 
     monkeypatch.setattr(demo, "INTERPOLATION", [0.5])
+    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 2)  # as on this 2-core box
     code = main(["demo", "--size", "tiny", "--seed", "1", "--num-portions", "2",
                  "--runs-dir", str(tmp_path / "runs")])
     assert code == 0
@@ -74,3 +75,8 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     assert summary["per_seed"][0]["gaps"] == reported
     assert (run / "report" / "report.md").exists()
     assert (tmp_path / "runs" / "demo-tiny-seed1-k2-long" / "models" / "dtm").exists()
+    # parallel_jobs auto: the small model's jobs ran side by side, one thread each
+    out = capsys.readouterr().out
+    assert "(process pool)" in out
+    manifest = json.loads((run / "manifest.json").read_text())["jobs"]
+    assert manifest["train:sub_0"]["threads"] == 1

@@ -314,7 +314,9 @@ def _disk_estimate(cfg: RunConfig, model: dict, data: dict) -> dict:
     full_model = n * width
     if cfg.train.method == "full":
         # Each job keeps its model plus, while running, one checkpoint with Adam's two moments.
-        trained = jobs * full_model + (full_model + 8 * n) * cfg.train.parallel_jobs
+        # "auto" runs one job at a time for every model whose disk use matters (over 256 MB)
+        at_once = 1 if cfg.train.parallel_jobs == "auto" else cfg.train.parallel_jobs
+        trained = jobs * full_model + (full_model + 8 * n) * at_once
     else:
         trained = jobs * trainable * 4 * 2  # adapter + one checkpoint (fp32 with optimizer)
     merged = full_model  # models/dtm is a full model directory

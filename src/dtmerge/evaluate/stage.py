@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dtmerge.config import EvalConfig, RunConfig
 from dtmerge.errors import ConfigError, DtmError
-from dtmerge.executors import Placement, run_jobs, threads_per_job
+from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_job
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
@@ -175,9 +175,15 @@ def _placement(cfg: RunConfig, jobs: int) -> Placement:
         return Placement("ray", ray_address=cfg.train.ray_address, ray_options=dict(
             num_cpus=e.cpus_per_job, num_gpus=e.gpus_per_job, max_retries=cfg.train.max_retries),
             threads=threads_per_job(cfg.train.threads_per_job, 1, e.cpus_per_job))
-    return Placement("pool" if e.parallel_jobs > 1 else "local", slots=(None,) * e.parallel_jobs,
+    at_once = e.parallel_jobs
+    if at_once == "auto":
+        from dtmerge.evaluate.harness import pick_device
+
+        at_once = parallel_jobs("auto", resolve_model_path(cfg.model), jobs,
+                                on_cpu=pick_device(e.device) == "cpu")
+    return Placement("pool" if at_once > 1 else "local", slots=(None,) * at_once,
                      threads=threads_per_job(cfg.train.threads_per_job,
-                                             min(e.parallel_jobs, max(1, jobs))))
+                                             min(at_once, max(1, jobs))))
 
 
 def _plan_eval_jobs(cfg: RunConfig, run: RunDir, log) -> tuple[list[str], list, dict]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
-from dtmerge.executors import Placement, run_jobs, threads_per_job
+from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_job
 from dtmerge.process_guard import fault_point
 from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
@@ -62,6 +62,18 @@ def train_stage(cfg: RunConfig, run: RunDir, log=print, jobs: list[TrainJob] | N
     return {"jobs": [j.name for j in jobs], "trained": [j.name for j, _ in todo]}
 
 
+def _train_parallel_jobs(cfg: RunConfig, jobs: int) -> int:
+    """train.parallel_jobs, with "auto" decided from the base model's size (CPU only)."""
+    if cfg.train.parallel_jobs != "auto":
+        return cfg.train.parallel_jobs
+    import torch
+
+    from dtmerge.models import resolve_model_path
+
+    return parallel_jobs("auto", resolve_model_path(cfg.model), jobs,
+                         on_cpu=not torch.cuda.is_available())
+
+
 def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
     """Run the jobs on the configured executor; the manifest is written here only."""
     cfg_json = cfg.model_dump(mode="json")
@@ -75,7 +87,7 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
                                                        cfg.train.cpus_per_job))
         body = ray_executor.ray_train_job
     else:
-        slots = tuple(cfg.train.devices or [None] * cfg.train.parallel_jobs)
+        slots = tuple(cfg.train.devices or [None] * _train_parallel_jobs(cfg, len(todo)))
         at_once = min(len(slots), len(todo))
         where = Placement("pool" if len(slots) > 1 else "local", slots=slots,
                           threads=threads_per_job(cfg.train.threads_per_job, at_once))
