@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tiny import write_rolling_task
+
 PEOPLE = ["alice", "bob", "carol", "dave"]
 CITIES = ["paris", "london", "rome", "berlin"]
 
@@ -54,43 +56,6 @@ metric_list:
 metadata:
   version: 2.0
   category: instruction
-""")
-    return root
-
-
-ROLLING_DOCS = [
-    "alice is born in paris. bob is born in rome.",
-    "the capital of rome is rome, and the answer is short.",
-    "carol works in london; dave works in berlin. who is born where?",
-    "please write a long list of the first city names: paris, london, rome, berlin.",
-    "one, two, three, four: which answer is the response to the instruction?",
-    "where is the city of the capital? it is the first city in the list.",
-]
-
-
-def write_rolling_task(root: Path, name: str = "tiny_roll", docs: list[str] = ROLLING_DOCS,
-                       category: str = "knowledge") -> Path:
-    """A local language-modelling task like lm-eval's wikitext (loglikelihood_rolling over
-    each document; word/byte perplexity and bits per byte, all lower is better)."""
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    (data / f"{name}.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    (root / f"{name}.yaml").write_text(f"""task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data / f'{name}.jsonl'}
-test_split: test
-output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{{{text}}}}"
-metric_list:
-  - metric: word_perplexity
-  - metric: byte_perplexity
-  - metric: bits_per_byte
-metadata:
-  version: 1.0
-  category: {category}
 """)
     return root
 

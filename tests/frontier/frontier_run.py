@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tiny import write_alpaca, write_mc_task
+from tiny import write_alpaca, write_mc_task, write_rolling_task
 
 CITIES = ["paris", "london", "rome", "berlin"]
 PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank"]
@@ -36,12 +36,16 @@ def frontier_cfg(root: Path, base: Path, **frontier):
              for k, (c, j) in enumerate((c, j) for c in CITIES for j in range(6))]
     write_mc_task(tasks, "fr_know", know, category="knowledge")
     write_mc_task(tasks, "fr_instr", instr, category="instruction")
+    # held-out loss: the frontier places its choice on the second plane too
+    docs = [f"{p} is born in {c}. {q} works in {d}, not in {c}." for p, q in zip(PEOPLE, PEOPLE[1:])
+            for c, d in zip(CITIES, CITIES[1:])]
+    write_rolling_task(tasks, "fr_roll", docs)
     return RunConfig.model_validate({
         "name": "fr", "runs_dir": str(root / "runs"), "model": {"path": str(base)},
         "data": {"path": str(write_alpaca(root / "data.jsonl", 8))},
         "disperse": {"num_portions": 3},
         "merge": {"method": "linear"},
-        "eval": {"tasks": ["fr_know", "fr_instr"], "include_path": [str(tasks)],
+        "eval": {"tasks": ["fr_know", "fr_instr", "fr_roll"], "include_path": [str(tasks)],
                  "batch_size": 8, "device": "cpu", "variants": ["base", "sft", "dtm",
                                                                 "interpolation"],
                  "interpolation": [0.5], "validation_fraction": 0.5, "split_seed": 0},

@@ -51,8 +51,11 @@ def test_frontier_scores_exactly_as_dtm_eval_and_exports_the_choice(evaluated_ru
         assert result["items"], task
         for item in result["items"]:
             assert split.part(task, item["doc_id"]) == "validation"
-            assert item["score"] == ref[item["doc_id"]]["score"]
-            assert item["logprobs"] == pytest.approx(ref[item["doc_id"]]["logprobs"], abs=1e-3)
+            if "logprobs" in item:
+                assert item["score"] == ref[item["doc_id"]]["score"]
+                assert item["logprobs"] == pytest.approx(ref[item["doc_id"]]["logprobs"], abs=1e-3)
+            else:  # a loss document: its summed log-likelihood, to float noise
+                assert item == pytest.approx(ref[item["doc_id"]], rel=1e-4)
     assert cand["settings"]["num_fewshot"] == dtm["settings"]["num_fewshot"]
     # the chosen one was scored on test items only
     chosen = summary["chosen"]["name"]
@@ -80,6 +83,11 @@ def test_frontier_scores_exactly_as_dtm_eval_and_exports_the_choice(evaluated_ru
 
     md = open(write_report(run, n_boot=200)["markdown"]).read()
     assert "Frontier: merged candidates" in md and "Verdict:" in md and "TEST items" in md
+    # ... on both planes: the candidates' validation loss, the choice's forgetting on test
+    frontier = md.split("## Frontier")[1].split("\n## ")[0]
+    assert "fr_roll (val, lower is better)" in frontier
+    assert f"fr_roll: {chosen} − base (forgetting)" in frontier
+    assert f"fr_roll: {chosen} − sft" in frontier and "Loss plane: " in frontier
 
 
 def test_a_killed_frontier_resumes_without_rescoring(evaluated_run, tmp_path, monkeypatch):

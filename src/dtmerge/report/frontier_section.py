@@ -19,7 +19,8 @@ from pathlib import Path
 from dtmerge.evaluate.stats import PairedDiff, format_p, paired_bootstrap
 from dtmerge.report import plots
 from dtmerge.report.context import Part, ReportContext
-from dtmerge.report.analysis import TradeoffPoint, interpolation_line, tradeoff_points
+from dtmerge.report.analysis import (TradeoffPoint, diff_tasks, distance_to_line,
+                                     interpolation_line, mean_with_se, tradeoff_points)
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.report.results import VariantResult, load_eval_file
 
@@ -94,11 +95,14 @@ def verdict(d: PairedDiff | None, name: str, where: str) -> str:
 
 
 def frontier_section(root: Path, variants: dict[str, VariantResult], know: list[str],
-                     instr: list[str], n_boot: int = 2000, seed: int = 0) -> list[Section]:
+                     instr: list[str], n_boot: int = 2000, seed: int = 0,
+                     loss_plane=None) -> list[Section]:
     """The section (as a one-element list; empty when the run has no frontier/frontier.json).
 
     `variants` are the run's results on test items (the report restricts them when the split
-    is on); `know`/`instr` the knowledge and instruction-following tasks.
+    is on); `know`/`instr` the knowledge and instruction-following tasks. `loss_plane`, when
+    given, is called with the chosen candidate's test result and returns the blocks placing it
+    in held-out loss (see `frontier_part`).
     """
     path = Path(root) / "frontier" / "frontier.json"
     if not path.is_file() or not know or not instr:
@@ -110,13 +114,28 @@ def frontier_section(root: Path, variants: dict[str, VariantResult], know: list[
         f"on VALIDATION items ({summary['split']['validation_fraction']:g} of each task's items) "
         f"and chose {chosen_name}: {summary['chosen']['why']}. "
         f"It took {summary['seconds']:.0f} s.")]
-    blocks += _plane(summary)
+    blocks += _plane(summary, _validation_losses(Path(root), summary))
     chosen = load_eval_file(Path(root) / summary["chosen"]["test_eval"], chosen_name)
     blocks += _on_test(chosen, variants, know, instr, n_boot, seed)
+    if loss_plane is not None:
+        blocks += loss_plane(chosen)
     return [Section(TITLE, blocks)]
 
 
-def _plane(summary: dict) -> list:
+def _validation_losses(root: Path, summary: dict) -> dict[str, dict[str, float]]:
+    """Candidate -> language-modelling task -> its loss on the validation documents, read
+    from the candidates' validation results (empty when no loss task was scored)."""
+    out = {}
+    for c in summary["candidates"]:
+        path = root / "frontier" / "eval" / f"{c['name']}.validation.json"
+        if c["validation"] and path.is_file():
+            result = load_eval_file(path, c["name"])
+            out[c["name"]] = {t: r.score for t, r in result.tasks.items()
+                              if not r.higher_is_better and r.parts}
+    return out
+
+
+def _plane(summary: dict, losses: dict[str, dict[str, float]]) -> list:
     """Every candidate (and the reference variants) on validation items: table and plot."""
     def point(name: str, p: dict) -> TradeoffPoint:
         return TradeoffPoint(name, p["instruction"], p["knowledge"], p.get("knowledge_se", 0.0))
@@ -124,14 +143,17 @@ def _plane(summary: dict) -> list:
     cands = [c for c in summary["candidates"] if c["validation"]]
     refs = {n: point(n, p) for n, p in summary["reference_validation"].items() if p}
     line = [refs[n] for n in summary["line_validation"] if n in refs]
+    loss_tasks = sorted({t for v in losses.values() for t in v})
     rows = [[c["name"], c["method"], f"{c['scale']:g}", ",".join(map(str, c["subset"])),
              _fmt(c["validation"]["instruction"]), _fmt(c["validation"]["knowledge"]),
+             *[f"{losses[c['name']][t]:.4f}" if t in losses.get(c["name"], {}) else "-"
+               for t in loss_tasks],
              "yes" if c["pareto"] else "", "◀" if c["name"] == summary["chosen"]["name"] else ""]
             for c in cands]
     pruned = [c["name"] for c in summary["candidates"] if not c["validation"]]
     blocks: list = [Table(["candidate", "method", "λ", "sub-models", "instruction (val)",
-                           "knowledge (val)", "Pareto", "chosen"], rows,
-                          "Candidates on validation items")]
+                           "knowledge (val)", *[f"{t} (val, lower is better)" for t in loss_tasks],
+                           "Pareto", "chosen"], rows, "Candidates on validation items")]
     if pruned:
         blocks.append(Paragraph(f"Dropped by the first pass (a subsample of validation items): "
                                 f"{', '.join(pruned)}."))
@@ -172,7 +194,41 @@ def _on_test(chosen: VariantResult, variants: dict[str, VariantResult], know: li
             Paragraph(verdict(d_line, name, where))]
 
 
+def loss_on_test(ctx: ReportContext, chosen: VariantResult) -> list:
+    """The chosen candidate on the second plane, on test documents: its forgetting in each
+    language-modelling task (loss minus the base's), against SFT's and against the base→SFT
+    line read at its instruction level, past the same noise check as every line verdict."""
+    from dtmerge.report.lm_tradeoff_section import loss_axis, loss_points
+
+    name, blocks = chosen.name, []
+    if "base" not in ctx.variants or not ctx.instruction:
+        return blocks
+    for task in ctx.lm_tasks:
+        base = ctx.variants["base"].tasks.get(task)
+        if base is None or task not in chosen.tasks or any(t not in chosen.tasks
+                                                            for t in ctx.instruction):
+            continue
+        forgetting = diff_tasks(base, chosen.tasks[task], ctx.n_boot, ctx.seed)
+        rows = [_row(f"{task}: {name} − base (forgetting)", forgetting)]
+        if "sft" in ctx.variants and task in ctx.variants["sft"].tasks:
+            rows.append(_row(f"{task}: {name} − sft",
+                             diff_tasks(ctx.variants["sft"].tasks[task], chosen.tasks[task],
+                                        ctx.n_boot, ctx.seed)))
+        instr, instr_se = mean_with_se([chosen.tasks[t] for t in ctx.instruction])
+        mine = TradeoffPoint(name, instr, forgetting.mean, forgetting.stderr, instr_se)
+        line = interpolation_line(loss_points(ctx, task))
+        unit = loss_axis(ctx, task).unit.strip()
+        blocks += [Paragraph(f"In held-out loss ({task}, {unit}, lower is better; TEST documents): "
+                             f"{name} forgets {forgetting.mean:+.4f} against the base."),
+                   Table(["comparison (test documents)", "difference", "95% interval", "p",
+                          "sig."], rows, f"{name} in loss: paired bootstrap of the ratio of sums"),
+                   Paragraph("Loss plane: " + distance_to_line(mine, line,
+                                                               loss_axis(ctx, task)).text)]
+    return blocks
+
+
 def frontier_part(ctx: ReportContext) -> Part:
     """`frontier_section` as one of the report's section builders."""
     return Part(tuple(frontier_section(ctx.run.root, ctx.variants, ctx.knowledge, ctx.instruction,
-                                       ctx.n_boot, ctx.seed)))
+                                       ctx.n_boot, ctx.seed,
+                                       loss_plane=lambda chosen: loss_on_test(ctx, chosen))))
