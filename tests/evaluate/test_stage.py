@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import pytest
@@ -168,25 +169,27 @@ def test_scores_are_identical_whatever_the_executor(run_setup):
 
 
 def test_identical_models_are_scored_once_and_share_the_scores(run_setup):
-    """wise_ft at t=0.5 is interp_0.5: a variant with the same weights and settings as another
-    takes its scores instead of a second evaluation, now or on a later run."""
+    """wise_ft at t=0.5 is interp_0.5: a variant with byte-identical weights and the same
+    settings as another takes its scores instead of a second evaluation, even when the two
+    directories were written at different times with different provenance records."""
     cfg, run = run_setup
     shutil.rmtree(run.model("dtm"))
     shutil.copytree(run.model("sft"), run.model("dtm"))  # same weights under another name
-    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"variants": ["sft", "dtm"]})})
+    (run.model("sft") / "merge_record.json").write_text('{"seconds": 1.0}')
+    (run.model("dtm") / "merge_record.json").write_text('{"seconds": 2.0}')
+    os.utime(run.model("dtm") / "model.safetensors", (1, 1))  # another mtime
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(
+        update={"variants": ["base", "sft", "dtm"]})})
     logs = []
     out = evaluate_stage(cfg, run, log=logs.append)
-    assert out["variants"] == ["sft", "dtm"] and out["ran"] == ["sft"]
+    assert out["variants"] == ["base", "sft", "dtm"] and out["ran"] == ["base", "sft"]
     sft, dtm = (json.loads(run.eval_file(n).read_text()) for n in ("sft", "dtm"))
     assert dtm["variant"] == "dtm" and dtm["same_model_as"] == "sft"
     assert dtm["tasks"] == sft["tasks"]
     assert run.job("eval:dtm")["status"] == "done" and run.job("eval:dtm")["same_model_as"] == "sft"
-    assert any("same model as sft" in line for line in logs)
-    # later: the twin's result is gone, its source is done: copied again, nothing scored
-    run.eval_file("dtm").unlink()
-    again = evaluate_stage(cfg, run, log=logs.append)
-    assert again["ran"] == [] and json.loads(run.eval_file("dtm").read_text())["tasks"] == sft["tasks"]
-    # different weights are scored on their own
+    assert any("same weights as sft" in line for line in logs)
+    assert evaluate_stage(cfg, run, log=logs.append)["ran"] == []  # a rerun skips both
+    # different weights of the same size are scored on their own
     shutil.rmtree(run.model("dtm"))
     _perturbed_copy(cfg.model.path, run.model("dtm"), 5)
     third = evaluate_stage(cfg, run, log=logs.append)

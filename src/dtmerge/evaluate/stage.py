@@ -22,7 +22,7 @@ from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
 from dtmerge.evaluate.split import SPLIT_KEYS, record_split
 from dtmerge.process_guard import fault_point
-from dtmerge.rundir import (RunDir, atomic_write_json, hash_model, hash_obj, interp_name,
+from dtmerge.rundir import (RunDir, atomic_write_json, hash_file, hash_model, hash_obj, interp_name,
                             producer_job)
 
 # eval.variants entries that name a kind of variant rather than a model directory
@@ -127,37 +127,60 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     return {"variants": names, "ran": [name for name, _ in calls]}
 
 
-def _share_identical(calls: list, records: dict, run: RunDir, log) -> tuple[list, dict]:
-    """Score each distinct (model content, base, settings) once.
+# Files of a model directory that say how it was made, not what it computes.
+PROVENANCE_FILES = {"merge_record.json", "README.md"}
 
-    Two variants with the same fingerprint are the same weights scored the same way (wise_ft
-    at t = 0.5 and interp_0.5, say): the second takes the first's scores instead of another
-    evaluation. Returns the calls left to run and, per variant run, the variants that copy it;
-    a twin of a variant already done is copied now.
+
+def weights_identity(model: str | Path) -> tuple[int, Path, list[Path]]:
+    """(total bytes, dir, files) of a local model's content files, for `_share_identical`."""
+    root = Path(model)
+    files = sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")
+                   and f.name not in PROVENANCE_FILES) if root.is_dir() else []
+    return sum(f.stat().st_size for f in files), root, files
+
+
+def content_digest(root: Path, files: list[Path]) -> str:
+    """Hash of every content file's name and bytes (the fast fingerprint uses mtimes)."""
+    return hash_obj([(str(f.relative_to(root)), hash_file(f)) for f in files])
+
+
+def _share_identical(calls: list, records: dict, run: RunDir, log) -> tuple[list, dict]:
+    """Score each distinct (weights, base, settings) once.
+
+    Two variants with byte-identical weight files scored with the same settings (wise_ft at
+    t = 0.5 and interp_0.5, say) get the same scores: the second copies the first's instead of
+    a second evaluation. The fast fingerprint cannot tell (it reads the mtimes of large files
+    and each merge records its own timing), so variants of equal settings and equal size are
+    compared by content; a variant without equal-sized company is never hashed. Returns the
+    calls left to run and, per variant run, the variants that copy it.
     """
-    done = {}
-    for job_name, job in run.read_manifest()["jobs"].items():
-        name = job_name.removeprefix("eval:")
-        if (job_name.startswith("eval:") and job.get("status") == "done" and name not in records
-                and run.eval_file(name).is_file()):
-            done.setdefault(job.get("fingerprint"), name)
-    first, kept, twins = {}, [], {}
+    by_size: dict[tuple, list[str]] = {}
+    for name, _ in calls:
+        if not records[name]["reused"]:  # partial reuse: keep it simple, score it itself
+            size, _, files = weights_identity(records[name]["variant"].model)
+            if files:
+                by_size.setdefault((records[name]["settings_fp"], size), []).append(name)
+    source = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        first_of = {}
+        for name in group:
+            _, root, files = weights_identity(records[name]["variant"].model)
+            first = first_of.setdefault(content_digest(root, files), name)
+            if first != name:
+                source[name] = first
+    kept, twins = [], {}
     for name, args in calls:
-        fp = records[name]["fp"]
-        if fp in done:
-            _copy_scores(run, done[fp], name, records[name], None, log)
-        elif fp in first:
-            twins.setdefault(first[fp], []).append(name)
-            log(f"[eval] {name}: the same model as {first[fp]} (identical weights and settings): "
-                f"its scores are copied once {first[fp]} is scored")
+        if name in source:
+            twins.setdefault(source[name], []).append(name)
+            log(f"[eval] {name}: the same weights as {source[name]} (byte-identical files, same "
+                f"settings): its scores are copied once {source[name]} is scored")
         else:
-            first[fp] = name
             kept.append((name, args))
     return kept, twins
 
 
 def _copy_scores(run: RunDir, source: str, name: str, record: dict, cfg, log) -> None:
-    """Write `source`'s result as variant `name` (same fingerprint, so the same scores)."""
+    """Write `source`'s result as variant `name` (same weights and settings: same scores)."""
     result = json.loads(run.eval_file(source).read_text())
     result.update(variant=name, model=record["variant"].model, same_model_as=source)
     run.mark_started(f"eval:{name}", record["fp"], {"model": record["variant"].model})
@@ -224,7 +247,8 @@ def _plan_eval_jobs(cfg: RunConfig, run: RunDir, log) -> tuple[list[str], list, 
             log(f"[eval] {v.name}: reusing {', '.join(reused)} (same model and settings)"
                 + (f"; scoring {', '.join(missing)}" if missing else ""))
         calls.append((v.name, (cfg_json, v, adapter, base, str(out), reused, wanted)))
-        records[v.name] = {"fp": fp, "previous": previous, "variant": v, "reused": reused}
+        records[v.name] = {"fp": fp, "previous": previous, "variant": v, "reused": reused,
+                           "settings_fp": hash_obj({"eval": settings, "base": hashes["base"]})}
     return names, calls, records
 
 
