@@ -43,7 +43,7 @@ def _flip(path, task: str, k: int) -> None:
 def _answer(report) -> str:
     sec = report.sections[0]
     assert sec.title == "Answer"
-    return " ".join(b.text for b in sec.blocks)
+    return " ".join(b.text for b in sec.blocks if hasattr(b, "text"))
 
 
 def test_a_difference_smaller_than_its_noise_is_said_to_be_within_noise(tmp_path):
@@ -89,6 +89,37 @@ def test_answer_names_the_winner_and_the_line_beating_sft(tmp_path):
     assert "Ship interp_0.75: it beats SFT on knowledge and instruction following" in text
     md = to_markdown(report.title, report.sections)
     assert md.index("## Answer") < md.index("## Scores and alignment tax")
+
+
+def test_many_methods_are_one_table_row_each_and_dtm_keeps_its_sentences(tmp_path):
+    """A recipes run: DTM in sentences, every other method one row (vs SFT, vs the line)."""
+    acc = {"base": (0.80, 0.10), "sft": (0.50, 0.60), "dtm": (0.70, 0.40),
+           "interp_0.5": (0.70, 0.40), "l2": (0.79, 0.61), "replay": (0.78, 0.60),
+           "curated": (0.50, 0.60), "ensemble": (0.40, 0.40)}
+    run = _run(tmp_path / "r", acc)
+    _flip(run.eval_file("curated"), "facts", 3)  # curated: SFT within noise
+    report = build_report(run, n_boot=400)
+    sec = report.sections[0]
+    text = _answer(report)
+    assert "dtm trades: better than SFT on knowledge" in text  # DTM keeps its sentences
+    assert "4 other methods, one row each in the table below" in text
+    assert "l2 and replay beat SFT" in text and "curated is within noise of SFT" in text
+    assert "ensemble is worse than SFT" in text
+    table = next(b for b in sec.blocks if hasattr(b, "rows"))
+    rows = {r[0]: r for r in table.rows}
+    assert sorted(rows) == ["curated", "ensemble", "l2", "replay"]
+    assert rows["l2"][1] == "beats" and rows["curated"][1] == "within noise"
+    assert rows["ensemble"][1] == "worse" and "(worse)" in rows["ensemble"][3]
+    assert table.headers[-1] == "vs the line (knowledge)"
+    # the table sits right after the sentence announcing it, before the choice
+    at = sec.blocks.index(table)
+    assert "one row each" in sec.blocks[at - 1].text and sec.blocks[-1].text.startswith("Ship ")
+    assert report.data["answer"]["table"]["rows"] == table.rows
+    # a few methods: sentences for each, no table
+    few = build_report(_run(tmp_path / "few", {k: acc[k] for k in ("base", "sft", "dtm", "l2")}),
+                       n_boot=400)
+    assert not any(hasattr(b, "rows") for b in few.sections[0].blocks)
+    assert "l2 beats SFT on knowledge" in _answer(few)
 
 
 def loss_run(root) -> RunDir:

@@ -15,7 +15,7 @@ from dtmerge.report.analysis import (
     LineVerdict, distance_to_line, interpolation_line, mean_with_se, tradeoff_points,
 )
 from dtmerge.report.context import Part, ReportContext, is_method
-from dtmerge.report.document import Paragraph, Section
+from dtmerge.report.document import Paragraph, Section, Table
 from dtmerge.report.lm_tradeoff_section import loss_verdicts
 from dtmerge.report.results import interp_t
 
@@ -116,19 +116,60 @@ def line_sentence(v: LineVerdict, plane: str) -> str:
     return f"{v.variant} is within noise of the interpolation line in {plane}: {gap}."
 
 
-def _line_verdicts(ctx: ReportContext) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
+def _line_verdicts(ctx: ReportContext) -> dict[str, list[tuple[str, LineVerdict]]]:
+    """Method -> (plane, its verdict against the interpolation line) for every plane."""
+    out: dict[str, list[tuple[str, LineVerdict]]] = {}
     if ctx.knowledge and ctx.instruction:
         points = tradeoff_points(ctx.variants, ctx.knowledge, ctx.instruction)
         line = interpolation_line(points)
         for p in points:
             if is_method(p.variant):
-                out.setdefault(p.variant, []).append(
-                    line_sentence(distance_to_line(p, line), ctx.knowledge_label))
+                out.setdefault(p.variant, []).append((ctx.knowledge_label, distance_to_line(p, line)))
     for task in ctx.lm_tasks:
         for v in loss_verdicts(ctx, task)[2]:
-            out.setdefault(v.variant, []).append(line_sentence(v, f"loss on {task}"))
+            out.setdefault(v.variant, []).append((f"loss on {task}", v))
     return out
+
+
+# Up to this many methods every one gets its sentences; with more (a recipes run, best
+# checkpoints), DTM's keep them and the rest are one row each of a table, so the answer stays
+# a few sentences long.
+SENTENCES_FOR_AT_MOST = 3
+
+
+def verdict_word(diffs: list[AxisDiff]) -> str:
+    """One word for `versus`: beats / trades / worse / within noise."""
+    wins, losses = any(d.better for d in diffs), any(d.worse for d in diffs)
+    return "beats" if wins and not losses else "trades" if wins else "worse" if losses \
+        else "within noise"
+
+
+def line_word(v: LineVerdict) -> str:
+    """A line verdict in a table cell: above / below / within noise, with the distance."""
+    if v.distance is None:
+        return "off the line's range" if v.better is None else \
+            ("better on both axes" if v.better else "not shown better")
+    word = "above" if v.better else "below" if v.better is False else "within noise"
+    return f"{word} ({v.distance:+.3f})"
+
+
+def answer_table(methods: list[str], against: dict[str, list[AxisDiff]],
+                 lines: dict[str, list[tuple[str, LineVerdict]]]) -> Table:
+    """One row per method: its difference to SFT on each axis, with the 95% interval, and
+    where it lies against the interpolation line on each plane."""
+    axes_ = list(dict.fromkeys(d.name for m in methods for d in against[m]))
+    planes = list(dict.fromkeys(plane for m in methods for plane, _ in lines.get(m, [])))
+    rows = []
+    for m in methods:
+        by_axis = {d.name: d for d in against[m]}
+        by_plane = dict(lines.get(m, []))
+        rows.append([m, verdict_word(against[m])]
+                    + [by_axis[a].say().removeprefix(a + " ") if a in by_axis else "-"
+                       for a in axes_]
+                    + [line_word(by_plane[pl]) if pl in by_plane else "-" for pl in planes])
+    return Table(["method", "vs SFT", *[f"{a} minus SFT [95%]" for a in axes_],
+                  *[f"vs the line ({pl})" for pl in planes]], rows,
+                 "Every other method against SFT and the base→SFT line (paired bootstrap)")
 
 
 def ship_choice(ctx: ReportContext, against_sft: dict[str, list[AxisDiff]]) -> tuple[str, str]:
@@ -156,7 +197,22 @@ def answer_section(ctx: ReportContext) -> Part:
     lines = _line_verdicts(ctx)
     against = {n: axes(ctx, "sft", n) for n in ctx.names if n != "sft" and n != "base"
                and (is_method(n) or interp_t(n) is not None)}
-    sentences = [versus(m, "SFT", against[m]) + " " + " ".join(lines.get(m, [])) for m in methods]
+    in_words = methods if len(methods) <= SENTENCES_FOR_AT_MOST else \
+        [m for m in methods if m.startswith("dtm")]
+    in_table = [m for m in methods if m not in in_words]
+    sentences = [versus(m, "SFT", against[m]) + " "
+                 + " ".join(line_sentence(v, plane) for plane, v in lines.get(m, []))
+                 for m in in_words]
+    if in_table:
+        groups: dict[str, list[str]] = {}
+        for m in in_table:
+            groups.setdefault(verdict_word(against[m]), []).append(m)
+        said = {"beats": ("beats", "beat"), "trades": ("trades with", "trade with"),
+                "worse": ("is worse than", "are worse than"),
+                "within noise": ("is within noise of", "are within noise of")}
+        sentences.append(f"{len(in_table)} other methods, one row each in the table below: "
+                         + "; ".join(f"{join(ms)} {said[w][len(ms) > 1]} SFT"
+                                     for w, ms in groups.items()) + ".")
     if not methods:
         sentences.append("No merged model or recipe among the results: only the references.")
     for n in [n for n in against if interp_t(n) is not None and dominates(against[n])]:
@@ -173,5 +229,9 @@ def answer_section(ctx: ReportContext) -> Part:
                "'worse' only when the interval excludes zero, otherwise 'within noise'.")
     record = {"ship": ship, "reason": why, "sentences": sentences,
               "vs_sft": {n: {d.name: d.diff.to_dict() for d in ds} for n, ds in against.items()}}
-    return Part.of(Section(TITLE, [Paragraph(intro)] + [Paragraph(s) for s in sentences],
-                           emphasis=True), answer=record)
+    blocks = [Paragraph(intro)] + [Paragraph(s) for s in sentences]
+    if in_table:
+        table = answer_table(in_table, against, lines)
+        record["table"] = {"headers": table.headers, "rows": table.rows}
+        blocks.insert(1 + len(in_words) + 1, table)  # right after the sentence announcing it
+    return Part.of(Section(TITLE, blocks, emphasis=True), answer=record)

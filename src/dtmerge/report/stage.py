@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dtmerge.config import RunConfig
 from dtmerge.report.build import build_report
-from dtmerge.report.document import table_to_text, to_html, to_markdown
+from dtmerge.report.document import Table, table_to_text, to_html, to_markdown
 from dtmerge.report.runinfo import monitor_file, monitored_models
 from dtmerge.rundir import RunDir, atomic_dir, hash_file, hash_obj, run_job
 
@@ -46,6 +46,9 @@ def write_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
     if report.answer:
         summary += "\n\nAnswer\n" + "\n".join(textwrap.fill(s, 100, subsequent_indent="  ")
                                               for s in report.answer)
+        table = (report.data.get("answer") or {}).get("table")
+        if table:
+            summary += "\n\n" + table_to_text(Table(table["headers"], table["rows"]))
     with atomic_dir(run.report_dir) as tmp:
         images = [b for s in report.sections for b in s.blocks if hasattr(b, "png")]
         if images:
