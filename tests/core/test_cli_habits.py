@@ -86,6 +86,21 @@ def test_each_warning_is_shown_once_and_library_deprecations_are_counted(capsys)
     assert "FutureWarning" not in err and "1 deprecation notices" in err
 
 
+def test_a_library_log_message_is_shown_once_and_dtmerges_own_always():
+    """lm-eval logs the same task warnings for every model it scores (every frontier candidate)."""
+    script = ("import logging; from dtmerge.cli.output import setup_logging, WarningDigest; "
+              "setup_logging('info'); d = WarningDigest().__enter__(); "
+              "[logging.getLogger('lm_eval.api.task').warning('metric acc has no aggregation') "
+              "for _ in range(3)]; "
+              "[logging.getLogger('dtmerge.monitor').warning('probe fell') for _ in range(2)]; "
+              "d.__exit__(None, None, None); d.report()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=SRC), timeout=120)
+    assert done.stderr.count("metric acc has no aggregation") == 1
+    assert done.stderr.count("probe fell") == 2
+    assert "2 repeats of library log messages" in done.stderr
+
+
 def test_output_into_a_closed_pipe_ends_quietly():
     # the reader is gone before dtm writes (as `dtm merge --list | head -1` once head exits)
     script = ("import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "

@@ -55,13 +55,41 @@ def _fold_explicit_bars() -> None:
     std.tqdm.__init__ = init
 
 
+class LibraryLogOnce(logging.Filter):
+    """Let each distinct library log message through once (lm-eval repeats the same task
+    warnings for every model it scores: a frontier of 15 candidates printed them 45 times).
+    dtmerge's own records always pass; `repeats` counts what was held back."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+        self.repeats = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] == "dtmerge":
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            self.repeats += 1
+            return False
+        self.seen.add(key)
+        return True
+
+
+LIBRARY_LOG_ONCE = LibraryLogOnce()
+
+
 def setup_logging(level: str = "info", quiet: bool = False) -> int:
     """Configure dtmerge's loggers (the monitor, alerts); returns the numeric level."""
     numeric = logging.WARNING if quiet else getattr(logging, level.upper())
     # libraries (lm-eval, transformers) log at INFO for every task: only their warnings show,
-    # unless debug is asked for
+    # unless debug is asked for, and each distinct one once
     root = logging.DEBUG if numeric == logging.DEBUG else logging.WARNING
     logging.basicConfig(level=root, format="%(levelname)s %(name)s: %(message)s")
+    if numeric != logging.DEBUG:
+        for handler in logging.getLogger().handlers:
+            if LIBRARY_LOG_ONCE not in handler.filters:
+                handler.addFilter(LIBRARY_LOG_ONCE)
     logging.getLogger("dtmerge").setLevel(numeric)
     return numeric
 
@@ -107,6 +135,10 @@ class WarningDigest:
             for (category, text), count in self.seen.items():
                 times = f" (x{count})" if count > 1 else ""
                 print(f"  {category}: {text.splitlines()[0][:300]}{times}", file=stream)
+        if LIBRARY_LOG_ONCE.repeats:
+            print(f"({LIBRARY_LOG_ONCE.repeats} repeats of library log messages already shown "
+                  "were held back; --log-level debug shows every one)", file=stream)
+            LIBRARY_LOG_ONCE.repeats = 0
         if self.hidden:
             print(f"({self.hidden} deprecation notices from installed libraries hidden; "
                   "--log-level debug shows them)", file=stream)
