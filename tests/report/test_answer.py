@@ -224,3 +224,14 @@ def test_token_table_notices_a_contradiction_of_the_rare_token_account(run_root)
     md = to_markdown(*_title_sections(build_report(RunDir(run_root), n_boot=100)))
     assert "contradict the paper's rare-token account for sft" in md
     assert "' helps'" in md and "'Answer'" in md
+
+
+def test_line_cells_say_better_or_worse_in_the_planes_own_direction():
+    from dtmerge.report.analysis import LineVerdict
+    from dtmerge.report.answer_section import line_word
+
+    # on a loss plane better is below the line: a negative distance that is better
+    assert line_word(LineVerdict("replay", 0.0015, -0.023, False, "", True, 0.004)) == "better (-0.0230)"
+    assert line_word(LineVerdict("dtm", 0.0007, 0.0032, False, "", False, 0.0008)) == "worse (+0.0032)"
+    assert line_word(LineVerdict("l2", 0.02, -0.001, True, "", None, 0.004)) == "within noise (-0.0010)"
+    assert line_word(LineVerdict("x", None, None, None, "")) == "off the line's range"

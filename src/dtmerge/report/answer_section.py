@@ -145,12 +145,13 @@ def verdict_word(diffs: list[AxisDiff]) -> str:
 
 
 def line_word(v: LineVerdict) -> str:
-    """A line verdict in a table cell: above / below / within noise, with the distance."""
+    """A line verdict in a table cell: better / worse / within noise, with the distance (in
+    the plane's own units and direction: on a loss plane better is below the line)."""
     if v.distance is None:
         return "off the line's range" if v.better is None else \
             ("better on both axes" if v.better else "not shown better")
-    word = "above" if v.better else "below" if v.better is False else "within noise"
-    return f"{word} ({v.distance:+.3f})"
+    word = "better" if v.better else "worse" if v.better is False else "within noise"
+    return f"{word} ({v.distance:+.4f})"
 
 
 def answer_table(methods: list[str], against: dict[str, list[AxisDiff]],
