@@ -17,6 +17,9 @@ def test_report_numbers_are_on_test_items(tmp_path):
     out = write_report(RunDir(root), n_boot=200)
     md = open(out["markdown"]).read()
     assert "Validation and test items" in md and "TEST items" in md
+    # the Answer comes first and says its numbers are on the test items
+    assert md.index("## Answer") < md.index("## Validation and test items")
+    assert "(the TEST items: see 'Validation and test items')" in md.split("## Validation")[0]
     split = ItemSplit(0.4, 0)
     dtm = load_eval_file(root / "eval" / "dtm.json").tasks["facts"]
     test_ids = split.ids("facts", list(dtm.items), "test")
@@ -28,6 +31,7 @@ def test_report_numbers_are_on_test_items(tmp_path):
 def test_report_without_split_is_unchanged(tmp_path):
     root = make_run(tmp_path / "r", with_extras=False)
     out = write_report(RunDir(root), n_boot=200)
-    assert "Validation and test items" not in open(out["markdown"]).read()
+    md = open(out["markdown"]).read()
+    assert "Validation and test items" not in md and "TEST items" not in md
     dtm = load_eval_file(root / "eval" / "dtm.json").tasks["facts"]
     assert out["data"]["scores"]["dtm"]["facts"] == dtm.score

@@ -226,8 +226,10 @@ def answer_section(ctx: ReportContext) -> Part:
     intro = (f"Axes: {ctx.knowledge_label} = mean of {', '.join(ctx.knowledge) or 'none'}; "
              f"instruction following = mean of {', '.join(ctx.instruction) or 'none'}"
              + (f"; held-out loss: {', '.join(ctx.lm_tasks)}" if ctx.lm_tasks else "")
-             + ". Differences are paired bootstrap 95% intervals on the same items; 'better' and "
-               "'worse' only when the interval excludes zero, otherwise 'within noise'.")
+             + ". Differences are paired bootstrap 95% intervals on the same items"
+             + (" (the TEST items: see 'Validation and test items')" if ctx.split_notes else "")
+             + "; 'better' and 'worse' only when the interval excludes zero, otherwise 'within "
+               "noise'.")
     record = {"ship": ship, "reason": why, "sentences": sentences,
               "vs_sft": {n: {d.name: d.diff.to_dict() for d in ds} for n, ds in against.items()}}
     blocks = [Paragraph(intro)] + [Paragraph(s) for s in sentences]

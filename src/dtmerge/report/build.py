@@ -32,8 +32,8 @@ from dtmerge.report.tradeoff_section import tradeoff_section
 from dtmerge.rundir import RunDir
 
 SECTION_BUILDERS: list[SectionBuilder] = [
+    answer_section,  # the answer first; it says when its numbers are on test items
     split_note_part,
-    answer_section,
     scores_section,
     lm_loss_section,
     dtm_vs_sft_section,
