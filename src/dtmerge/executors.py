@@ -177,6 +177,26 @@ def _pool_context():
     return ctx
 
 
+# Set by `dtm --log-level debug`: pool workers then show libraries' deprecation warnings too.
+SHOW_LIBRARY_DEPRECATIONS = "DTMERGE_LIBRARY_DEPRECATIONS"
+
+
+def in_pool_worker(fn: Callable, threads: int | None, *args):
+    """A pool worker's entry: `dtm`'s terminal policy, then the job.
+
+    Workers are forked from the fork server, not from `dtm`'s own process, so the warning
+    digest of the CLI does not see them: libraries' deprecation notices (transformers'
+    FutureWarning once per model load) would print in every job. They are dropped here, as
+    the CLI hides them, unless the user asked for them; dtmerge's own warnings still show.
+    """
+    import warnings
+
+    if os.environ.get(SHOW_LIBRARY_DEPRECATIONS) != "1":
+        for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"(?!dtmerge)")
+    return call_with_threads(fn, threads, *args)
+
+
 def _run_pool(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str]:
     failures: list[str] = []
     pending = list(jobs)
@@ -188,7 +208,7 @@ def _run_pool(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[st
                 name, args = pending.pop(0)
                 slot = slots.pop(0)
                 on_start(name)
-                running[pool.submit(call_with_threads, fn, where.threads, *args, slot)] = (name, slot)
+                running[pool.submit(in_pool_worker, fn, where.threads, *args, slot)] = (name, slot)
             done = next(as_completed(running))
             name, slot = running.pop(done)
             slots.append(slot)

@@ -34,6 +34,27 @@ def test_auto_parallel_jobs_runs_small_cpu_models_side_by_side(tmp_path, monkeyp
     assert parallel_jobs(3, small, jobs=5, on_cpu=True) == 3  # a number is taken as given
 
 
+def _warnings_shown(x, slot):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.warn("a library's old api", FutureWarning)  # from this (non-dtmerge) module
+        warnings.warn_explicit("dtmerge's own notice", FutureWarning, "dtmerge/x.py", 1,
+                               module="dtmerge.x")
+        warnings.warn("check your data", UserWarning)
+    return sorted(str(w.message) for w in seen)
+
+
+def test_pool_workers_drop_library_deprecations_like_the_cli(monkeypatch):
+    monkeypatch.delenv("DTMERGE_LIBRARY_DEPRECATIONS", raising=False)
+    done = {}
+    failures = run_jobs(_warnings_shown, [("a", (1,)), ("b", (2,))],
+                        Placement("pool", slots=(None, None), threads=1), on_start=lambda n: None,
+                        on_done=done.__setitem__, on_fail=lambda n, e: None)
+    assert failures == []
+    assert done["a"] == done["b"] == ["check your data", "dtmerge's own notice"]
+
+
 def _threads_seen(x, slot):
     import torch
 

@@ -13,6 +13,7 @@ import sys
 
 import dtmerge
 from dtmerge.cli.output import LEVELS, WarningDigest, quiet_libraries, setup_logging
+from dtmerge.executors import SHOW_LIBRARY_DEPRECATIONS
 from dtmerge.errors import DtmError
 
 # name -> (module, one-line help). One explicit list.
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:  # training jobs (also spawned ones) draw no progress line
         os.environ["DTM_QUIET"] = "1"
     setup_logging(args.log_level, args.quiet)
+    if args.log_level == "debug":  # pool workers show libraries' deprecations too
+        os.environ[SHOW_LIBRARY_DEPRECATIONS] = "1"
     digest = WarningDigest(show_library_deprecations=args.log_level == "debug")
     try:
         with digest, _Silenced(args.quiet):
