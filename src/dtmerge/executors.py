@@ -177,23 +177,13 @@ def _pool_context():
     return ctx
 
 
-# Set by `dtm --log-level debug`: pool workers then show libraries' deprecation warnings too.
-SHOW_LIBRARY_DEPRECATIONS = "DTMERGE_LIBRARY_DEPRECATIONS"
-
-
 def in_pool_worker(fn: Callable, threads: int | None, *args):
-    """A pool worker's entry: `dtm`'s terminal policy, then the job.
+    """A pool worker's entry: `dtm`'s terminal policy (the worker is forked from the fork
+    server, not from `dtm`'s process, so nothing of that process's folding reached it), then
+    the job."""
+    from dtmerge.terminal import fold_library_output
 
-    Workers are forked from the fork server, not from `dtm`'s own process, so the warning
-    digest of the CLI does not see them: libraries' deprecation notices (transformers'
-    FutureWarning once per model load) would print in every job. They are dropped here, as
-    the CLI hides them, unless the user asked for them; dtmerge's own warnings still show.
-    """
-    import warnings
-
-    if os.environ.get(SHOW_LIBRARY_DEPRECATIONS) != "1":
-        for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
-            warnings.filterwarnings("ignore", category=category, module=r"(?!dtmerge)")
+    fold_library_output()
     return call_with_threads(fn, threads, *args)
 
 

@@ -101,6 +101,25 @@ def test_a_library_log_message_is_shown_once_and_dtmerges_own_always():
     assert "2 repeats of library log messages" in done.stderr
 
 
+def test_a_worker_folds_library_bars_and_deprecations_like_dtm():
+    """Pool workers start from the fork server, not from dtm's process: the same policy is
+    applied on entry (lm-eval passes disable=False to its bars, which TQDM_DISABLE ignores)."""
+    script = ("import warnings; from tqdm import tqdm; "
+              "from dtmerge.terminal import fold_library_output; fold_library_output(); "
+              "print(tqdm(range(3), disable=False).disable, tqdm(range(3), desc='[train] sft', disable=False).disable); "
+              "warnings.warn('old api', FutureWarning)")
+    env = dict(os.environ, PYTHONPATH=SRC, TQDM_DISABLE="1")
+    env.pop("DTMERGE_LIBRARY_DEPRECATIONS", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.stdout.split() == ["True", "False"]  # only dtmerge's own job line draws
+    assert "old api" not in done.stderr  # raised from a module that is not dtmerge's
+    env["DTMERGE_LIBRARY_DEPRECATIONS"] = "1"  # dtm --log-level debug
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert "old api" in shown.stderr
+
+
 def test_output_into_a_closed_pipe_ends_quietly():
     # the reader is gone before dtm writes (as `dtm merge --list | head -1` once head exits)
     script = ("import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "

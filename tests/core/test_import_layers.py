@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dtmerge"
 
 # Lowest first. A module may import from its own layer or any layer before it.
 LAYERS = [
-    {"errors", "registry", "__init__"},
+    {"errors", "registry", "terminal", "__init__"},
     {"config", "sft_fields"},
     {"rundir", "mlflow_store", "models", "process_guard", "executors"},
     {"data"},

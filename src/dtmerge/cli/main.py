@@ -12,8 +12,8 @@ import os
 import sys
 
 import dtmerge
-from dtmerge.cli.output import LEVELS, WarningDigest, quiet_libraries, setup_logging
-from dtmerge.executors import SHOW_LIBRARY_DEPRECATIONS
+from dtmerge.cli.output import LEVELS, WarningDigest, setup_logging
+from dtmerge.terminal import SHOW_LIBRARY_DEPRECATIONS, quiet_libraries
 from dtmerge.errors import DtmError
 
 # name -> (module, one-line help). One explicit list.

@@ -1,58 +1,22 @@
 """What `dtm` prints: stage lines, one progress line per job, warnings once at the end.
 
-Libraries each draw their own progress bars (datasets per map, transformers per weight load,
-lm-eval per request type) and repeat the same deprecation warning for every job; a run's
-terminal then holds more chatter than results. `quiet_libraries` turns those bars off through
-the variables each library reads (so spawned training workers inherit them), and
+A run's terminal would hold more library chatter than results. `terminal.quiet_libraries`
+turns progress bars off through the variables each library reads (so workers inherit them),
 `WarningDigest` collects Python warnings while a command runs and prints each distinct one
-once at the end. Deprecation notices raised inside installed libraries (not fixable here) are
-only counted, unless --log-level debug asks to see them.
+once at the end, and `LibraryLogOnce` lets each library log message through once.
+Deprecation notices raised inside installed libraries (not fixable here) are only counted,
+unless --log-level debug asks to see them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
 
+
 LEVELS = ("debug", "info", "warning", "error")
-OWN_BAR_PREFIX = "[train]"  # dtmerge's per-job progress line (train/callbacks.py)
-# Each library's own switch for its progress bars and advisory logging.
-_QUIET_ENV = {
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets .map/.filter bars
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # hub downloads; transformers' bars follow it
-    "TQDM_DISABLE": "1",  # lm-eval's per-request bars (explicit disable=False still draws)
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-}
-
-
-def quiet_libraries() -> None:
-    """Turn library progress bars and advisory logs off, unless the user set the variable."""
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    if os.environ.get("TQDM_DISABLE") == "1":
-        _fold_explicit_bars()
-
-
-def _fold_explicit_bars() -> None:
-    """lm-eval passes `disable=False` explicitly (rank 0), which TQDM_DISABLE cannot override;
-    in this process only dtmerge's own job lines (desc "[train] ...") are drawn."""
-    from tqdm import std
-
-    original = std.tqdm.__init__
-    if getattr(original, "_dtmerge_folded", False):
-        return
-
-    def init(self, *args, **kwargs):
-        if not str(kwargs.get("desc") or "").startswith(OWN_BAR_PREFIX):
-            kwargs["disable"] = True
-        original(self, *args, **kwargs)
-
-    init._dtmerge_folded = True
-    std.tqdm.__init__ = init
 
 
 class LibraryLogOnce(logging.Filter):
