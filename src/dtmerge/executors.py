@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from dtmerge.errors import DtmError
@@ -55,8 +56,6 @@ SMALL_MODEL_BYTES = 256 * 2 ** 20
 
 def model_weight_bytes(model) -> int | None:
     """Bytes of a local model directory's weight files (None: not a local directory)."""
-    from pathlib import Path
-
     path = Path(model)
     if not path.is_dir():
         return None

@@ -99,7 +99,7 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
             "or tasks in eval.include_path) and no judge is set: nothing to score")
         return {"variants": [], "ran": []}
     names, calls, records = _plan_eval_jobs(cfg, run, log)
-    calls, twins = _share_identical(calls, records, run, log)
+    calls, twins = _share_identical(calls, records, log)
 
     def on_start(name):  # needs_run already said why the job runs
         run.mark_started(f"eval:{name}", records[name]["fp"], {"model": records[name]["variant"].model})
@@ -110,7 +110,7 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         run.mark_done(f"eval:{name}", outputs=[str(run.eval_file(name))], scores=scores,
                       eval_tasks=list(cfg.eval.tasks), reused=list(records[name]["reused"]))
         for twin in twins.get(name, []):
-            _copy_scores(run, name, twin, records[twin], cfg, log)
+            _copy_scores(run, name, twin, records[twin], log)
 
     def on_fail(name, err):
         for job in (name, *twins.get(name, [])):
@@ -144,7 +144,7 @@ def content_digest(root: Path, files: list[Path]) -> str:
     return hash_obj([(str(f.relative_to(root)), hash_file(f)) for f in files])
 
 
-def _share_identical(calls: list, records: dict, run: RunDir, log) -> tuple[list, dict]:
+def _share_identical(calls: list, records: dict, log) -> tuple[list, dict]:
     """Score each distinct (weights, base, settings) once.
 
     Two variants with byte-identical weight files scored with the same settings (wise_ft at
@@ -154,17 +154,17 @@ def _share_identical(calls: list, records: dict, run: RunDir, log) -> tuple[list
     compared by content; a variant without equal-sized company is never hashed. Returns the
     calls left to run and, per variant run, the variants that copy it.
     """
-    by_size: dict[tuple, list[str]] = {}
+    by_size: dict[tuple, list[tuple[str, Path, list[Path]]]] = {}
     for name, _ in calls:
         if not records[name]["reused"]:  # partial reuse: keep it simple, score it itself
-            size, _, files = weights_identity(records[name]["variant"].model)
+            size, root, files = weights_identity(records[name]["variant"].model)
             if files:
-                by_size.setdefault((records[name]["settings_fp"], size), []).append(name)
+                by_size.setdefault((records[name]["settings_fp"], size), []).append(
+                    (name, root, files))
     source = {}
     for group in (g for g in by_size.values() if len(g) > 1):
         first_of = {}
-        for name in group:
-            _, root, files = weights_identity(records[name]["variant"].model)
+        for name, root, files in group:
             first = first_of.setdefault(content_digest(root, files), name)
             if first != name:
                 source[name] = first
@@ -179,7 +179,7 @@ def _share_identical(calls: list, records: dict, run: RunDir, log) -> tuple[list
     return kept, twins
 
 
-def _copy_scores(run: RunDir, source: str, name: str, record: dict, cfg, log) -> None:
+def _copy_scores(run: RunDir, source: str, name: str, record: dict, log) -> None:
     """Write `source`'s result as variant `name` (same weights and settings: same scores)."""
     result = json.loads(run.eval_file(source).read_text())
     result.update(variant=name, model=record["variant"].model, same_model_as=source)
