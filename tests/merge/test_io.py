@@ -91,8 +91,12 @@ def test_output_untouched_on_failure(zoo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial dirs left
 
 
-@pytest.mark.parametrize("method", ["linear", "ties"])
-def test_nan_input_is_caught(zoo, tmp_path, method):
+@pytest.mark.parametrize("method", ["linear", "ties", "ties_fused"])
+def test_nan_input_is_caught(zoo, tmp_path, method, monkeypatch):
+    if method == "ties_fused":  # through the compiled kernel (it keeps NaN, as hardshrink does)
+        from dtmerge.merge.methods import kernels
+        monkeypatch.setattr(kernels, "MIN_VALUES", 0)
+        method = "ties"
     bad = make_finetuned(zoo["base"], tmp_path / "nan", seed=1)
     _edit_tensor(bad, "model.norm.weight", lambda t: t * float("nan"))
     with pytest.raises(MergeError, match="model.norm.weight.*NaN"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dtmerge.merge import interpolate, merge_models
-from dtmerge.merge.methods.sparse import block_seed
+from dtmerge.merge.methods.sparse import dare_keep, keep_threshold, mask_key
 
 from merge_zoo import load_dir, read_json
 
@@ -89,16 +89,34 @@ def test_ties_uniform_equals_peft_operator(zoo, tmp_path, sign):
         _close(out[name], base[name] + ties(deltas, torch.ones(3), 0.3, sign))
 
 
-def _dare_masks(name, rows, count, seed, density, shape):
-    """The documented recipe: one PCG64 generator per (seed, tensor, model, block); entry i
-    kept if its i-th 32-bit draw is below round(p * 2^32)."""
-    masks = []
+def _dare_masks(name, count, seed, density, shape):
+    """The documented recipe: entry i of model k kept when the top 32 bits of the i-th output
+    of SplitMix64 seeded with mask_key(seed, tensor, k) are below round(p * 2^32)."""
     n = int(np.prod(shape))
-    for k in range(count):
-        g = np.random.Generator(np.random.PCG64(block_seed(seed, name, k, rows)))
-        draws = g.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
-        masks.append((draws < round(density * 2 ** 32)).reshape(shape))
-    return masks
+    return [dare_keep(mask_key(seed, name, k), 0, n, keep_threshold(density)).reshape(shape)
+            for k in range(count)]
+
+
+def _splitmix64(seed: int, count: int) -> list[int]:
+    """SplitMix64 as published (Steele, Lea, Flood 2014), in Python integers."""
+    out, state, mask = [], seed, (1 << 64) - 1
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def test_dare_keep_is_splitmix64_at_any_position():
+    key, threshold = mask_key(7, "w", 1), keep_threshold(0.3)
+    draws = _splitmix64(key, 3000)
+    expected = np.array([d >> 32 < threshold for d in draws])
+    assert np.array_equal(dare_keep(key, 0, 3000, threshold), expected)
+    assert np.array_equal(dare_keep(key, 1234, 500, threshold), expected[1234:1734])
+    assert abs(dare_keep(key, 0, 200_000, threshold).mean() - 0.3) < 0.005
+    assert not np.array_equal(dare_keep(mask_key(7, "w", 2), 0, 3000, threshold), expected)
 
 
 def test_dare_linear_reference_and_determinism(zoo, tmp_path):
@@ -113,8 +131,7 @@ def test_dare_linear_reference_and_determinism(zoo, tmp_path):
     base, models = _load(zoo, "full")
     for name, tensor in a.items():
         bn = base[name].double().numpy()
-        rows = (0, bn.shape[0]) if bn.ndim else None  # tiny tensors are one block
-        masks = _dare_masks(name, rows, 3, 7, 0.6, bn.shape)
+        masks = _dare_masks(name, 3, 7, 0.6, bn.shape)
         ref = bn + sum((m[name].double().numpy() - bn) * mk / 0.6 / 3
                        for m, mk in zip(models, masks))
         _close(tensor, ref)
@@ -126,7 +143,7 @@ def test_dare_ties_drops_then_elects(zoo, tmp_path):
     base, models = _load(zoo, "full")
     name = "model.layers.1.self_attn.o_proj.weight"
     bn = base[name].double().numpy()
-    masks = _dare_masks(name, (0, bn.shape[0]), 3, 3, 0.5, bn.shape)
+    masks = _dare_masks(name, 3, 3, 0.5, bn.shape)
     kept = np.stack([(m[name].double().numpy() - bn) * mk / 0.5 for m, mk in zip(models, masks)])
     sign = np.where(kept.sum(0) >= 0, 1.0, -1.0)
     agree = np.sign(kept) == sign
@@ -153,7 +170,8 @@ def test_unknown_method_and_param(zoo, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties"])
+@pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties", "dare_linear",
+                                    "dare_ties"])
 def test_result_does_not_depend_on_the_blocks(zoo, tmp_path, method):
     """Cache-sized blocks (the default) and tiny uneven ones give bit-identical merges."""
     merge_models(zoo["base"], zoo["full"], tmp_path / "default", method=method)
@@ -185,15 +203,3 @@ def test_ties_with_sampled_threshold_brackets(zoo, tmp_path, monkeypatch):
                  params={"density": 0.4}, block_elements=700)
     a, b = load_dir(tmp_path / "lora"), load_dir(tmp_path / "lora_direct")
     assert all(torch.equal(a[n], b[n]) for n in a)
-
-
-def test_dare_mask_is_independent_of_the_chunking(monkeypatch):
-    import dtmerge.merge.methods.sparse as sparse
-
-    whole = sparse.keep_mask_(5, "w", 1, (0, 10), 0.3, torch.empty(100_001))
-    monkeypatch.setattr(sparse, "DARE_CHUNK", 1024)
-    chunked = sparse.keep_mask_(5, "w", 1, (0, 10), 0.3, torch.empty(100_001))
-    assert torch.equal(whole, chunked)
-    assert abs(float(whole.mean()) - 0.3) < 0.01  # kept with probability density
-    other = sparse.keep_mask_(5, "w", 2, (0, 10), 0.3, torch.empty(100_001))
-    assert not torch.equal(whole, other)  # each model its own mask

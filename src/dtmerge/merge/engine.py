@@ -25,6 +25,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -81,8 +83,8 @@ def merge_models(base: str | Path, models: list[str | Path], out_dir: str | Path
             on the merged update, may exceed 1); shard_size (largest output shard, "2GB");
             as_adapter (a rank-concatenated LoRA adapter: all inputs LoRA, linear methods);
             fisher_data (per-model JSONL files for "fisher"); block_elements (the most values
-            per block per model: methods whose result does not depend on the blocks use
-            cache-sized blocks of at most this, DARE draws its masks per block of exactly this).
+            per block per model; blocks are cache-sized up to this, and TIES reads a tensor of
+            at most this many values once, whole; results never depend on it).
         log: progress messages.
 
     Returns:
@@ -205,11 +207,13 @@ class BlockReader:
             buf = self._pools[(key, dtype)] = torch.empty(numel, dtype=dtype)
         return buf[:numel]
 
-    def base(self, name: str, rows, info: TensorInfo, work: torch.dtype) -> torch.Tensor:
+    def base(self, name: str, rows, info: TensorInfo, work: torch.dtype,
+             slot: int | str = 0) -> torch.Tensor:
         shape = block_shape(info, rows)
         numel = math.prod(shape)
         if info.dtype == work:
-            return self.base_src.read(name, rows, self._buffer("base", numel, work)).view(shape)
+            return self.base_src.read(name, rows, self._buffer(f"base{slot}", numel, work)
+                                      ).view(shape)
         return self.base_src.read(name, rows).to(work)
 
     def stacked(self, name: str, rows, info: TensorInfo, work: torch.dtype,
@@ -290,6 +294,8 @@ def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]
     Torch runs single-threaded here: cache-sized blocks make each op a few dozen microseconds,
     and with two threads every op waits for the second one; on a busy machine (measured: load
     5 on 2 cores) that wait is a scheduler slice, and a TIES merge took 180 s instead of 11 s.
+    The second core reads the next block instead (`read_ahead`): no op waits for it, only the
+    next block does.
     """
     base_src = job.base_src
     names = base_src.names()
@@ -299,52 +305,120 @@ def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for name in names:
-            merge_tensor(name, job, reader, writers)
+        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="dtm-merge-read") as read_pool:
+            wholes = WholeTensors(job, reader, read_pool, names)
+            for name in names:
+                merge_tensor(name, job, reader, writers, read_pool, wholes)
     finally:
         torch.set_num_threads(threads)
     return [{"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
              "bytes": sum(p.nbytes for p in plan)} for files in (w.close() for w in writers)]
 
 
+def merges(job: MergeJob, name: str) -> bool:
+    """Whether tensor `name` is merged (else the base's is copied: integer buffers, or
+    tensors no LoRA adapter touches)."""
+    touched = any(s.kind == "full" or name in s.modules for s in job.sources)
+    return touched and job.base_src.info(name).dtype.is_floating_point
+
+
+def reads_whole(job: MergeJob, name: str) -> bool:
+    """A method that looks at the whole tensor first (TIES) reads a tensor of at most
+    block_elements values once, whole: its sample, its prepare pass and its merge then slice
+    memory instead of reading the inputs two more times. Larger tensors stream twice."""
+    return (job.method.needs_prepare and job.method.space == "deltas" and merges(job, name)
+            and job.base_src.info(name).numel <= job.block_elements)
+
+
+def work_dtype(info: TensorInfo) -> torch.dtype:
+    return torch.float64 if info.dtype == torch.float64 else torch.float32
+
+
+class WholeTensors:
+    """The tensors read whole (`reads_whole`), each read and turned into task vectors in the
+    read thread while the one before it merges (two buffer slots, alternating)."""
+
+    def __init__(self, job: MergeJob, reader: BlockReader, pool: ThreadPoolExecutor | None,
+                 names: list[str]):
+        self.job, self.reader, self.pool = job, reader, pool
+        order = [n for n in names if reads_whole(job, n)]
+        self.after = dict(zip(order, order[1:]))
+        self.slot = {n: i % 2 for i, n in enumerate(order)}
+        self.pending: dict = {}
+
+    def take(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base, (K, numel) task vectors) of `name`, flat; starts reading the next one."""
+        future = self.pending.pop(name, None)
+        loaded = future.result() if future is not None else self._load(name)
+        following = self.after.get(name)
+        if following is not None and self.pool is not None:
+            self.pending[following] = self.pool.submit(self._load, following)
+        return loaded
+
+    def _load(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        info = self.job.base_src.info(name)
+        work, slot = work_dtype(info), self.slot[name]
+        base = self.reader.base(name, None, info, work, f"whole{slot}")
+        deltas = self.reader.stacked(name, None, info, work, base, True, f"whole_stack{slot}")
+        return base.view(-1), deltas.view(len(self.job.sources), -1)
+
+
+READ_AHEAD = 2  # blocks read ahead of the one being merged (by READ_AHEAD threads)
+
+
+def read_ahead(pool: ThreadPoolExecutor | None, blocks: list, read: Callable) -> Iterator:
+    """read(rows, slot) of each block in turn, the next READ_AHEAD blocks read in `pool` while
+    the caller works on this one. READ_AHEAD + 1 buffer slots rotate: when the caller asks
+    for block i + 1 it is done with block i, whose slot block i + 1 + READ_AHEAD then fills."""
+    if pool is None or len(blocks) < 2:
+        yield from (read(rows, 0) for rows in blocks)
+        return
+    slots = READ_AHEAD + 1
+    pending = deque(pool.submit(read, rows, i % slots)
+                    for i, rows in enumerate(blocks[:READ_AHEAD]))
+    try:
+        for i in range(len(blocks)):
+            block = pending.popleft().result()
+            if i + READ_AHEAD < len(blocks):
+                pending.append(pool.submit(read, blocks[i + READ_AHEAD], (i + READ_AHEAD) % slots))
+            yield block
+    finally:  # the caller stopped early (an error): let the reads in flight end first
+        for future in pending:
+            future.cancel() or future.exception()
+
+
 def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
-                 writers: list[ShardWriter]) -> None:
+                 writers: list[ShardWriter], read_pool: ThreadPoolExecutor | None = None,
+                 wholes: WholeTensors | None = None) -> None:
     """Merge one tensor block by block and append it to every output (one per scale)."""
     base_src, sources, method = job.base_src, job.sources, job.method
-    block_elements = job.block_elements
     info = base_src.info(name)
-    step = block_elements if method.seeded_per_block else min(block_elements,
-                                                              CACHE_BLOCK_ELEMENTS)
-    touched = [s.kind == "full" or name in s.modules for s in sources]
-    if not info.dtype.is_floating_point or not any(touched):
+    step = min(job.block_elements, CACHE_BLOCK_ELEMENTS)
+    if not merges(job, name):
         for rows in row_blocks(info, step):  # nothing to merge: the base as is
             block = base_src.read(name, rows)
             for writer in writers:
                 writer.write(name, block)
         return
-    work = torch.float64 if info.dtype == torch.float64 else torch.float32
+    work = work_dtype(info)
     deltas_space = method.space == "deltas"
     # A weighted average of full models needs no base weights: skip reading them.
     need_base = (deltas_space or any(t is not None for t in job.scales)
                  or not all(s.kind == "full" for s in sources))
     blocks = list(row_blocks(info, step))
     count = len(sources)
-
-    # A method that looks at the whole tensor first (TIES) reads a tensor of at most
-    # block_elements values once, whole: its sample, its prepare pass and its merge then
-    # slice memory instead of reading the inputs two more times. Larger tensors stream twice.
-    whole = method.needs_prepare and deltas_space and info.numel <= block_elements
+    whole = reads_whole(job, name)
     if whole:
-        base_all = reader.base(name, None, info, work).view(-1)
-        deltas_all = reader.stacked(name, None, info, work, base_all.view(info.shape),
-                                    True).view(count, -1)
+        base_all, deltas_all = (wholes or WholeTensors(job, reader, None, [])).take(name)
 
-    def read_block(rows) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def read_block(rows, slot: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
         if whole:
             (a, b), shape = flat_range(info, rows), block_shape(info, rows)
             return base_all[a:b].view(shape), deltas_all[:, a:b].view(count, *shape)
-        base = reader.base(name, rows, info, work) if need_base else None
-        return base, reader.stacked(name, rows, info, work, base, deltas_space)
+        base = reader.base(name, rows, info, work, slot) if need_base else None
+        return base, reader.stacked(name, rows, info, work, base, deltas_space, f"stack{slot}")
+
+    pool = None if whole else read_pool
 
     state = None
     if method.needs_prepare:
@@ -354,10 +428,9 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
             return reader.sample(name, work, positions)
 
         state = method.prepare(name, info.numel,
-                               lambda: (read_block(rows)[1] for rows in blocks),
+                               lambda: (d for _, d in read_ahead(pool, blocks, read_block)),
                                job.weights, job.params, sample=sample)
-    for rows in blocks:
-        base_block, stacked = read_block(rows)
+    for rows, (base_block, stacked) in zip(blocks, read_ahead(pool, blocks, read_block)):
         merged = method.combine(Block(name, rows, base_block, stacked, job.weights, job.params,
                                       state, job.extras))
         try:
@@ -367,7 +440,7 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
             else:
                 write_scaled(name, merged, base_block, job.scales, deltas_space, writers)
         except NonFiniteMerge:  # name the input that holds the NaN/inf (blocks were modified)
-            base_again = reader.base(name, rows, info, work)
+            base_again = reader.base(name, rows, info, work, "blame")  # not a read slot
             deltas = reader.stacked(name, rows, info, work, base_again, True, key="blame")
             raise MergeError(blame_non_finite(name, base_again, deltas, base_src, sources)) from None
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from dtmerge.errors import MergeError
 
-BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB fp32): the largest block; DARE seeds one mask each
+BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB fp32): TIES reads tensors up to this whole
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import mmap
 import os
 import re
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,29 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
     return infos, metadata
 
 
+_SEEK_LOCK = threading.Lock()
+
+
+def read_at(fh, buf, offset: int) -> bool:
+    """Fill `buf` from byte `offset` of the open file; False if the file ends first.
+
+    Positional reads (`preadv`): the merge engine reads the next block in a second thread
+    while the first works, and a shared file position would let them race."""
+    view = memoryview(buf).cast("B")
+    done = 0
+    while done < len(view):
+        if hasattr(os, "preadv"):
+            got = os.preadv(fh.fileno(), [view[done:]], offset + done)
+        else:  # pragma: no cover - no positional reads (Windows): one reader at a time
+            with _SEEK_LOCK:
+                fh.seek(offset + done)
+                got = fh.readinto(view[done:])
+        if not got:
+            return False
+        done += got
+    return True
+
+
 class SafetensorsReader:
     """Reads tensors or row blocks of tensors from one or more safetensors files.
 
@@ -121,12 +145,8 @@ class SafetensorsReader:
         else:
             out = out.view(shape)
         buf = out.view(-1).view(torch.uint8).numpy() if out.numel() else None
-        if buf is not None:
-            fh = self._handle(info.file)
-            fh.seek(offset)
-            got = fh.readinto(buf)
-            if got != buf.nbytes:
-                raise MergeError(f"{info.file}: truncated data for tensor '{name}'")
+        if buf is not None and not read_at(self._handle(info.file), buf, offset):
+            raise MergeError(f"{info.file}: truncated data for tensor '{name}'")
         return out
 
     def map_block(self, name: str, rows: tuple[int, int] | None = None):

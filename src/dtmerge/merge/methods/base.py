@@ -7,8 +7,8 @@ Methods that need statistics of the whole tensor first (TIES' magnitude threshol
 `prepare`, which receives a function streaming the stacked task vectors block by block and one
 returning them at given flat positions (a random sample).
 
-Blocks are small (cache-sized) unless a method's result depends on the block partition
-(`seeded_per_block`: DARE draws one random mask per block of the merge's `block_elements`).
+Blocks are cache-sized, and no method's result depends on how a tensor is cut into them
+(DARE's random mask is a function of each entry's position; tested).
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ class MergeMethod:
     # True when the merged update is a linear map of the inputs' updates (exact as an adapter).
     linear_in_deltas: bool = False
     needs_prepare: bool = False
-    # True when the result depends on how the tensor is cut into blocks (one RNG per block)
-    seeded_per_block: bool = False
 
     def check_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults filled in; unknown keys and bad values raise MergeError naming them."""

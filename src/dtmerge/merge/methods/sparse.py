@@ -15,10 +15,15 @@ unfit on the merge's hot path, so they are written by hand and tested against PE
   into bool run 3-4x slower than float arithmetic here) and divide by the *count* of agreeing
   models, which equals the weighted mean only when all weights are 1. `sign_consensus_merge_`
   uses float-only passes (sum, copysign, relu, sign);
-- `random_pruning` draws from the global RNG with `bernoulli` (3x slower than `rand < p`);
-  here each (seed, tensor, model, block) has its own PCG64 generator, so merges are
-  reproducible, and the mask comes from its raw 32-bit draws compared in numpy and applied in
-  one fused multiply-add per model (`keep_mask_`).
+- `random_pruning` draws from the global RNG with `bernoulli` (3x slower than `rand < p`),
+  so a merge cannot be reproduced or cut into blocks. Here entry i of a (tensor, model) is
+  kept when the top 32 bits of the i-th output of a SplitMix64 generator seeded by (seed,
+  tensor, model) are below round(density * 2^32) (`dare_keep`): SplitMix64's i-th output is
+  a function of i, so the mask depends on nothing but the seed, tensor, model and position,
+  never on the blocks, and the compiled kernels draw it inside their loop.
+
+`kernels.py` has the same operators as single compiled loops (used when numba is installed);
+the functions here are their reference and the fallback, equal to them bit for bit.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 
 from dtmerge.errors import MergeError
+from dtmerge.merge.methods import kernels
 from dtmerge.merge.methods.base import (Block, DeltaSampler, DeltaStream, MergeMethod, normalized,
                                          per_model)
 
@@ -101,9 +107,14 @@ def _gather_pass(deltas: DeltaStream, count: int, lo: np.ndarray, hi: np.ndarray
     faster than torch's here)."""
     above = np.zeros(count, dtype=np.int64)
     parts: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(count)]
-    offset, scratch = 0, None
+    offset, scratch, fused = 0, None, kernels.BracketGatherer(lo, hi)
     for block in deltas():
         flat = block.reshape(count, -1)
+        if kernels.enabled(flat.numel()):  # one compiled loop instead of the passes below
+            for k, values in enumerate(fused(flat, above)):
+                parts[k].append((offset, values))
+            offset += flat.shape[1]
+            continue
         if scratch is None or scratch.shape != flat.shape:
             scratch = torch.empty_like(flat)
             over, inside = np.empty(flat.shape, bool), np.empty(flat.shape, bool)
@@ -189,44 +200,76 @@ def prune_by_magnitude_(stacked: torch.Tensor, cuts: list[MagnitudeCut], offset:
             row[tied] = kept
 
 
-def block_seed(seed: int, name: str, model: int, rows: tuple[int, int] | None) -> int:
-    """A reproducible RNG seed per (merge seed, tensor, model, row block)."""
-    text = f"{seed}|{name}|{model}|{rows[0] if rows else 0}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)
-
-
-DARE_CHUNK = 1 << 16  # values drawn and masked at a time: the chunk's buffers stay in cache
-
-
-def keep_masks(seed: int, name: str, model: int, rows, density: float, numel: int,
-               dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor]]:
-    """DARE's keep mask of one (tensor, model, row block), chunk by chunk: (start, 1.0/0.0
-    values for [start, start + len)).
-
-    Entry i is kept when the i-th 32-bit draw of a PCG64 generator seeded by `block_seed`
-    is below round(density * 2^32): probability density within 2^-33 (torch.rand's float32
-    draws resolve 2^-24), at ~1 ns per value against ~11 for rand, compare and a bool
-    multiply in torch. Chunks are cache-sized and of even length (two draws per 64-bit
-    word), so the mask depends on nothing but the seed, the tensor, the model and the block,
-    and the caller applies each chunk while it is still in cache.
-    """
-    gen = np.random.Generator(np.random.PCG64(block_seed(seed, name, model, rows)))
-    threshold = np.uint32(min(round(density * 2.0 ** 32), 2 ** 32 - 1))
-    keep = np.empty(min(numel, DARE_CHUNK), dtype=bool)
-    mask = torch.empty(len(keep), dtype=dtype)
-    for start in range(0, numel, DARE_CHUNK):
-        n = min(DARE_CHUNK, numel - start)
-        draws = gen.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
-        np.less(draws, threshold, out=keep[:n])
-        yield start, mask[:n].copy_(torch.from_numpy(keep[:n]))
-
-
-def keep_mask_(seed: int, name: str, model: int, rows, density: float,
-               out: torch.Tensor) -> torch.Tensor:
-    """The whole keep mask (see `keep_masks`) into the flat tensor `out`."""
-    for start, chunk in keep_masks(seed, name, model, rows, density, out.numel(), out.dtype):
-        out[start:start + len(chunk)].copy_(chunk)
+def fused_cuts(cuts: list[MagnitudeCut], offset: int) -> list[float] | None:
+    """Per model, the |delta| at or below which the fused TIES kernel drops an entry in the
+    block starting at flat `offset` (what `prune_by_magnitude_` does there), -1 to keep
+    all; None when the block holds a model's last kept tie (the eager pruning handles it)."""
+    out = []
+    for cut in cuts:
+        if cut.threshold == 0:
+            out.append(-1.0)
+        elif cut.tie_block is None or offset < cut.tie_block:
+            out.append(cut.just_below)
+        elif offset > cut.tie_block:
+            out.append(cut.threshold)
+        else:
+            return None
     return out
+
+
+def mask_key(seed: int, name: str, model: int) -> int:
+    """The 64-bit SplitMix64 seed of DARE's mask of one (merge seed, tensor, model)."""
+    text = f"{seed}|{name}|{model}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment
+DARE_CHUNK = 1 << 16  # values drawn at a time by the numpy path: its buffers stay in cache
+
+
+def keep_threshold(density: float) -> int:
+    """Entry kept when the top 32 bits of its draw are below this: probability density
+    within 2^-33."""
+    return min(round(density * 2.0 ** 32), 2 ** 32 - 1)
+
+
+def dare_keep(key: int, start: int, count: int, threshold: int) -> np.ndarray:
+    """DARE's keep mask (bool) of entries [start, start + count) of one (tensor, model):
+    entry i is kept when the top 32 bits of SplitMix64's i-th output (seeded with `key`:
+    state key + (i + 1) * golden, then the output mix) are below `threshold`."""
+    x = (np.arange(start + 1, start + count + 1, dtype=np.uint64) * GOLDEN) + np.uint64(key)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(32)) < np.uint64(threshold)
+
+
+def flat_offset(block: Block) -> int:
+    """Where the block starts in its tensor, in values."""
+    if block.rows is None:
+        return 0
+    first, end = block.rows
+    return first * (block.tensors[0].numel() // max(1, end - first))
+
+
+def _dare_chunks(block: Block, k: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(start, end, 1.0/0.0 mask) of model k's row of the block, chunk by chunk."""
+    row = block.tensors[k].reshape(-1)
+    key = mask_key(int(block.params["seed"]), block.name, k)
+    threshold = keep_threshold(float(block.params["density"]))
+    offset = flat_offset(block)
+    for start in range(0, row.numel(), DARE_CHUNK):
+        end = min(row.numel(), start + DARE_CHUNK)
+        keep = dare_keep(key, offset + start, end - start, threshold)
+        yield start, end, torch.from_numpy(keep).to(row.dtype)
+
+
+def _dare_fused_args(block: Block) -> tuple[np.ndarray, int, int]:
+    keys = np.array([mask_key(int(block.params["seed"]), block.name, k)
+                     for k in range(block.tensors.shape[0])], dtype=np.uint64)
+    return keys, flat_offset(block), keep_threshold(float(block.params["density"]))
 
 
 def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
@@ -236,20 +279,24 @@ def dare_drop_(block: Block, rescale: bool = True) -> torch.Tensor:
     stacked = block.tensors
     if density >= 1.0:
         return stacked
+    if kernels.enabled(stacked.numel()):
+        kernels.dare_drop(stacked, *_dare_fused_args(block), density if rescale else 1.0)
+        return stacked
     for k in range(stacked.shape[0]):
         row = stacked[k].view(-1)
-        for start, mask in keep_masks(int(block.params["seed"]), block.name, k, block.rows,
-                                      density, row.numel(), row.dtype):
-            part = row[start:start + len(mask)].mul_(mask)
+        for start, end, mask in _dare_chunks(block, k):
+            part = row[start:end].mul_(mask)
             if rescale:
                 part.div_(density)
     return stacked
 
 
 def dare_weighted_sum(block: Block, coeffs: list[float]) -> torch.Tensor:
-    """sum_k c_k * mask_k * delta_k, one fused multiply-add per model and cache-sized chunk
-    (instead of mask, weight and sum passes over the whole (K, *block) stack)."""
+    """sum_k c_k * (delta_k * mask_k), models in order; chunk by chunk in the numpy path,
+    one loop with the draws inside it in the compiled one."""
     stacked, density = block.tensors, float(block.params["density"])
+    if density < 1.0 and kernels.enabled(stacked.numel()):
+        return kernels.dare_sum(stacked, *_dare_fused_args(block), coeffs)
     merged = torch.zeros(stacked.shape[1:], dtype=stacked.dtype)
     flat = merged.view(-1)
     for k, c in enumerate(coeffs):
@@ -257,10 +304,8 @@ def dare_weighted_sum(block: Block, coeffs: list[float]) -> torch.Tensor:
         if density >= 1.0:
             flat.add_(row, alpha=c)
             continue
-        for start, mask in keep_masks(int(block.params["seed"]), block.name, k, block.rows,
-                                      density, row.numel(), row.dtype):
-            end = start + len(mask)
-            flat[start:end].addcmul_(row[start:end], mask, value=c)
+        for start, end, mask in _dare_chunks(block, k):
+            flat[start:end].add_(row[start:end].mul(mask).mul_(c))  # as the kernel rounds
     return merged
 
 
@@ -318,10 +363,20 @@ class Ties(_SparseMethod):
 
     def combine(self, block: Block) -> torch.Tensor:
         stacked = block.tensors
-        offset = 0 if block.rows is None else block.rows[0] * (stacked[0].numel() // max(
-            1, block.rows[1] - block.rows[0]))
-        prune_by_magnitude_(stacked, block.state, offset)
-        merged = sign_consensus_merge_(stacked, block.weights, block.params["majority_sign"])
+        offset = flat_offset(block)
+        sign_method = block.params["majority_sign"]
+        if kernels.enabled(stacked.numel()):
+            keep_above = fused_cuts(block.state, offset)
+            if keep_above is None:  # this block holds a model's last kept tie
+                prune_by_magnitude_(stacked, block.state, offset)
+                keep_above = [-1.0] * len(block.state)
+            uniform = len(set(block.weights)) == 1
+            w = torch.tensor(block.weights).to(stacked.dtype).tolist()  # as the eager path
+            merged = kernels.ties_merge(stacked, keep_above, w, not uniform,
+                                        sign_method == "frequency")
+        else:
+            prune_by_magnitude_(stacked, block.state, offset)
+            merged = sign_consensus_merge_(stacked, block.weights, sign_method)
         return merged.mul_(block.params["scaling"])
 
 
@@ -333,7 +388,6 @@ class DareLinear(_SparseMethod):
     reference_url = "https://arxiv.org/abs/2311.03099"
     summary = "drop entries with probability 1-density, rescale by 1/density, weighted sum"
     defaults = {"density": 0.5, "scaling": 1.0, "normalize": True, "seed": 0}
-    seeded_per_block = True
 
     def combine(self, block: Block) -> torch.Tensor:
         density = float(block.params["density"])
@@ -351,9 +405,15 @@ class DareTies(_SparseMethod):
     reference_url = "https://arxiv.org/abs/2311.03099"
     summary = "DARE drop-and-rescale, then TIES sign election and disjoint mean"
     defaults = {"density": 0.5, "majority_sign": "total", "scaling": 1.0, "seed": 0}
-    seeded_per_block = True
 
     def combine(self, block: Block) -> torch.Tensor:
         kept = dare_drop_(block)
-        merged = sign_consensus_merge_(kept, block.weights, block.params["majority_sign"])
+        sign_method = block.params["majority_sign"]
+        if kernels.enabled(kept.numel()):
+            uniform = len(set(block.weights)) == 1
+            w = torch.tensor(block.weights).to(kept.dtype).tolist()  # as the eager path
+            merged = kernels.ties_merge(kept, [-1.0] * len(w), w, not uniform,
+                                        sign_method == "frequency")
+        else:
+            merged = sign_consensus_merge_(kept, block.weights, sign_method)
         return merged.mul_(block.params["scaling"])
