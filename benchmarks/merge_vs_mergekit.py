@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -89,7 +90,10 @@ def child_dtmerge(method: str, out: str, k: int) -> None:
     else:
         merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
     t2 = time.perf_counter()
-    print(json.dumps({"import_s": t1 - t0, "merge_s": t2 - t1}))
+    from dtmerge.merge.methods import kernels  # compiled loops in use? (the `fast` extra)
+
+    print(json.dumps({"import_s": t1 - t0, "merge_s": t2 - t1,
+                      "kernels": kernels.numba.__version__ if kernels.enabled(1 << 30) else None}))
 
 
 def child_page_cache(k: int) -> None:
@@ -97,15 +101,16 @@ def child_page_cache(k: int) -> None:
         WORK / "models" / f"ft_{i}" / "model.safetensors" for i in range(k)]
     buf = bytearray(64 << 20)
     view = memoryview(buf)
-    for attempt in range(2):  # the first pass warms the page cache
+    times = []
+    for attempt in range(3):  # the first pass warms the page cache; the best of the others
         t = time.perf_counter()
         total = 0
         for f in files:
             with open(f, "rb", buffering=0) as fh:
                 while n := fh.readinto(view):
                     total += n
-        seconds = time.perf_counter() - t
-    print(json.dumps({"read_s": seconds, "bytes": total}))
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"read_s": min(times[1:]), "bytes": total}))
 
 
 # ----------------------------------------------------------------------------- parent
@@ -181,11 +186,18 @@ def main() -> int:
           f"({gb / read['read_s']:.1f} GB/s)\n")
     rows = []
     for method in args.methods:
+        # This box's page-cache read speed drifts (1.1-2.2 s for these files within an hour):
+        # each merge is compared with a read measured right before it.
+        paired = json.loads(peak_of(me + ["read"])[2].strip().splitlines()[-1])["read_s"]
         out_d = WORK / "out" / f"dtmerge_{method}"
+        # The last run's outputs go first, untimed: freeing a 1 GB file's page cache took
+        # ~1 s here, and it is no part of merging.
+        shutil.rmtree(out_d, ignore_errors=True)
+        shutil.rmtree(WORK / "out" / f"mergekit_{method}", ignore_errors=True)
         wall, peak, out = peak_of(me + ["dtmerge", method, str(out_d)])
         inner = json.loads(out.strip().splitlines()[-1])
         row = {"method": method, "dtmerge_wall": wall, "dtmerge_loop": inner["merge_s"],
-               "dtmerge_peak": peak}
+               "dtmerge_peak": peak, "read_s": paired, "numba": inner["kernels"]}
         if mergekit:
             cfg = WORK / f"mergekit_{method}.yml"
             cfg.write_text(mergekit_config(method, args.k))
@@ -196,6 +208,8 @@ def main() -> int:
         rows.append(row)
         print(json.dumps(row))
         if args.scales:
+            for scale in args.scales.split(","):
+                shutil.rmtree(f"{out_d}_x{scale}", ignore_errors=True)
             _, _, out_s = peak_of(me + ["dtmerge", f"{method}@{args.scales}", str(out_d)])
             row["scaled_loop"] = json.loads(out_s.strip().splitlines()[-1])["merge_s"]
             print(json.dumps(row))
@@ -212,10 +226,11 @@ def main() -> int:
         if "mergekit_wall" in r:
             print(f"{r['method']}: dtmerge {r['mergekit_wall'] / r['dtmerge_wall']:.1f}x faster end "
                   f"to end, {r['mergekit_peak'] / r['dtmerge_peak']:.1f}x less peak RSS; merge loop "
-                  f"{r['dtmerge_loop'] / read['read_s']:.1f}x the page-cache read; "
+                  f"{r['dtmerge_loop'] / r['read_s']:.1f}x the page-cache read; "
                   f"max |dtmerge - mergekit| = {r['max_abs_diff']:.3g}")
     for r in rows:
-        line = f"{r['method']}: merge loop / page-cache read = {r['dtmerge_loop'] / read['read_s']:.1f}x"
+        line = (f"{r['method']}: merge loop {r['dtmerge_loop']:.2f} s / page-cache read right "
+                f"before it {r['read_s']:.2f} s = {r['dtmerge_loop'] / r['read_s']:.1f}x")
         if "scaled_loop" in r:
             n = len(args.scales.split(","))
             line += (f"; {n} scales in one pass {r['scaled_loop']:.1f} s against {n} single "

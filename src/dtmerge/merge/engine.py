@@ -35,7 +35,7 @@ import torch
 from dtmerge.errors import MergeError
 from dtmerge.merge.adapter_out import write_concat_adapter
 from dtmerge.merge.finish import NonFiniteMerge, finish_block, write_scaled
-from dtmerge.merge.methods import get_method
+from dtmerge.merge.methods import get_method, kernels
 from dtmerge.merge.methods.base import Block
 from dtmerge.merge.options import MergeJob, MergeOptions
 from dtmerge.merge.sources import FullModelSource, open_source
@@ -306,6 +306,8 @@ def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="dtm-merge-read") as read_pool:
+            if job.method.compiled:  # loaded while the first tensor is read and sampled
+                read_pool.submit(kernels.warm, (torch.float32,))
             wholes = WholeTensors(job, reader, read_pool, names)
             for name in names:
                 merge_tensor(name, job, reader, writers, read_pool, wholes)

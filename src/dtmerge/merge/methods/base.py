@@ -52,6 +52,7 @@ class MergeMethod:
     # True when the merged update is a linear map of the inputs' updates (exact as an adapter).
     linear_in_deltas: bool = False
     needs_prepare: bool = False
+    compiled: bool = False  # runs the compiled loops of kernels.py on large blocks
 
     def check_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults filled in; unknown keys and bad values raise MergeError naming them."""

@@ -218,12 +218,13 @@ class BracketGatherer:
         return [self.gathered[k, :self.inside[k]].copy() for k in range(count)]
 
 
-def warm() -> None:
-    """Compile (or load from numba's cache) every kernel for fp32 and fp64 now; a fixed cost
-    of about 40 MB of memory (LLVM and numba's runtime) and, cached, about half a second."""
-    if numba is None:
+def warm(dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)) -> None:
+    """Compile (or load from numba's cache) every kernel for these dtypes now: a fixed cost
+    of 50-70 MB of memory (LLVM and numba's runtime) and, cached, about half a second, which
+    the merge engine pays in its read thread while the first tensor is sampled."""
+    if numba is None or os.environ.get("DTM_MERGE_KERNELS", "1") == "0":
         return
-    for dtype in (torch.float32, torch.float64):
+    for dtype in dtypes:
         block = torch.zeros(2, 4, dtype=dtype)
         for weighted in (False, True):
             for frequency in (False, True):

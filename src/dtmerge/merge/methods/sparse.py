@@ -339,6 +339,7 @@ def sign_consensus_merge_(stacked: torch.Tensor, weights: list[float], sign_meth
 
 class _SparseMethod(MergeMethod):
     space = "deltas"
+    compiled = True
 
     def check_params(self, params):
         out = super().check_params(params)
