@@ -97,3 +97,14 @@ def test_local_jobs_leave_the_callers_environment_as_it_was(monkeypatch):
              on_done=done.__setitem__, on_fail=lambda n, e: None)
     assert done["a"]["omp"] == "2" and done["a"]["threads"] == 2
     assert os.environ["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_ray_tasks_carry_an_environment_only_for_several_threads():
+    from dtmerge.executors import ray_task_options
+
+    one = ray_task_options(Placement("ray", ray_options={"num_cpus": 1, "max_retries": 2},
+                                     threads=1))
+    assert one == {"num_cpus": 1, "max_retries": 2}  # runs in Ray's prestarted workers
+    four = ray_task_options(Placement("ray", ray_options={"num_cpus": 4}, threads=4))
+    assert four["runtime_env"]["env_vars"] == {"OMP_NUM_THREADS": "4",
+                                               "OMP_WAIT_POLICY": "PASSIVE"}
