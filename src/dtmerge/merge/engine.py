@@ -294,8 +294,8 @@ def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]
     Torch runs single-threaded here: cache-sized blocks make each op a few dozen microseconds,
     and with two threads every op waits for the second one; on a busy machine (measured: load
     5 on 2 cores) that wait is a scheduler slice, and a TIES merge took 180 s instead of 11 s.
-    The second core reads the next block instead (`read_ahead`): no op waits for it, only the
-    next block does.
+    Two more threads read the next blocks instead (`read_ahead`, `WholeTensors`): no op waits
+    for them, only the next block does.
     """
     base_src = job.base_src
     names = base_src.names()

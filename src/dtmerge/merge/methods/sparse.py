@@ -217,6 +217,16 @@ def fused_cuts(cuts: list[MagnitudeCut], offset: int) -> list[float] | None:
     return out
 
 
+def fused_consensus(stacked: torch.Tensor, keep_above: list[float], weights: list[float],
+                    sign_method: str) -> torch.Tensor:
+    """`prune_by_magnitude_` (by `keep_above`, see `fused_cuts`) + `sign_consensus_merge_`
+    in the compiled kernel, with the weights rounded to the stack's dtype as the eager path
+    rounds them, and skipped when all are equal (they cancel out of the mean)."""
+    uniform = len(set(weights)) == 1
+    w = torch.tensor(weights).to(stacked.dtype).tolist()
+    return kernels.ties_merge(stacked, keep_above, w, not uniform, sign_method == "frequency")
+
+
 def mask_key(seed: int, name: str, model: int) -> int:
     """The 64-bit SplitMix64 seed of DARE's mask of one (merge seed, tensor, model)."""
     text = f"{seed}|{name}|{model}"
@@ -371,10 +381,7 @@ class Ties(_SparseMethod):
             if keep_above is None:  # this block holds a model's last kept tie
                 prune_by_magnitude_(stacked, block.state, offset)
                 keep_above = [-1.0] * len(block.state)
-            uniform = len(set(block.weights)) == 1
-            w = torch.tensor(block.weights).to(stacked.dtype).tolist()  # as the eager path
-            merged = kernels.ties_merge(stacked, keep_above, w, not uniform,
-                                        sign_method == "frequency")
+            merged = fused_consensus(stacked, keep_above, block.weights, sign_method)
         else:
             prune_by_magnitude_(stacked, block.state, offset)
             merged = sign_consensus_merge_(stacked, block.weights, sign_method)
@@ -411,10 +418,8 @@ class DareTies(_SparseMethod):
         kept = dare_drop_(block)
         sign_method = block.params["majority_sign"]
         if kernels.enabled(kept.numel()):
-            uniform = len(set(block.weights)) == 1
-            w = torch.tensor(block.weights).to(kept.dtype).tolist()  # as the eager path
-            merged = kernels.ties_merge(kept, [-1.0] * len(w), w, not uniform,
-                                        sign_method == "frequency")
+            merged = fused_consensus(kept, [-1.0] * len(block.weights), block.weights,
+                                     sign_method)
         else:
             merged = sign_consensus_merge_(kept, block.weights, sign_method)
         return merged.mul_(block.params["scaling"])
