@@ -56,6 +56,17 @@ def test_rerun_skips_and_a_changed_eval_file_redoes(run_root):
     assert "dtm_long" in (run_root / "report/report.md").read_text()
 
 
+def test_a_report_written_by_other_report_code_is_rewritten(run_root, monkeypatch):
+    import dtmerge.report.stage as stage
+
+    cfg, run = _cfg(run_root), RunDir(run_root)
+    report_stage(cfg, run, log=lambda *_: None)
+    monkeypatch.setattr(stage, "report_code", lambda: "a newer dtmerge")
+    logged = []
+    report_stage(cfg, run, log=logged.append)
+    assert any(line.startswith("[redo] report") for line in logged)
+
+
 def test_dtm_below_the_line_is_said_plainly(tmp_path):
     root = tmp_path / "r"
     # knowledge, instruction per variant: DTM sits under the base->SFT line

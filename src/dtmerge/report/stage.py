@@ -64,11 +64,20 @@ def write_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
             "json": str(out / "report.json"), "summary": summary, "data": report.data}
 
 
+def report_code() -> str:
+    """A hash of the report's own source: a report written by an older dtmerge is rewritten
+    by a newer one, not skipped as up to date (the version string does not change between
+    commits)."""
+    package = Path(__file__).parent
+    return hash_obj({str(f.relative_to(package)): f.read_text()
+                     for f in sorted(package.rglob("*.py"))})
+
+
 def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """Pipeline stage "report": the alignment-tax report of a run, as manifest job "report".
 
-    Skipped when the evaluation files, monitor curves and `cfg.report` are unchanged since the
-    last report. Logs to MLflow when `cfg.tracking.mlflow` is on.
+    Skipped when the evaluation files, monitor curves, `cfg.report` and the report's code are
+    unchanged since the last report. Logs to MLflow when `cfg.tracking.mlflow` is on.
 
     Returns:
         {"markdown": path, "html": path, "json": path, "summary": text}; "summary" is the
@@ -76,7 +85,7 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """
     inputs = report_inputs(run)
     fingerprint = hash_obj({"inputs": inputs, "report": cfg.report.model_dump(mode="json"),
-                            "seed": cfg.seed})
+                            "seed": cfg.seed, "code": report_code()})
     result: dict = {}
 
     def work() -> dict:
