@@ -93,7 +93,7 @@ def child_dtmerge(method: str, out: str, k: int) -> None:
     from dtmerge.merge.methods import kernels  # compiled loops in use? (the `fast` extra)
 
     print(json.dumps({"import_s": t1 - t0, "merge_s": t2 - t1,
-                      "kernels": kernels.numba.__version__ if kernels.enabled(1 << 30) else None}))
+                      "kernels": kernels.numba.__version__ if kernels.available() else None}))
 
 
 def child_page_cache(k: int) -> None:

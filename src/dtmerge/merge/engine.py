@@ -390,8 +390,8 @@ def read_ahead(pool: ThreadPoolExecutor | None, blocks: list, read: Callable) ->
 
 
 def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
-                 writers: list[ShardWriter], read_pool: ThreadPoolExecutor | None = None,
-                 wholes: WholeTensors | None = None) -> None:
+                 writers: list[ShardWriter], read_pool: ThreadPoolExecutor | None,
+                 wholes: WholeTensors) -> None:
     """Merge one tensor block by block and append it to every output (one per scale)."""
     base_src, sources, method = job.base_src, job.sources, job.method
     info = base_src.info(name)
@@ -411,7 +411,7 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
     count = len(sources)
     whole = reads_whole(job, name)
     if whole:
-        base_all, deltas_all = (wholes or WholeTensors(job, reader, None, [])).take(name)
+        base_all, deltas_all = wholes.take(name)
 
     def read_block(rows, slot: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
         if whole:

@@ -31,10 +31,14 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 MIN_VALUES = 1 << 16  # a (K, block) stack of fewer values runs the eager operators
 
 
+def available() -> bool:
+    """numba is installed and DTM_MERGE_KERNELS does not turn the kernels off."""
+    return numba is not None and os.environ.get("DTM_MERGE_KERNELS", "1") != "0"
+
+
 def enabled(values: int) -> bool:
     """Whether a stack of `values` values goes through the compiled kernels."""
-    return (numba is not None and values >= MIN_VALUES
-            and os.environ.get("DTM_MERGE_KERNELS", "1") != "0")
+    return values >= MIN_VALUES and available()
 
 
 def _jit(fn):
@@ -222,13 +226,11 @@ def warm(dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)) -> No
     """Compile (or load from numba's cache) every kernel for these dtypes now: a fixed cost
     of 50-70 MB of memory (LLVM and numba's runtime) and, cached, about half a second, which
     the merge engine pays in its read thread while the first tensor is sampled."""
-    if numba is None or os.environ.get("DTM_MERGE_KERNELS", "1") == "0":
+    if not available():
         return
-    for dtype in dtypes:
+    for dtype in dtypes:  # numba compiles per argument types, not per flag value: one call each
         block = torch.zeros(2, 4, dtype=dtype)
-        for weighted in (False, True):
-            for frequency in (False, True):
-                ties_merge(block, [0.0, 0.0], [0.5, 0.5], weighted, frequency)
+        ties_merge(block, [0.0, 0.0], [0.5, 0.5], False, False)
         BracketGatherer(np.zeros(2), np.ones(2))(block, np.zeros(2, dtype=np.int64))
         keys = np.zeros(2, dtype=np.uint64)
         dare_sum(block, keys, 0, 1 << 31, [0.5, 0.5])

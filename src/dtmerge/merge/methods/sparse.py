@@ -28,6 +28,7 @@ the functions here are their reference and the fallback, equal to them bit for b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -227,6 +228,7 @@ def fused_consensus(stacked: torch.Tensor, keep_above: list[float], weights: lis
     return kernels.ties_merge(stacked, keep_above, w, not uniform, sign_method == "frequency")
 
 
+@functools.lru_cache(maxsize=4096)  # asked again for every block of the tensor
 def mask_key(seed: int, name: str, model: int) -> int:
     """The 64-bit SplitMix64 seed of DARE's mask of one (merge seed, tensor, model)."""
     text = f"{seed}|{name}|{model}"
