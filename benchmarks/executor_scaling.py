@@ -22,6 +22,7 @@ also scores the variants' bias probe, a sub-second job, in every placement.)
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -109,15 +110,15 @@ def child(root: Path, name: str, variant: str, steps: int, ray_address: str | No
     from dtmerge.pipeline import run_pipeline
     from dtmerge.rundir import RunDir
 
-    placement = json.loads(json.dumps(PLACEMENTS[variant]))
+    placement = copy.deepcopy(PLACEMENTS[variant])
     if ray_address:
         placement["train"]["ray_address"] = ray_address
     cfg = config(root, name, steps, **placement)
-    t1 = time.perf_counter()
+    start = time.perf_counter()
     run_pipeline(cfg, stages=["train", "eval"], log=lambda m: None)
-    t2 = time.perf_counter()
+    seconds = time.perf_counter() - start
     run = RunDir(cfg.run_dir)
-    print(json.dumps({"pipeline_s": t2 - t1,
+    print(json.dumps({"pipeline_s": seconds,
                       "threads": run.job("train:sub_0")["threads"],
                       "scores": [run.job(f"eval:sub_{k}")["scores"]["bench_mc"] for k in range(K)]}))
 
