@@ -74,6 +74,26 @@ def parallel_jobs(setting: int | str, model, jobs: int, on_cpu: bool) -> int:
     return max(1, min(usable_cores(), jobs))
 
 
+def _nvidia_visible() -> bool:
+    """A CUDA device is likely visible, judged without importing torch."""
+    return (Path("/dev/nvidiactl").exists()
+            and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1"))
+
+
+def pool_expected(setting: int | str, devices, model) -> bool:
+    """Whether a stage set to `setting` parallel jobs (and these train devices) will run a
+    process pool, judged before torch is imported, to start the pool early. "auto" counts when
+    the model is small, local and no GPU is visible; a wrong guess costs an idle fork server's
+    imports, never a result (the stage decides the placement itself)."""
+    if devices and len(devices) > 1:
+        return True
+    if setting != "auto":
+        return int(setting) > 1
+    size = model_weight_bytes(model)
+    return (size is not None and size <= SMALL_MODEL_BYTES and usable_cores() > 1
+            and not _nvidia_visible())
+
+
 def threads_per_job(requested: int | None, jobs_at_once: int, cpus: float | None = None) -> int:
     """The torch threads of one job: as asked, else the cores it was given (its Ray CPUs, or
     this machine's cores shared by the jobs that run at once, at most OMP_NUM_THREADS when
@@ -157,8 +177,14 @@ def _settle(name, get_result, on_done, on_fail, failures):
         failures.append(f"{name} ({describe_error(err)})")
 
 
-# Imported once by the fork server; pool workers are forked from it with these loaded.
-_PRELOAD = ["torch", "transformers", "peft", "trl", "lm_eval"]
+# Imported once by the fork server; pool workers are forked from it with these loaded. The
+# modules the jobs import, not just the packages: transformers, TRL and lm-eval load their
+# parts lazily, so a worker forked after `import trl, lm_eval` still spent 1.2 s here importing
+# SFTTrainer, lm-eval's HF model and dtmerge's job modules before its first step. A name that
+# does not import is skipped by the server.
+_PRELOAD = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer", "lm_eval",
+            "lm_eval.evaluator", "lm_eval.models.huggingface", "dtmerge.train.trainer",
+            "dtmerge.train.job", "dtmerge.evaluate.harness", "dtmerge.evaluate.stage"]
 
 
 def _pool_context():
@@ -174,6 +200,21 @@ def _pool_context():
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)  # only the first call counts (one server a process)
     return ctx
+
+
+def start_pool_server() -> None:
+    """Start the pool's fork server now, without waiting for it.
+
+    Its imports (torch, transformers, TRL, lm-eval: about 6 s here) then run beside the
+    driver's own work before the first job (checking inputs imports transformers and lm-eval
+    and indexes the tasks, another ~6 s) instead of after it, which they did when the server
+    started at the first job: on 2 cores the two overlap. A no-op where there is no fork server.
+    """
+    ctx = _pool_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def in_pool_worker(fn: Callable, threads: int | None, *args):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from pathlib import Path
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, DtmError
@@ -55,6 +56,8 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
                  log=print) -> RunDir:
     """Run the chosen stages (all by default) of `cfg` in its run directory."""
     order = check_stages(stages)
+    if not dry_run:
+        _start_pool_early(cfg, order)
     from dtmerge.recipes import resolve_recipes
 
     resolve_recipes(cfg)  # unknown recipes or parameters fail before any work
@@ -63,6 +66,24 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
         return RunDir(cfg.run_dir)
     with run_lock(cfg.run_dir):  # one process per run directory, for the whole run
         return _run_stages(cfg, order, log)
+
+
+def _start_pool_early(cfg: RunConfig, order: list[str]) -> None:
+    """Start the process pool's fork server before this process checks its inputs, when the
+    train or eval stage will place jobs in a pool, so that the server's imports overlap the
+    checks' (see `executors.start_pool_server`)."""
+    from dtmerge.executors import pool_expected, start_pool_server
+
+    stages = []
+    if "train" in order and cfg.train.executor != "ray":
+        stages.append((cfg.train.parallel_jobs, cfg.train.devices))
+    if "eval" in order and cfg.eval.executor != "ray":
+        stages.append((cfg.eval.parallel_jobs, None))
+    # The model's path as given (a Hub id or GGUF file is no local directory: no early start;
+    # resolving it could convert a GGUF file, which is the stage's job, after the checks).
+    if any(pool_expected(setting, devices, Path(cfg.model.path).expanduser())
+           for setting, devices in stages):
+        start_pool_server()
 
 
 def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from dtmerge.executors import SMALL_MODEL_BYTES, Placement, parallel_jobs, run_jobs, threads_per_job
+from dtmerge.executors import (SMALL_MODEL_BYTES, Placement, parallel_jobs, pool_expected,
+                               run_jobs, threads_per_job)
 
 
 def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
@@ -32,6 +33,41 @@ def test_auto_parallel_jobs_runs_small_cpu_models_side_by_side(tmp_path, monkeyp
     assert parallel_jobs("auto", large, jobs=5, on_cpu=True) == 1  # large: threads use the cores
     assert parallel_jobs("auto", "org/hub-model", jobs=5, on_cpu=True) == 1  # size unknown
     assert parallel_jobs(3, small, jobs=5, on_cpu=True) == 3  # a number is taken as given
+
+
+def test_a_pool_is_expected_before_torch_is_imported(tmp_path, monkeypatch):
+    """`dtm run` starts the pool's fork server early when a stage will pool its jobs."""
+    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 2)
+    monkeypatch.setattr("dtmerge.executors._nvidia_visible", lambda: False)
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "model.safetensors").write_bytes(b"0" * 1000)
+    assert pool_expected(2, None, small) and not pool_expected(1, None, small)
+    assert pool_expected(1, ["0", "1"], small)  # one job per listed device
+    assert pool_expected("auto", None, small)
+    assert not pool_expected("auto", None, tmp_path / "org-hub-model")  # size unknown
+    monkeypatch.setattr("dtmerge.executors._nvidia_visible", lambda: True)
+    assert not pool_expected("auto", None, small)  # "auto" on a GPU: one job at a time
+    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 1)
+    monkeypatch.setattr("dtmerge.executors._nvidia_visible", lambda: False)
+    assert not pool_expected("auto", None, small)
+
+
+def _modules_loaded_at_start(x, slot):
+    import sys
+
+    return [m for m in ("trl.trainer.sft_trainer", "lm_eval.models.huggingface",
+                        "dtmerge.train.trainer", "dtmerge.evaluate.harness") if m in sys.modules]
+
+
+def test_pool_workers_start_with_the_job_modules_imported():
+    """Workers fork from a server that imported what the jobs import, SFTTrainer and lm-eval's
+    HF model included (lazy parts of their packages, which `import trl` does not load)."""
+    done = {}
+    failures = run_jobs(_modules_loaded_at_start, [("a", (1,)), ("b", (2,))],
+                        Placement("pool", slots=(None, None), threads=1), on_start=lambda n: None,
+                        on_done=done.__setitem__, on_fail=lambda n, e: None)
+    assert failures == [] and len(done["a"]) == 4 and done["a"] == done["b"]
 
 
 def _warnings_shown(x, slot):

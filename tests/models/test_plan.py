@@ -125,3 +125,48 @@ def test_qlora_without_gpu_is_explained(tiny_dir):
         pytest.skip("a GPU is present")
     with pytest.raises(ModelError, match="CUDA GPU"):
         load_model(ModelConfig(path=str(tiny_dir), load_in_4bit=True))
+
+
+def test_scheduler_names_read_from_source_match_transformers():
+    from transformers import SchedulerType
+
+    from dtmerge.dryrun.names import _scheduler_names_from_source
+
+    assert _scheduler_names_from_source() == [s.value for s in SchedulerType]
+
+
+def test_a_pooled_runs_driver_checks_inputs_without_the_training_stack(tiny_dir, tmp_path):
+    """Resolving recipes and checking a run's inputs (names, model, data) imports neither PEFT
+    nor TRL nor transformers' trainer, and for the train and eval stages not torch either: a
+    pooled run's workers train, its driver does not, and those imports cost 5-6 s on 2 cores
+    before the first job. (The merge stage's check loads the method class, which needs torch.)"""
+    import subprocess
+    import sys
+
+    data = write_alpaca(tmp_path / "d.jsonl", 40)
+    cfg = _cfg(tmp_path, tiny_dir, data, train={"parallel_jobs": 2})
+    (tmp_path / "run.yaml").write_text(cfg.to_yaml())
+    code = ("import sys\n"
+            "from dtmerge.config import load_config\n"
+            "from dtmerge.dryrun.checks import validate_inputs\n"
+            "from dtmerge.recipes import resolve_recipes\n"
+            "cfg = load_config(sys.argv[1])\n"
+            "resolve_recipes(cfg)\n"
+            "assert validate_inputs(cfg, sys.argv[2].split(',')) == []\n"
+            "print(sorted(m for m in ('torch', 'peft', 'trl', 'transformers.trainer_utils')"
+            " if m in sys.modules))\n")
+
+    def loaded(stages):
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run.yaml"), stages],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip().splitlines()[-1]
+
+    assert loaded("train,eval") == "[]"
+    assert loaded("train,merge,eval") == "['torch']"
+
+
+def test_a_misspelt_scheduler_is_still_caught_before_training(tiny_dir, tmp_path):
+    data = write_alpaca(tmp_path / "d.jsonl", 40)
+    errors = validate_inputs(_cfg(tmp_path, tiny_dir, data, train={"lr_scheduler": "cosin"}))
+    assert any("lr_scheduler" in e and "cosine" in e for e in errors)

@@ -156,6 +156,8 @@ def _check_gguf(mc: ModelConfig, found: list[str]) -> None:
 
 
 def _check_device_options(mc: ModelConfig, found: list[str]) -> None:
+    if not (mc.load_in_4bit or mc.dtype in ("float16", "bfloat16")):
+        return  # nothing to check: spare a pooled run's driver the import of torch
     import torch
 
     gpu = torch.cuda.is_available()

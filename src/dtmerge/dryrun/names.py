@@ -45,10 +45,45 @@ def _check_strategy(cfg: RunConfig) -> None:
                        "changes nothing; use num_portions >= 2")
 
 
-def _check_scheduler(cfg: RunConfig) -> None:
+def scheduler_names() -> list[str]:
+    """transformers' learning-rate scheduler names: the values of its `SchedulerType`.
+
+    Importing that enum imports transformers' trainer utilities, PEFT and torch (about 5 s
+    here), which the driver of a pooled or Ray run otherwise never needs: its workers train.
+    So the values are read from the enum's source file, unexecuted, and from the enum itself
+    when it is loaded already or its source cannot be read that way (a test checks the two
+    agree for the installed transformers)."""
+    import sys
+
+    if "transformers.trainer_utils" not in sys.modules:
+        names = _scheduler_names_from_source()
+        if names:
+            return names
     from transformers import SchedulerType
 
-    names = [s.value for s in SchedulerType]
+    return [s.value for s in SchedulerType]
+
+
+def _scheduler_names_from_source() -> list[str]:
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("transformers")  # finds it without importing it
+        source = Path(spec.origin).with_name("trainer_utils.py").read_text(encoding="utf-8")
+        tree = ast.parse(source)
+    except (AttributeError, TypeError, OSError, SyntaxError, ValueError):
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "SchedulerType":
+            return [item.value.value for item in node.body
+                    if isinstance(item, ast.Assign) and isinstance(item.value, ast.Constant)
+                    and isinstance(item.value.value, str)]
+    return []
+
+
+def _check_scheduler(cfg: RunConfig) -> None:
+    names = scheduler_names()
     if cfg.train.lr_scheduler not in names:
         raise DtmError(f"train.lr_scheduler: unknown scheduler '{cfg.train.lr_scheduler}'."
                        f"{_did_you_mean(cfg.train.lr_scheduler, names)} Valid: {', '.join(names)}")

@@ -8,11 +8,28 @@ Public API:
     interpolate(base, model, t, out_dir) -> dict
     merge_stage(cfg, run) -> dict
     METHODS: the registry of merge methods (`get_method(name)` for an instance)
+
+Names are imported lazily: checking a method's name (`METHODS`) needs no torch.
 """
 
-from dtmerge.merge.engine import merge_models, merge_scaled
-from dtmerge.merge.methods import METHODS, get_method
-from dtmerge.merge.options import MergeOptions
-from dtmerge.merge.stage import interpolate, merge_stage
+from __future__ import annotations
 
-__all__ = ["merge_models", "merge_scaled", "interpolate", "merge_stage", "METHODS", "get_method", "MergeOptions"]
+import importlib
+
+_EXPORTS = {
+    "merge_models": "dtmerge.merge.engine",
+    "merge_scaled": "dtmerge.merge.engine",
+    "interpolate": "dtmerge.merge.stage",
+    "merge_stage": "dtmerge.merge.stage",
+    "METHODS": "dtmerge.merge.methods",
+    "get_method": "dtmerge.merge.methods",
+    "MergeOptions": "dtmerge.merge.options",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dtmerge.merge' has no attribute {name!r}")

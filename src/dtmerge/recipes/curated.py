@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from pydantic import Field
 
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
@@ -42,13 +41,15 @@ def answer_split(record: dict, tokenizer) -> tuple[str, str]:
     return head, full[len(head):]
 
 
-@torch.no_grad()
 def mean_answer_loss(model, context: list[int], answer: list[int]) -> float:
     """Mean negative log-likelihood of the answer tokens after `context`."""
-    ids = torch.tensor([context + answer], device=model.device)
-    logits = model(input_ids=ids).logits[0, len(context) - 1:-1].float()
-    target = torch.tensor(answer, device=model.device)
-    return torch.nn.functional.cross_entropy(logits, target).item()
+    import torch
+
+    with torch.no_grad():
+        ids = torch.tensor([context + answer], device=model.device)
+        logits = model(input_ids=ids).logits[0, len(context) - 1:-1].float()
+        target = torch.tensor(answer, device=model.device)
+        return torch.nn.functional.cross_entropy(logits, target).item()
 
 
 def ifd_score(model, tokenizer, record: dict, max_length: int) -> float:
@@ -84,6 +85,8 @@ class Curated(Recipe):
                 raise DataError(f"curated: example {bad + 1} of the training data has no numeric "
                                 f"'{column}' column")
             return [float(r[column]) for r in records]
+        import torch
+
         from dtmerge.models import load_model, load_tokenizer
 
         device = "cuda" if torch.cuda.is_available() else None

@@ -12,7 +12,6 @@ from pydantic import Field
 
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
 from dtmerge.disperse.stage import assign_portions
-from dtmerge.merge.engine import merge_models
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
 from dtmerge.rundir import RunDir
 from dtmerge.train.job import TrainJob
@@ -52,7 +51,9 @@ class Dtm(Recipe):
 
         d = self.disperse_config()
         STRATEGIES.get(d.strategy)  # unknown names fail here, with close matches
-        METHODS.get(self.params.merge_method or self.cfg.merge.method)
+        method = self.params.merge_method or self.cfg.merge.method
+        if method not in METHODS:  # (the class itself, and torch, load only to merge)
+            METHODS.get(method)  # raises, with close matches
         if d.strategy == "field" and not d.field:
             raise ConfigError(f"recipes: {self.label}: strategy 'field' needs `field:` (the column "
                               "to group by)")
@@ -107,6 +108,8 @@ class Dtm(Recipe):
         fisher = [self.portion(run, i) for i in range(self.k)] if method == "fisher" else None
 
         def work():
+            from dtmerge.merge.engine import merge_models  # torch: only where a merge runs
+
             record = merge_models(self.base_model(), subs, run.model(self.label), method=method,
                                   weights=p.merge_weights or m.weights,
                                   params=dict(p.merge_params or m.params),

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from dtmerge.errors import ConfigError
-from dtmerge.evaluate.ensemble import write_ensemble_dir
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
 from dtmerge.recipes.dtm import Dtm, DtmParams
 from dtmerge.rundir import RunDir
@@ -47,6 +46,8 @@ class Ensemble(Recipe):
         hashes = [content_hash(m) for m in members]
 
         def work():
+            from dtmerge.evaluate.ensemble import write_ensemble_dir  # torch and lm-eval
+
             write_ensemble_dir(run.model(self.label), members, self.base_model(), hashes)
             return {"outputs": [str(run.model(self.label))]}
 

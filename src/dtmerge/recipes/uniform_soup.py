@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from dtmerge.merge.engine import merge_models
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
 from dtmerge.rundir import RunDir
 from dtmerge.train.job import TrainJob
@@ -37,6 +36,8 @@ class UniformSoup(Recipe):
         members = [j.out for j in self.jobs(run)]
 
         def work():
+            from dtmerge.merge.engine import merge_models  # torch: only where a merge runs
+
             merge_models(self.base_model(), members, run.model(self.label),
                          method=self.params.merge_method, log=log)
             return {"outputs": [str(run.model(self.label))]}

@@ -1,7 +1,24 @@
 """Train stage: one function trains one model on one portion (`train_model`);
-`train_stage` runs the K sub-models and the SFT baseline of a run."""
+`train_stage` runs the K sub-models and the SFT baseline of a run.
 
-from dtmerge.train.stage import plan_jobs, train_stage
-from dtmerge.train.trainer import train_model
+Public names are imported lazily: the driver of a pooled or Ray run plans and records jobs
+without importing torch, transformers or PEFT (6 s here), which only its workers need.
+"""
 
-__all__ = ["plan_jobs", "train_model", "train_stage"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "plan_jobs": "dtmerge.train.stage",
+    "train_stage": "dtmerge.train.stage",
+    "train_model": "dtmerge.train.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dtmerge.train' has no attribute {name!r}")
