@@ -177,14 +177,26 @@ def _settle(name, get_result, on_done, on_fail, failures):
         failures.append(f"{name} ({describe_error(err)})")
 
 
-# Imported once by the fork server; pool workers are forked from it with these loaded. The
-# modules the jobs import, not just the packages: transformers, TRL and lm-eval load their
-# parts lazily, so a worker forked after `import trl, lm_eval` still spent 1.2 s here importing
-# SFTTrainer, lm-eval's HF model and dtmerge's job modules before its first step. A name that
-# does not import is skipped by the server.
-_PRELOAD = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer", "lm_eval",
-            "lm_eval.evaluator", "lm_eval.models.huggingface", "dtmerge.train.trainer",
-            "dtmerge.train.job", "dtmerge.evaluate.harness", "dtmerge.evaluate.stage"]
+# Imported once by the fork server (through `dtmerge.pool_preload`); pool workers are forked
+# from it with these loaded. The modules the jobs import, not just the packages: transformers,
+# TRL and lm-eval load their parts lazily, so a worker forked after `import trl, lm_eval` still
+# spent 1.2 s here importing SFTTrainer, lm-eval's HF model and dtmerge's job modules.
+JOB_MODULES = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer", "lm_eval",
+               "lm_eval.evaluator", "lm_eval.models.huggingface", "dtmerge.train.trainer",
+               "dtmerge.train.job", "dtmerge.evaluate.harness", "dtmerge.evaluate.stage"]
+
+
+def preload_job_modules() -> None:
+    """Import JOB_MODULES, skipping any that fails: the server must survive a broken optional
+    library (multiprocessing's own preload stops the server at any error but ImportError);
+    the job that needs the module imports it again and reports the error itself."""
+    import importlib
+
+    for name in JOB_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
 
 
 def _pool_context():
@@ -198,7 +210,7 @@ def _pool_context():
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)  # only the first call counts (one server a process)
+    ctx.set_forkserver_preload(["dtmerge.pool_preload"])  # the first call counts (one server)
     return ctx
 
 

@@ -70,6 +70,20 @@ def test_pool_workers_start_with_the_job_modules_imported():
     assert failures == [] and len(done["a"]) == 4 and done["a"] == done["b"]
 
 
+def test_the_pool_preload_survives_a_library_that_fails_to_import(tmp_path, monkeypatch):
+    """A broken optional library must not take the fork server (and every job) down with it."""
+    import sys
+
+    from dtmerge import executors
+
+    (tmp_path / "broken_lib.py").write_text("raise RuntimeError('wrong CUDA runtime')\n")
+    (tmp_path / "fine_lib.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(executors, "JOB_MODULES", ["broken_lib", "fine_lib"])
+    executors.preload_job_modules()
+    assert "fine_lib" in sys.modules and "broken_lib" not in sys.modules
+
+
 def _warnings_shown(x, slot):
     import warnings
 

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dtmerge"
 LAYERS = [
     {"errors", "registry", "terminal", "__init__"},
     {"config", "sft_fields"},
-    {"rundir", "mlflow_store", "models", "process_guard", "executors"},
+    {"rundir", "mlflow_store", "models", "process_guard", "executors", "pool_preload"},
     {"data"},
     {"disperse"},
     {"evaluate"},  # scoring is a library: training's knowledge monitor uses it
