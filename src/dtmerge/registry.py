@@ -34,3 +34,16 @@ class Registry:
             )
         module, attr = self._entries[name].split(":")
         return getattr(importlib.import_module(module), attr)
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """`__all__` and a module `__getattr__` (PEP 562) for a package whose public names live in
+    submodules (`exports`: name -> module) and are imported on first use, so that importing the
+    package does not import torch, lm-eval or transformers' trainer with it."""
+
+    def __getattr__(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return sorted(exports), __getattr__

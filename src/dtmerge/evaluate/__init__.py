@@ -5,7 +5,7 @@ Public names are imported lazily so that `import dtmerge.evaluate` does not pull
 
 from __future__ import annotations
 
-import importlib
+from dtmerge.registry import lazy_exports
 
 _EXPORTS = {
     "evaluate_model": "dtmerge.evaluate.harness",
@@ -22,10 +22,4 @@ _EXPORTS = {
     "bias_stage": "dtmerge.evaluate.bias",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dtmerge.evaluate' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ Names are imported lazily: checking a method's name (`METHODS`) needs no torch.
 
 from __future__ import annotations
 
-import importlib
+from dtmerge.registry import lazy_exports
 
 _EXPORTS = {
     "merge_models": "dtmerge.merge.engine",
@@ -26,10 +26,4 @@ _EXPORTS = {
     "MergeOptions": "dtmerge.merge.options",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dtmerge.merge' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

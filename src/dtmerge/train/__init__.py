@@ -7,7 +7,7 @@ without importing torch, transformers or PEFT (6 s here), which only its workers
 
 from __future__ import annotations
 
-import importlib
+from dtmerge.registry import lazy_exports
 
 _EXPORTS = {
     "plan_jobs": "dtmerge.train.stage",
@@ -15,10 +15,4 @@ _EXPORTS = {
     "train_model": "dtmerge.train.trainer",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dtmerge.train' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
