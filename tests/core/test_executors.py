@@ -158,3 +158,25 @@ def test_ray_tasks_carry_an_environment_only_for_several_threads():
     four = ray_task_options(Placement("ray", ray_options={"num_cpus": 4}, threads=4))
     assert four["runtime_env"]["env_vars"] == {"OMP_NUM_THREADS": "4",
                                                "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_a_run_starts_the_pool_server_early_only_when_a_stage_pools(tmp_path, monkeypatch):
+    from dtmerge import pipeline
+    from dtmerge.config import config_from_dict
+
+    started = []
+    monkeypatch.setattr("dtmerge.executors.start_pool_server", lambda: started.append(1))
+
+    def starts(train, evaluate, stages=("train", "eval")):
+        started.clear()
+        cfg = config_from_dict({"name": "t", "runs_dir": str(tmp_path), "model": {"path": "org/m"},
+                                "data": {"path": "d.jsonl"}, "train": train, "eval": evaluate})
+        pipeline._start_pool_early(cfg, list(stages))
+        return bool(started)
+
+    one = {"parallel_jobs": 1}
+    assert starts({"parallel_jobs": 2}, one) and starts(one, {"parallel_jobs": 2})
+    assert not starts(one, one)
+    assert not starts({"parallel_jobs": 2}, one, stages=("eval",))  # train is not run
+    assert not starts({"parallel_jobs": 2, "executor": "ray"}, one)  # Ray places them
+    assert not starts({"parallel_jobs": "auto"}, one)  # a Hub id: size unknown, no pool
