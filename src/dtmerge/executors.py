@@ -87,11 +87,8 @@ def pool_expected(setting: int | str, devices, model) -> bool:
     imports, never a result (the stage decides the placement itself)."""
     if devices and len(devices) > 1:
         return True
-    if setting != "auto":
-        return int(setting) > 1
-    size = model_weight_bytes(model)
-    return (size is not None and size <= SMALL_MODEL_BYTES and usable_cores() > 1
-            and not _nvidia_visible())
+    # The stages' own rule, with a guess for the GPU and two jobs (a pool needs at least two).
+    return parallel_jobs(setting, model, jobs=2, on_cpu=not _nvidia_visible()) > 1
 
 
 def threads_per_job(requested: int | None, jobs_at_once: int, cpus: float | None = None) -> int:
