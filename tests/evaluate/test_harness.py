@@ -55,6 +55,22 @@ def test_result_follows_the_eval_contract(tmp_path, tiny_model_dir, task_dir):
     assert [it["gold"] for it in gen["items"]] == ["paris", "london", "rome", "berlin"]
 
 
+def test_lm_evals_machine_report_is_skipped_and_restored(tmp_path, tiny_model_dir, task_dir,
+                                                         monkeypatch):
+    """lm-eval's simple_evaluate would run torch's collect_env (a dozen subprocesses, ~1 s) on
+    every call; evaluate_model skips it and leaves torch's function as it found it."""
+    import torch.utils.collect_env as collect_env
+
+    calls = []
+    monkeypatch.setattr(collect_env, "get_env_info", lambda: calls.append(1))
+    original = collect_env.get_pretty_env_info
+    res = evaluate_model(tiny_model_dir, _cfg(task_dir, tasks=["tiny_mc"], limit=2),
+                         tmp_path / "base.json", "base")
+    assert res["tasks"]["tiny_mc"]["n"] == 2 and res["settings"]["lm_eval_version"]
+    assert calls == []
+    assert collect_env.get_pretty_env_info is original
+
+
 def test_lora_adapter_unmerged_scores_like_the_merged_model(tmp_path, tiny_model_dir, task_dir,
                                                             lora_pair):
     adapter, merged = lora_pair

@@ -140,7 +140,7 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
     for group, batch in ((([n for n in names if n not in rolling]), None), (rolling, rolling_batch)):
         if not group:
             continue
-        with _batch_size(lm, batch):
+        with _batch_size(lm, batch), _without_machine_report():
             part = lm_eval.simple_evaluate(
                 model=lm, tasks=group, task_manager=manager, num_fewshot=cfg.num_fewshot,
                 apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
@@ -183,6 +183,34 @@ def rolling_batch_size(lm) -> int | None:
     window = min(int(lm.max_length), 2048)
     per_window = 2 * window * vocab * 4
     return max(1, min(size, LOGITS_BUDGET_BYTES // per_window))
+
+
+class _without_machine_report:
+    """Skip the machine report lm-eval's `simple_evaluate` adds to every result.
+
+    It calls torch's `collect_env`, which runs about a dozen subprocesses (`pip list` among
+    them, and `nvidia-smi` where there is one): 1.1 s of every evaluation call here, over half
+    of a small model's evaluation job, and repeated for every variant, task group and
+    frontier candidate. dtmerge keeps none of that report (`settings_record` keeps the library
+    and task versions), and lm-eval has no switch for it, so the report's source is replaced
+    by a one-line note for the duration of the call; the rest of lm-eval's environment record
+    (versions, git hashes) is left as it is.
+    """
+
+    NOTE = "not collected (dtmerge skips torch.utils.collect_env: ~1 s of subprocesses per call)"
+
+    def __enter__(self):
+        try:
+            import torch.utils.collect_env as collect_env
+        except ImportError:  # lm-eval then reports "torch not installed" itself
+            self.module = None
+            return
+        self.module, self.saved = collect_env, collect_env.get_pretty_env_info
+        collect_env.get_pretty_env_info = lambda: self.NOTE
+
+    def __exit__(self, *exc):
+        if self.module is not None:
+            self.module.get_pretty_env_info = self.saved
 
 
 class _batch_size:
