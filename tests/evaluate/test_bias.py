@@ -23,6 +23,21 @@ def test_position_bias_flags_planted_letter_preference():
     assert position_bias([], 4) == {"n": 0}
 
 
+def test_position_bias_chi2_matches_scipy_chisquare():
+    from scipy.stats import chisquare
+
+    rng = random.Random(3)
+    for k in (2, 4, 5):
+        golds = [rng.randrange(k) for _ in range(50)]
+        preds = [rng.choice([0, 0, rng.randrange(k)]) for _ in range(50)]
+        res = position_bias(_items(preds, golds), k)
+        n = len(golds)
+        expected = [(golds.count(i) + 0.5) / (n + 0.5 * k) * n for i in range(k)]
+        ref = chisquare([preds.count(i) for i in range(k)], expected)
+        assert res["chi2"] == pytest.approx(float(ref.statistic), rel=1e-12)
+        assert res["p_value"] == pytest.approx(float(ref.pvalue), rel=1e-9)
+
+
 def test_boilerplate_bias_measures_shared_openings_and_length():
     responses = ["Sure! Here is the answer: paris"] * 8 + ["rome", "berlin is it"]
     res = boilerplate_bias(responses, ["paris"] * 10)

@@ -34,7 +34,9 @@ def position_bias(items: Sequence[dict], n_choices: int | None = None) -> dict:
         counts the gold distribution implies), `most_picked` and its `over_pick` (share
         predicted minus share gold).
     """
-    from scipy.stats import chisquare
+    # scipy.special, not scipy.stats.chisquare: the same p-value (chi2's survival function), and
+    # importing scipy.stats took 0.9 s at the end of every eval stage here, scipy.special 0.3 s.
+    from scipy.special import chdtrc
 
     pairs = [(it["pred"], it["gold"]) for it in items
              if isinstance(it.get("pred"), int) and isinstance(it.get("gold"), int)]
@@ -49,7 +51,8 @@ def position_bias(items: Sequence[dict], n_choices: int | None = None) -> dict:
     tv = 0.5 * sum(abs(a - b) for a, b in zip(pred_share, gold_share))
     # Smoothed expected counts: a position that is never gold must not make chi2 infinite.
     expected = [(gold[i] + 0.5) / (n + 0.5 * k) * n for i in range(k)]
-    chi2, p = chisquare([pred[i] for i in range(k)], expected)
+    chi2 = sum((pred[i] - expected[i]) ** 2 / expected[i] for i in range(k))
+    p = chdtrc(k - 1, chi2)
     top = max(range(k), key=lambda i: pred_share[i] - gold_share[i])
     labels = [LETTERS[i] if i < 26 else str(i) for i in range(k)]
     return {
