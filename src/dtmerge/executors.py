@@ -183,6 +183,35 @@ JOB_MODULES = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer"
                "dtmerge.train.job", "dtmerge.evaluate.harness", "dtmerge.evaluate.stage"]
 
 
+def warm_up_worker() -> None:
+    """Preload JOB_MODULES in a process dtmerge owns (the pool's fork server, a Ray worker),
+    once, with CPython's settings for long-lived processes that fork or run many jobs.
+
+    No cyclic collections while the preload creates its ~480k long-lived objects (1,273
+    collections, 1.3 s of an 8 s preload here), then freeze them out of the collector's view:
+    a full collection in a job (accelerate runs one at the start of every training job) then
+    skips them (0.4 s each here, ~0.01 s frozen), and a forked worker does not write to the
+    pages it shares with the server. No collection before the freeze: it took 0.45 s to free
+    ~100 objects. Not done in the caller's own process (a sequential run, a notebook): a
+    frozen heap there would keep the user's later garbage cycles forever.
+    """
+    global _WARMED_UP
+    if _WARMED_UP:
+        return
+    _WARMED_UP = True
+    import gc
+
+    gc.disable()
+    try:
+        preload_job_modules()
+        gc.freeze()
+    finally:
+        gc.enable()  # forked workers inherit the setting
+
+
+_WARMED_UP = False
+
+
 def preload_job_modules() -> None:
     """Import JOB_MODULES, skipping any that fails: the server must survive a broken optional
     library (multiprocessing's own preload stops the server at any error but ImportError);
@@ -255,6 +284,13 @@ def _run_pool(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[st
     return failures
 
 
+def in_ray_worker(fn: Callable, threads: int | None, *args):
+    """A Ray task's entry: the worker process preloads the job modules on its first task, as
+    the pool's fork server does (`warm_up_worker`), then runs the job."""
+    warm_up_worker()
+    return call_with_threads(fn, threads, *args)
+
+
 def connect_ray(address: str | None):
     """The `ray` module, connected to `address` (or a local cluster started on first use)."""
     try:
@@ -288,7 +324,7 @@ def _run_ray(fn, jobs, where: Placement, on_start, on_done, on_fail) -> list[str
     ray = connect_ray(where.ray_address)
     # retry_exceptions=False: only a dead worker or node reruns the task (system failure).
     threads = where.threads or 1
-    remote = ray.remote(retry_exceptions=False, **ray_task_options(where))(call_with_threads)
+    remote = ray.remote(retry_exceptions=False, **ray_task_options(where))(in_ray_worker)
     refs = {}
     for name, args in jobs:
         on_start(name)

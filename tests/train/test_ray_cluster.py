@@ -179,3 +179,26 @@ def test_full_fine_tune_fails_fast_when_a_node_cannot_see_the_run_dir(cluster, t
         _check_nodes_see_run_dir(ray, str(run.root), "not-the-token")
     (run.root / PROBE_FILE).write_text("the-token")
     _check_nodes_see_run_dir(ray, str(run.root), "the-token")  # every node sees it: no error
+
+
+def test_ray_workers_preload_the_job_modules_with_their_objects_frozen(cluster):
+    """Like the pool's fork server: a Ray worker imports the job modules on its first task
+    with the collector paused, then freezes them out of it (full collections in later jobs
+    skip them), and leaves the collector on."""
+    from dtmerge.executors import Placement, run_jobs
+
+    def warm_state(x, slot):  # defined here: Ray ships it by value
+        import gc
+        import sys
+
+        return gc.get_freeze_count(), gc.isenabled(), "trl.trainer.sft_trainer" in sys.modules
+
+    done = {}
+    failures = run_jobs(warm_state, [("a", (1,)), ("b", (2,))],
+                        Placement("ray", ray_address=cluster, ray_options={"num_cpus": 1},
+                                  threads=1),
+                        on_start=lambda n: None, on_done=done.__setitem__,
+                        on_fail=lambda n, e: None)
+    assert failures == []
+    for frozen, collecting, preloaded in done.values():
+        assert frozen > 100_000 and collecting and preloaded
