@@ -16,6 +16,7 @@ three places, called with plain, picklable arguments plus a device slot.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -183,6 +184,7 @@ JOB_MODULES = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer"
                "dtmerge.train.job", "dtmerge.evaluate.harness", "dtmerge.evaluate.stage"]
 
 
+@functools.cache  # once per process
 def warm_up_worker() -> None:
     """Preload JOB_MODULES in a process dtmerge owns (the pool's fork server, a Ray worker),
     once, with CPython's settings for long-lived processes that fork or run many jobs.
@@ -195,10 +197,6 @@ def warm_up_worker() -> None:
     ~100 objects. Not done in the caller's own process (a sequential run, a notebook): a
     frozen heap there would keep the user's later garbage cycles forever.
     """
-    global _WARMED_UP
-    if _WARMED_UP:
-        return
-    _WARMED_UP = True
     import gc
 
     gc.disable()
@@ -207,9 +205,6 @@ def warm_up_worker() -> None:
         gc.freeze()
     finally:
         gc.enable()  # forked workers inherit the setting
-
-
-_WARMED_UP = False
 
 
 def preload_job_modules() -> None:

@@ -25,13 +25,18 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
-    def get(self, name: str) -> Any:
+    def check(self, name: str) -> None:
+        """Raise the unknown-name error (close matches, valid names) without importing the
+        implementation: validating a config must not load torch."""
         if name not in self._entries:
             close = difflib.get_close_matches(name, self.names(), n=2)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(
                 f"unknown {self.kind} '{name}'.{hint} Valid: {', '.join(self.names())}"
             )
+
+    def get(self, name: str) -> Any:
+        self.check(name)
         module, attr = self._entries[name].split(":")
         return getattr(importlib.import_module(module), attr)
 

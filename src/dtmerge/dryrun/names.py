@@ -38,7 +38,7 @@ def _did_you_mean(name: str, choices) -> str:
 def _check_strategy(cfg: RunConfig) -> None:
     from dtmerge.disperse.registry import STRATEGIES
 
-    STRATEGIES.get(cfg.disperse.strategy)
+    STRATEGIES.check(cfg.disperse.strategy)
     if cfg.disperse.num_portions == 1:
         raise DtmError("disperse.num_portions=1 trains one sub-model on all the data: that is "
                        "plain SFT (train.sft_baseline already trains it) and merging one model "
@@ -90,10 +90,8 @@ def _check_scheduler(cfg: RunConfig) -> None:
 
 
 def _check_merge_method(cfg: RunConfig) -> None:
-    from dtmerge.merge.methods import METHODS, get_method
+    from dtmerge.merge.methods import get_method
 
-    if cfg.merge.method not in METHODS:
-        METHODS.get(cfg.merge.method)  # raises, with "did you mean"
     get_method(cfg.merge.method).check_params(dict(cfg.merge.params))
 
 

@@ -55,7 +55,7 @@ def build_grid(cfg, num_models: int) -> list[Candidate]:
     cut to `budget` (so a budget keeps every method at its most plausible scales)."""
     fc = cfg.frontier
     for method in fc.methods:
-        METHODS.get(method)  # unknown names: did-you-mean error now, not mid-grid
+        METHODS.check(method)  # unknown names: did-you-mean error now, not mid-grid
     unknown = sorted(set(fc.params) - set(fc.methods))
     if unknown:
         raise ConfigError(f"frontier.params names {', '.join(unknown)}, not in frontier.methods "

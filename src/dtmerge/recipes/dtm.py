@@ -50,10 +50,8 @@ class Dtm(Recipe):
         from dtmerge.merge.methods import METHODS
 
         d = self.disperse_config()
-        STRATEGIES.get(d.strategy)  # unknown names fail here, with close matches
-        method = self.params.merge_method or self.cfg.merge.method
-        if method not in METHODS:  # (the class itself, and torch, load only to merge)
-            METHODS.get(method)  # raises, with close matches
+        STRATEGIES.check(d.strategy)  # unknown names fail here, with close matches
+        METHODS.check(self.params.merge_method or self.cfg.merge.method)
         if d.strategy == "field" and not d.field:
             raise ConfigError(f"recipes: {self.label}: strategy 'field' needs `field:` (the column "
                               "to group by)")

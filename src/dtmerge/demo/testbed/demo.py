@@ -53,7 +53,7 @@ def recipe_entries(names: list[str] | None, testbed, num_portions: int) -> list[
               "uniform_soup": {"num_models": num_portions}}
     entries = [{"name": "sft"}, {"name": "dtm"}]
     for name in dict.fromkeys(names):
-        RECIPES.get(name)  # an unknown name fails here, with close matches
+        RECIPES.check(name)  # an unknown name fails here, with close matches
         if name not in ("sft", "dtm"):
             entries.append({"name": name, **params.get(name, {})})
     return entries
