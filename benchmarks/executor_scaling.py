@@ -9,12 +9,13 @@ directories, placed four ways:
   again with one thread per job (seq-1thr: what a 2-worker pool parallelises);
 - pool: train.parallel_jobs=2 and eval.parallel_jobs=2, one thread per job;
 - ray: a local Ray cluster of 2 CPUs, one CPU (and thread) per task.
-Each placement is a fresh process running the train and eval stages as `dtm run --stages train
-eval` does, timed from the interpreter's start to its exit: what a user waits for, imports
-included (the driver's for sequential runs, the pool's fork server's or Ray workers' for the
-others). Until 2026-12-01 all four ran in this one process, whose imports were done before the
-timing while the pool's and Ray's were inside it. The placements take turns, `--rounds` times;
-the speed-ups use the medians. The Ray cluster is started before each Ray run, as `ray start`
+Each placement is a fresh process running `dtm run CONFIG --stages train,eval -q` (the
+command's own entry point, `dtmerge.cli.main.entry`), timed from the interpreter's start to its
+exit: what a user waits for, imports included (the driver's for sequential runs, the pool's fork
+server's or Ray workers' for the others). Until 2026-12-01 all four ran in this one process,
+whose imports were done before the timing while the pool's and Ray's were inside it; until
+2026-12-01 16:45 UTC the fresh process called `run_pipeline`, not the command. The placements
+take turns, `--rounds` times; the speed-ups use the medians. The Ray cluster is started before each Ray run, as `ray start`
 would be, not counted, and stopped before the other placements run. (`dtm run`'s eval stage
 also scores the variants' bias probe, a sub-second job, in every placement.)
 """
@@ -106,19 +107,23 @@ PLACEMENTS = {
 
 
 def child(root: Path, name: str, variant: str, steps: int, ray_address: str | None) -> None:
-    """One placement, as `dtm run --stages train eval` runs it, in this fresh process."""
-    from dtmerge.pipeline import run_pipeline
+    """One placement, run by `dtm run CONFIG --stages train,eval -q` in this fresh process."""
+    from dtmerge.cli.main import entry
     from dtmerge.rundir import RunDir
 
     placement = copy.deepcopy(PLACEMENTS[variant])
     if ray_address:
         placement["train"]["ray_address"] = ray_address
     cfg = config(root, name, steps, **placement)
+    config_file = root / f"{name}.yaml"
+    config_file.write_text(cfg.to_yaml())
+    sys.argv = ["dtm", "run", str(config_file), "--stages", "train,eval", "-q"]
     start = time.perf_counter()
-    run_pipeline(cfg, stages=["train", "eval"], log=lambda m: None)
+    if entry():
+        raise SystemExit(f"dtm run failed for {variant}")
     seconds = time.perf_counter() - start
     run = RunDir(cfg.run_dir)
-    print(json.dumps({"pipeline_s": seconds,
+    print(json.dumps({"command_s": seconds,
                       "threads": run.job("train:sub_0")["threads"],
                       "scores": [run.job(f"eval:sub_{k}")["scores"]["bench_mc"] for k in range(K)]}))
 
@@ -133,10 +138,10 @@ def run_fresh(root: Path, name: str, variant: str, steps: int, ray_address: str 
     if res.returncode:
         raise SystemExit(f"{variant} failed:\n{res.stderr[-3000:]}")
     # (Ray prints its workers' output to the driver's stdout: take the line we printed)
-    info = json.loads([ln for ln in res.stdout.splitlines() if ln.startswith('{"pipeline_s"')][-1])
+    info = json.loads([ln for ln in res.stdout.splitlines() if ln.startswith('{"command_s"')][-1])
     info["wall_s"] = wall
-    print(f"  {variant:10s} {wall:6.1f} s process ({info['pipeline_s']:.1f} s of it in "
-          f"run_pipeline; threads per job {info['threads']}, "
+    print(f"  {variant:10s} {wall:6.1f} s process ({info['command_s']:.1f} s of it in "
+          f"the command; threads per job {info['threads']}, "
           f"scores {', '.join(f'{x:.3f}' for x in info['scores'])})", flush=True)
     return info
 

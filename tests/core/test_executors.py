@@ -1,6 +1,7 @@
 """Placement of jobs: thread counts and the local/pool executors' bookkeeping."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,36 @@ def test_pool_workers_inherit_the_servers_objects_frozen_out_of_the_collector():
     assert failures == []
     for frozen, collecting in done.values():
         assert frozen > 100_000 and collecting
+
+
+_IN_PROCESS_JOB = """
+import gc, sys
+from dtmerge import executors
+if sys.argv[1] == "claimed":
+    executors.claim_process()  # as the dtm command does first
+done = {}
+executors.run_jobs(lambda x, slot: (gc.get_freeze_count(), gc.isenabled()), [("a", (1,))],
+                   executors.Placement(), on_start=lambda n: None, on_done=done.__setitem__,
+                   on_fail=lambda n, e: None)
+print(*done["a"])
+"""
+
+
+@pytest.mark.parametrize("process", ["claimed", "callers"])
+def test_in_process_jobs_tune_the_collector_only_in_dtms_own_process(process):
+    """In `dtm`'s own process the first in-process job runs after the job modules were loaded
+    with the collector paused and frozen out of its view (a sequential run spent ~3 s in 12
+    full collections over them); a caller's process (a notebook) keeps its collector as is."""
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    done = subprocess.run([sys.executable, "-c", _IN_PROCESS_JOB, process], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=src), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    frozen, collecting = done.stdout.split()
+    assert collecting == "True"
+    assert int(frozen) > 100_000 if process == "claimed" else int(frozen) == 0
 
 
 def test_the_pool_preload_survives_a_library_that_fails_to_import(tmp_path, monkeypatch):
