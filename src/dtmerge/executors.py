@@ -48,10 +48,10 @@ def usable_cores() -> int:
 
 
 # Weights up to this size count as small for `parallel_jobs: auto`: for the demo's 0.77M-parameter
-# model one thread per job and two jobs side by side took 15 s against 24 s for the same four
-# jobs one after another with two threads each, on a quiet 2-core machine
-# (benchmarks/executor_scaling.py); a large model's matrix products use every core well, and
-# its copies in memory would multiply.
+# model, `dtm run` of four sub-models and their evaluation took 30.4 s with two 1-thread jobs
+# side by side against 42.4 s one after another with two threads each (medians of 5, 2-core
+# machine, benchmarks/executor_scaling.py); a large model's matrix products use every core
+# well, and its copies in memory would multiply.
 SMALL_MODEL_BYTES = 256 * 2 ** 20
 
 
