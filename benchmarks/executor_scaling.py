@@ -18,6 +18,11 @@ whose imports were done before the timing while the pool's and Ray's were inside
 take turns, `--rounds` times; the speed-ups use the medians. The Ray cluster is started before each Ray run, as `ray start`
 would be, not counted, and stopped before the other placements run. (`dtm run`'s eval stage
 also scores the variants' bias probe, a sub-second job, in every placement.)
+
+It also prints the pool's ceiling: the pooled run's wall had each of its two rounds of jobs
+taken one median sequential job (perfect scaling), with the pool's own start-up (until its
+fork server has imported the job modules) and tail (evaluation, exit), from the manifests' job
+times. A ratio goal above that ceiling cannot be met by placing jobs better.
 """
 
 from __future__ import annotations
@@ -128,11 +133,30 @@ def child(root: Path, name: str, variant: str, steps: int, ray_address: str | No
                       "scores": [run.job(f"eval:sub_{k}")["scores"]["bench_mc"] for k in range(K)]}))
 
 
+def time_split(run_dir: Path, start: float, end: float) -> dict:
+    """Where a run's time went, from the manifest's job times (epoch seconds): each training
+    job's wall, when the second job started (in a pool: when the fork server had imported the
+    job modules, since submitting to a pool whose server is still importing waits for it), and
+    the tail after the last training job (evaluation, exit)."""
+    jobs = json.loads((run_dir / "manifest.json").read_text())["jobs"]
+    train = [jobs[f"train:sub_{k}"] for k in range(K)]
+    return {"job_walls": sorted(j["finished"] - j["started"] for j in train),
+            "second_start_s": sorted(j["started"] for j in train)[1] - start,
+            "tail_s": end - max(j["finished"] for j in train)}
+
+
+def perfect_scaling(sequential: dict, pooled: dict) -> float:
+    """The pooled run's wall if its two rounds of two 1-thread jobs each took one median
+    sequential (2-thread) job: its own start-up and tail, nothing shared between the jobs."""
+    walls = sequential["job_walls"]
+    return pooled["second_start_s"] + (K // 2) * statistics.median(walls) + pooled["tail_s"]
+
+
 def run_fresh(root: Path, name: str, variant: str, steps: int, ray_address: str | None) -> dict:
     """Wall seconds of a fresh process running one placement, interpreter start to exit."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--steps", str(steps),
            "--child", str(root), name, variant, ray_address or ""]
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if res.returncode:
@@ -140,6 +164,7 @@ def run_fresh(root: Path, name: str, variant: str, steps: int, ray_address: str 
     # (Ray prints its workers' output to the driver's stdout: take the line we printed)
     info = json.loads([ln for ln in res.stdout.splitlines() if ln.startswith('{"command_s"')][-1])
     info["wall_s"] = wall
+    info.update(time_split(root / "runs" / name, started_at, started_at + wall))
     print(f"  {variant:10s} {wall:6.1f} s process ({info['command_s']:.1f} s of it in "
           f"the command; threads per job {info['threads']}, "
           f"scores {', '.join(f'{x:.3f}' for x in info['scores'])})", flush=True)
@@ -187,6 +212,14 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     med = {v: statistics.median(i["wall_s"] for i in runs) for v, runs in times.items()}
+    # The ceiling of the pool's ratio: the imports before the first job and the tail stay
+    # whatever the placement, so even perfect scaling of the jobs gives only this much.
+    ceilings = [seq["wall_s"] / perfect_scaling(seq, pooled)
+                for seq, pooled in zip(times["sequential"], times["pool"])]
+    print(f"pool, perfect scaling of its jobs: x{statistics.median(ceilings):.2f} vs sequential "
+          f"(per round {', '.join(f'x{c:.2f}' for c in ceilings)}; the pooled run's own "
+          f"start-up {statistics.median(i['second_start_s'] for i in times['pool']):.1f} s and "
+          f"tail {statistics.median(i['tail_s'] for i in times['pool']):.1f} s, medians)")
     for name in ("pool", "ray"):
         print(f"{name} with 2 workers, median of {args.rounds}: x{med['sequential'] / med[name]:.2f} "
               f"vs sequential (goal >= 1.6), x{med['seq-1thr'] / med[name]:.2f} vs sequential with "
