@@ -99,3 +99,15 @@ def test_general_text_is_real_prose_and_seeded():
     assert sum(len(d.split(". ")) for d in docs) >= len(sentences) * 0.9
     assert any(s in docs[0] for s in sentences)
     assert docs == pretraining_documents(world, 0, passes=0, premises=0, general_passes=1)
+
+
+def test_reading_the_standard_librarys_docstrings_warns_nothing():
+    """typing.io / typing.re warn on any attribute read (Python < 3.12): every cold build of the
+    testbed ended `make demo` with two DeprecationWarnings about them."""
+    import warnings
+
+    from dtmerge.demo.realdata.text import docstring_sentences
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert docstring_sentences()

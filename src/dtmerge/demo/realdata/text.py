@@ -14,6 +14,7 @@ import importlib
 import inspect
 import random
 import re
+import warnings
 
 MODULES = ["json", "csv", "argparse", "textwrap", "collections", "random", "statistics",
            "fractions", "decimal", "calendar", "datetime", "shutil", "zipfile", "tarfile",
@@ -33,7 +34,11 @@ def module_docstrings(module, own_only: bool = False) -> list[str]:
             continue
         if own_only and getattr(obj, "__module__", None) != module.__name__:
             continue
-        docs.append(inspect.getdoc(obj) or "")
+        with warnings.catch_warnings():
+            # typing.io / typing.re (Python < 3.12) warn on any attribute read, their docstring
+            # too: reading it is not a use, and the warning ended every cold `make demo`.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            docs.append(inspect.getdoc(obj) or "")
     return docs
 
 
