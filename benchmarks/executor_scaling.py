@@ -15,9 +15,10 @@ exit: what a user waits for, imports included (the driver's for sequential runs,
 server's or Ray workers' for the others). Until 2026-12-01 all four ran in this one process,
 whose imports were done before the timing while the pool's and Ray's were inside it; until
 2026-12-01 16:45 UTC the fresh process called `run_pipeline`, not the command. The placements
-take turns, `--rounds` times; the speed-ups use the medians. The Ray cluster is started before each Ray run, as `ray start`
-would be, not counted, and stopped before the other placements run. (`dtm run`'s eval stage
-also scores the variants' bias probe, a sub-second job, in every placement.)
+take turns, `--rounds` times; the speed-ups use the medians. The Ray cluster is started before
+each Ray run, as `ray start` would be, not counted, and stopped before the other placements
+run. (`dtm run`'s eval stage also scores the variants' bias probe, a sub-second job, in every
+placement.)
 
 It also prints the pool's ceiling: the pooled run's wall had each of its two rounds of jobs
 taken one median sequential job (perfect scaling), with the pool's own start-up (until its
@@ -138,7 +139,9 @@ def time_split(run_dir: Path, start: float, end: float) -> dict:
     job's wall, when the second job started (in a pool: when the fork server had imported the
     job modules, since submitting to a pool whose server is still importing waits for it), and
     the tail after the last training job (evaluation, exit)."""
-    jobs = json.loads((run_dir / "manifest.json").read_text())["jobs"]
+    from dtmerge.rundir import RunDir
+
+    jobs = RunDir(run_dir).read_manifest()["jobs"]
     train = [jobs[f"train:sub_{k}"] for k in range(K)]
     return {"job_walls": sorted(j["finished"] - j["started"] for j in train),
             "second_start_s": sorted(j["started"] for j in train)[1] - start,
