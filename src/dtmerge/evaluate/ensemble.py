@@ -68,10 +68,14 @@ def _load_member(path: str, base_model: str, device: str):
 class EnsembleLM(TemplateLM):
     """lm-eval model averaging K causal LMs' next-token distributions."""
 
-    def __init__(self, models, tokenizer, device: str = "cpu", max_length: int = 2048):
+    def __init__(self, models, tokenizer, device: str = "cpu", max_length: int = 2048,
+                 add_bos_token: bool | None = None):
         super().__init__()
         self.models, self.tokenizer, self._device = list(models), tokenizer, device
         self.max_length = max_length
+        # HFLM's attribute of the same name (None: the tokenizer's own default), read by
+        # HFLM.tok_encode above
+        self.add_bos_token = add_bos_token
 
     @classmethod
     def from_dir(cls, path: str | Path, device: str = "cpu", tokenizer=None) -> "EnsembleLM":
@@ -104,9 +108,16 @@ class EnsembleLM(TemplateLM):
         return self.tokenizer.apply_chat_template(
             chat_history, tokenize=False, add_generation_prompt=add_generation_prompt)
 
-    def tok_encode(self, string: str, add_special_tokens=None, **kwargs) -> list[int]:
-        special = False if add_special_tokens is None else add_special_tokens
-        return self.tokenizer.encode(string, add_special_tokens=special)
+    def tok_encode(self, string: str, add_special_tokens=None, left_truncate_len=None,
+                   **kwargs) -> list[int]:
+        """HFLM's own `tok_encode` (lm-eval's huggingface.py), so that the ensemble sees the
+        same tokens as every other variant: by default the tokenizer's special tokens are
+        added (the BOS Gemma and Llama tokenizers prepend), unless the string already starts
+        with the prefix token's text; `add_bos_token` overrides, as HFLM's does."""
+        from lm_eval.models.huggingface import HFLM
+
+        return HFLM.tok_encode(self, string, add_special_tokens=add_special_tokens,
+                               left_truncate_len=left_truncate_len)
 
     def tok_decode(self, tokens) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
