@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dtmerge.errors import ConfigError
 from dtmerge.sft_fields import check_sft_passthrough, sft_aliases_to_ours
@@ -288,6 +288,44 @@ class ReportConfig(_Section):
     """Paired bootstrap resamples for every interval in the report"""
 
 
+class AnswerConfig(_Section):
+    """What to ship: the one decision the report's Answer, `dtm frontier` and `dtm export RUN
+    answer` share (see docs/decision.md)."""
+
+    target: str | float = Field(
+        "match_sft", description="match_sft: SFT's instruction following; a number: that "
+        "instruction score; max_knowledge: the most knowledge at answer.min_instruction")
+    margin: float = Field(
+        0.05, ge=0.0, description="Non-inferiority margin on instruction following: a candidate "
+        "meets the target when its paired lower bound is above target - margin")
+    min_instruction: float | None = Field(
+        None, description="Instruction level of target max_knowledge")
+    alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, description="One-sided error rate of the whole family of "
+        "candidates (Holm-corrected)")
+    validation_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Validation share used by the decision when the run "
+        "has no item split (eval.validation_fraction unset)")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v):
+        if isinstance(v, str) and v not in ("match_sft", "max_knowledge"):
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError(f"answer.target must be match_sft, max_knowledge or an "
+                                 f"instruction score such as 0.6, got {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _level(self) -> "AnswerConfig":
+        if self.target == "max_knowledge" and self.min_instruction is None:
+            raise ValueError("answer.target max_knowledge needs answer.min_instruction (the "
+                             "instruction-following score the model must keep)")
+        return self
+
+
 class RecipeEntry(BaseModel):
     """One recipe of `recipes:`: a registered name, an optional label, and the recipe's own
     parameters (checked against the recipe's parameter model before any stage runs)."""
@@ -386,6 +424,7 @@ class RunConfig(_Section):
     monitor: MonitorConfig = MonitorConfig()
     tracking: TrackingConfig = TrackingConfig()
     frontier: FrontierConfig = FrontierConfig()
+    answer: AnswerConfig = AnswerConfig()
     recipes: list[RecipeEntry] | None = Field(
         None, description="Recipes trained and scored side by side (default: sft and dtm)")
 

@@ -20,7 +20,7 @@ LAYERS = [
     {"train"},
     {"merge"},
     {"recipes"},
-    {"report"},
+    {"report", "decision"},  # decision: what to ship, read off results
     {"frontier"},
     {"pipeline", "dryrun", "demo", "cli"},
 ]

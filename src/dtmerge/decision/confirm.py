@@ -1,0 +1,92 @@
+"""The chosen model on TEST items: scored once there, and checked against the line.
+
+The decision never reads test items; this module only reports where its choice lands on the
+items it did not see: its difference to every measured point of the line (base, each
+interpolation point, SFT) on instruction following and on every plane, with paired bootstrap
+intervals, and whether any of them dominates it beyond noise (better beyond noise on one axis
+and the choice not better beyond noise on the other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dtmerge.decision.draws import X_AXIS, draw
+from dtmerge.decision.inputs import (
+    RunDecision, frontier_results, group_seeds, on_part,
+)
+from dtmerge.decision.line import MIN_POINTS, distance
+from dtmerge.decision.rule import Interval, _interval
+from dtmerge.report.results import VariantResult, load_eval_dir
+from dtmerge.rundir import RunDir
+
+
+@dataclass
+class PointRow:
+    """The choice minus one line point on test items (each axis in its better direction)."""
+
+    point: str
+    instruction: Interval
+    planes: dict[str, Interval]
+    dominated_on: list[str] = field(default_factory=list)  # planes where this point dominates
+
+
+@dataclass
+class Confirmation:
+    choice: str
+    items: dict[str, int]
+    rows: list[PointRow]
+    line_distance: dict[str, Interval]  # plane -> distance to the line (> 0: better side)
+    missing: str | None = None  # why there is no confirmation
+
+    @property
+    def dominated(self) -> list[str]:
+        return [f"{r.point} ({', '.join(r.dominated_on)})" for r in self.rows if r.dominated_on]
+
+    def to_dict(self) -> dict:
+        return {"choice": self.choice, "test_items": self.items, "missing": self.missing,
+                "vs_line_points": [{"point": r.point, "instruction": r.instruction.to_dict(),
+                                    "planes": {k: v.to_dict() for k, v in r.planes.items()},
+                                    "dominated_on": r.dominated_on} for r in self.rows],
+                "line_distance": {k: v.to_dict() for k, v in self.line_distance.items()},
+                "dominated_by": self.dominated}
+
+
+def _beaten(diff: Interval) -> bool:
+    return diff.high < 0
+
+
+def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0,
+            variants: dict[str, VariantResult] | None = None) -> Confirmation:
+    """The decision's choice on the test items of the decision's split."""
+    choice = rd.decision.choice
+    eval_dir = run.root / "eval"
+    loaded = variants if variants is not None else (
+        load_eval_dir(eval_dir) if eval_dir.is_dir() else {})
+    every = dict(loaded)
+    every.update({n: v for n, v in frontier_results(run, "test").items() if n not in every})
+    test = group_seeds(on_part(every, rd.split, "test"))
+    if choice not in test:
+        return Confirmation(choice, {}, [], {}, missing=(
+            f"{choice} has no result on test items (a frontier candidate is scored there only "
+            f"once chosen): rerun `dtm frontier {run.root}`"))
+    names = [n for n in rd.line if n in test]
+    wanted = {n: test[n] for n in dict.fromkeys([choice, *names])}
+    draws = draw(wanted, rd.instruction, rd.planes, n_boot, seed)
+    rows = []
+    for point in names:
+        if point == choice:
+            continue
+        dx = _interval(draws.of(X_AXIS, choice) - draws.of(X_AXIS, point))
+        planes, dominated = {}, []
+        for plane in rd.planes:
+            dy = _interval(plane.sign * (draws.of(plane.name, choice) - draws.of(plane.name, point)))
+            planes[plane.name] = dy
+            if (_beaten(dx) and dy.low <= 0) or (_beaten(dy) and dx.low <= 0):
+                dominated.append(plane.name)
+        rows.append(PointRow(point, dx, planes, dominated))
+    line = [n for n, _ in sorted(rd.line.items(), key=lambda kv: kv[1]) if n in draws.variants]
+    distances = {}
+    if choice not in rd.line and len(line) >= MIN_POINTS:
+        distances = {p.name: _interval(distance(draws, line, p, choice)) for p in rd.planes}
+    return Confirmation(choice, draws.items, rows, distances)

@@ -1,0 +1,138 @@
+"""Bootstrap draws of every variant's position on every axis, paired across variants.
+
+An axis is the instruction-following mean (x) or one y plane: the knowledge mean, or one
+held-out language-modelling loss. Each draw resamples every task's items (stratified: a task
+keeps its weight in a mean over tasks) with the SAME resampled items for every variant, so
+differences between variants are paired; when a variant has several training seeds, each
+draw also picks one of its seeds at random (a two-stage bootstrap: seed noise, then item
+noise). Draw 0 is the observed value (all items once, the mean over seeds).
+
+Written by hand with numpy: the decision needs every variant's x and y in the same draw to
+read the interpolation line at a resampled x, which no library bootstrap offers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dtmerge.evaluate.lm_loss import RATIO_METRICS
+from dtmerge.report.results import VariantResult
+
+CHUNK = 128  # draws computed at once (bounds memory on large benchmarks)
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One y axis of a trade-off plane: a mean of accuracy tasks, or one loss task."""
+
+    name: str
+    tasks: tuple[str, ...]
+    lower_is_better: bool = False
+
+    @property
+    def sign(self) -> float:
+        """+1 when higher is better: sign * (a - b) > 0 means a is better."""
+        return -1.0 if self.lower_is_better else 1.0
+
+
+X_AXIS = "instruction"
+
+
+@dataclass
+class Draws:
+    """axis -> variant -> values of shape (1 + n_boot,); index 0 is the observed value."""
+
+    values: dict[str, dict[str, np.ndarray]]
+    items: dict[str, int]  # task -> paired items used
+    seeds: dict[str, int]  # variant -> training seeds it rests on
+    n_boot: int
+    dropped: dict[str, str] = field(default_factory=dict)  # variant -> why it is left out
+
+    def of(self, axis: str, variant: str) -> np.ndarray:
+        return self.values[axis][variant]
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.values[X_AXIS])
+
+
+def _task_matrix(replicates: dict[str, list[VariantResult]], task: str, ids: list):
+    """(kind, arrays) of one task over every (variant, seed) row: mean scores, or ratio parts."""
+    first = next(iter(replicates.values()))[0].tasks[task]
+    rows = [r.tasks[task] for reps in replicates.values() for r in reps]
+    if first.metric in RATIO_METRICS and all(r.parts for r in rows):
+        num = np.array([[r.parts[i][0] for i in ids] for r in rows], dtype=float)
+        den = np.array([[r.parts[i][1] for i in ids] for r in rows], dtype=float)
+        return "ratio", (num, den, RATIO_METRICS[first.metric].transform)
+    return "mean", (np.array([[r.items[i] for i in ids] for r in rows], dtype=float),)
+
+
+def _common_ids(replicates: dict[str, list[VariantResult]], task: str) -> list:
+    sets = []
+    for reps in replicates.values():
+        for r in reps:
+            t = r.tasks[task]
+            sets.append(set(t.parts) if t.metric in RATIO_METRICS and t.parts else set(t.items))
+    return sorted(set.intersection(*sets), key=lambda k: (str(type(k)), str(k)))
+
+
+def draw(replicates: dict[str, list[VariantResult]], instruction: list[str],
+         planes: list[Plane], n_boot: int = 2000, seed: int = 0) -> Draws:
+    """Every variant's x (instruction mean) and y on each plane, observed and resampled.
+
+    A variant (or one of its seeds) missing a task is left out (recorded in `dropped`): a
+    partial mean is not comparable. Raises ValueError when no task has paired items.
+    """
+    axes = {X_AXIS: list(instruction), **{p.name: list(p.tasks) for p in planes}}
+    needed = sorted({t for ts in axes.values() for t in ts})
+    dropped = {}
+    kept = {}
+    for name, reps in replicates.items():
+        missing = sorted({t for r in reps for t in needed if t not in r.tasks})
+        if missing:
+            dropped[name] = f"not scored on {', '.join(missing)}"
+        else:
+            kept[name] = reps
+    if not kept or not needed:
+        raise ValueError("no variant has every task of the decision's axes")
+    rows = [(name, s) for name, reps in kept.items() for s in range(len(reps))]
+    rng = np.random.default_rng(seed)
+    task_stats: dict[str, np.ndarray] = {}  # task -> (rows, 1 + n_boot)
+    items = {}
+    for task in needed:
+        ids = _common_ids(kept, task)
+        if not ids:
+            raise ValueError(f"task {task}: no item is scored for every variant")
+        items[task] = len(ids)
+        kind, arrays = _task_matrix(kept, task, ids)
+        n = len(ids)
+        out = np.empty((len(rows), 1 + n_boot))
+        for start in range(0, 1 + n_boot, CHUNK):
+            stop = min(start + CHUNK, 1 + n_boot)
+            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(float)
+            if start == 0:
+                counts[0] = 1.0  # draw 0: the observed items, each once
+            if kind == "mean":
+                out[:, start:stop] = arrays[0] @ counts.T / n
+            else:
+                num, den, transform = arrays
+                out[:, start:stop] = transform((num @ counts.T) / (den @ counts.T))
+        task_stats[task] = out
+    # which seed each draw uses, per variant (one pick shared by all axes: x and y stay paired)
+    picks = {}
+    for name, reps in kept.items():
+        picks[name] = rng.integers(0, len(reps), size=n_boot) if len(reps) > 1 else None
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for axis, tasks in axes.items():
+        per_row = np.mean([task_stats[t] for t in tasks], axis=0)  # (rows, 1 + n_boot)
+        values[axis] = {}
+        for name, reps in kept.items():
+            idx = [i for i, (n, _) in enumerate(rows) if n == name]
+            block = per_row[idx]
+            v = np.empty(1 + n_boot)
+            v[0] = block[:, 0].mean()
+            v[1:] = block[0, 1:] if picks[name] is None else block[picks[name], np.arange(1, 1 + n_boot)]
+            values[axis][name] = v
+    return Draws(values, items, {n: len(r) for n, r in kept.items()}, n_boot, dropped)
