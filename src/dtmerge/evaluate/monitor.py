@@ -314,7 +314,13 @@ def build_monitor(cfg, run, job_name: str, tokenizer=None) -> KnowledgeMonitor |
         from dtmerge.models import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.model)
-    probe = build_probe(tasks, cfg.eval.include_path, tokenizer, mc.probe_size, cfg.seed)
+    from dtmerge.evaluate.groups import resolve_tasks
+    from dtmerge.evaluate.split import split_of
+
+    split = split_of(cfg.eval)  # with a split, the probe draws validation items only
+    scored = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path) if split else []
+    probe = build_probe(tasks, cfg.eval.include_path, tokenizer, mc.probe_size, cfg.seed,
+                        split=split, eval_tasks=scored)
     heldout = []
     if run.heldout_data.exists():
         from dtmerge.data.jsonl import read_jsonl

@@ -10,9 +10,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from dtmerge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dtmerge.evaluate.split import ItemSplit
 
 
 @dataclass
@@ -71,8 +74,15 @@ def build_probe_from_items(items: Iterable[tuple[str, list[str], int]], tokenize
 
 
 def sample_task_items(tasks: list[str], include_path: list[str | Path], size: int,
-                      seed: int = 0) -> tuple[list[tuple[str, list[str], int]], list[str], str]:
+                      seed: int = 0, split: "ItemSplit | None" = None,
+                      eval_tasks: Iterable[str] = (),
+                      ) -> tuple[list[tuple[str, list[str], int]], list[str], str]:
     """Sample up to `size` multiple-choice items, spread evenly over `tasks`.
+
+    With an item `split` (eval.validation_fraction), only validation items are drawn: a
+    `_best` checkpoint chosen on the probe is then never chosen on the items the report
+    presents as test results. An item's part is decided as the evaluation decides it, under
+    the `eval.tasks` entry that scores it (`eval_tasks`; see `split_keys`).
 
     Returns:
         (items, source task per item, target delimiter).
@@ -85,6 +95,7 @@ def sample_task_items(tasks: list[str], include_path: list[str | Path], size: in
     names = resolve_tasks(tasks, include_path)
     manager = task_manager_for(names, include_path)
     loaded = manager.load(names)["tasks"]
+    keys = split_keys(eval_tasks, manager) if split is not None else {}
     rng = random.Random(seed)
     per_task: dict[str, list] = {}
     delimiter = " "
@@ -92,7 +103,12 @@ def sample_task_items(tasks: list[str], include_path: list[str | Path], size: in
         if task.get_config("output_type") != "multiple_choice":
             raise ConfigError(f"monitor.probe_tasks: '{name}' is not a multiple-choice task; "
                               "the probe needs multiple-choice knowledge tasks")
+        # lm-eval's doc_id is the index in these docs (test docs when the task has them)
         docs = list(task.test_docs() if task.has_test_docs() else task.validation_docs())
+        if split is not None:
+            owner, prefixed = keys.get(name, (name, False))
+            docs = [d for i, d in enumerate(docs)
+                    if split.part(owner, f"{name}:{i}" if prefixed else i) == "validation"]
         rng.shuffle(docs)
         per_task[name] = [(task, d) for d in docs]
         delimiter = task.get_config("target_delimiter") or " "
@@ -107,8 +123,41 @@ def sample_task_items(tasks: list[str], include_path: list[str | Path], size: in
                     items.append(triple)
                     sources.append(name)
     if not items:
-        raise ConfigError(f"monitor.probe_tasks {tasks}: no usable multiple-choice items")
+        where = " among the validation items (raise eval.validation_fraction)" if split else ""
+        raise ConfigError(f"monitor.probe_tasks {tasks}: no usable multiple-choice items{where}")
     return items, sources, delimiter
+
+
+def split_keys(eval_tasks: Iterable[str], manager) -> dict[str, tuple[str, bool]]:
+    """leaf task -> (the `eval.tasks` entry that scores it, whether its doc ids carry the
+    `leaf:` prefix), as the harness records items: a group's members are `leaf:index` under
+    the group's name, a plain task's are bare indices under its own name. Leaves no
+    evaluated task scores are absent (keyed under their own name by the caller)."""
+    keys: dict[str, tuple[str, bool]] = {}
+    for name in eval_tasks:
+        leaves = _leaves(manager, name, set())
+        for leaf in leaves:
+            keys.setdefault(leaf, (name, leaves != [name]))
+    return keys
+
+
+def _leaves(manager, name: str, seen: set) -> list[str]:
+    """The leaf tasks of a task, group or tag, from lm-eval's task index (no data loaded)."""
+    if name in seen:
+        return []
+    seen.add(name)
+    entry = manager.task_index.get(name)
+    kind = entry.kind.name if entry is not None else "TASK"
+    if kind == "TAG":
+        children = sorted(entry.tags)
+    elif kind == "GROUP":
+        listed = (entry.cfg or {}).get("task") or []
+        listed = listed if isinstance(listed, list) else [listed]
+        children = [c if isinstance(c, str) else (c.get("task") or c.get("group"))
+                    for c in listed]
+    else:
+        return [name]
+    return [leaf for c in children if isinstance(c, str) for leaf in _leaves(manager, c, seen)]
 
 
 def _doc_triple(task, doc) -> tuple[str, list[str], int] | None:
@@ -125,7 +174,10 @@ def _doc_triple(task, doc) -> tuple[str, list[str], int] | None:
 
 
 def build_probe(tasks: list[str], include_path: list[str | Path], tokenizer, size: int = 100,
-                seed: int = 0) -> ProbeSet:
-    """Sample and tokenise a probe set from lm-eval multiple-choice tasks (local or named)."""
-    items, sources, delimiter = sample_task_items(tasks, include_path, size, seed)
+                seed: int = 0, split: "ItemSplit | None" = None,
+                eval_tasks: Iterable[str] = ()) -> ProbeSet:
+    """Sample and tokenise a probe set from lm-eval multiple-choice tasks (local or named);
+    with a `split`, from validation items only (see `sample_task_items`)."""
+    items, sources, delimiter = sample_task_items(tasks, include_path, size, seed, split,
+                                                  eval_tasks)
     return build_probe_from_items(items, tokenizer, delimiter, sources)
