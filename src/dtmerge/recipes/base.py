@@ -10,7 +10,7 @@ whose inputs changed is redone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -57,10 +57,15 @@ class Recipe:
         """Plain SFT on all the data: shared by sft and wise_ft (trained once)."""
         return TrainJob("sft", run.all_data, run.model("sft"))
 
-    def step(self, run: RunDir, name: str, inputs: dict[str, Any], work, log=print) -> bool:
-        """Run `work()` as manifest job `<name>:<label>`, fingerprinted on params + inputs."""
+    def step(self, run: RunDir, name: str, inputs: dict[str, Any], work, log=print,
+             outputs: Iterable[Path] = ()) -> bool:
+        """Run `work()` as manifest job `<name>:<label>`, fingerprinted on params + inputs.
+
+        `inputs` must hold everything `work` reads besides the recipe's params (a setting of
+        the run config, a file's hash); a step whose `outputs` are gone is redone.
+        """
         fp = hash_obj({"params": self.params.model_dump(mode="json"), "inputs": inputs})
-        return run_job(run, f"{name}:{self.label}", fp, work, log=log)
+        return run_job(run, f"{name}:{self.label}", fp, work, outputs=outputs, log=log)
 
     def base_model(self) -> str:
         from dtmerge.models import resolve_model_path

@@ -13,7 +13,8 @@ from pydantic import Field
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
 from dtmerge.disperse.stage import assign_portions
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
-from dtmerge.rundir import RunDir
+from dtmerge.merge.options import MergeOptions
+from dtmerge.rundir import RunDir, hash_model
 from dtmerge.train.job import TrainJob
 
 
@@ -100,22 +101,31 @@ class Dtm(Recipe):
 
             merge_stage(self.cfg, run, log)
             return
-        p, m = self.params, self.cfg.merge
+        merge = self.merge_config()
         subs = [run.model(self.sub_name(i)) for i in range(self.k)]
-        method = p.merge_method or m.method
-        fisher = [self.portion(run, i) for i in range(self.k)] if method == "fisher" else None
+        fisher = [self.portion(run, i) for i in range(self.k)] if merge.method == "fisher" else None
+        base = self.base_model()
+        out = run.model(self.label)
 
         def work():
             from dtmerge.merge.engine import merge_models  # torch: only where a merge runs
 
-            record = merge_models(self.base_model(), subs, run.model(self.label), method=method,
-                                  weights=p.merge_weights or m.weights,
-                                  params=dict(p.merge_params or m.params),
-                                  shard_size=m.shard_size, fisher_data=fisher, log=log)
-            return {"outputs": [str(run.model(self.label))], "method": record["method"]}
+            options = MergeOptions.from_config(merge, fisher_data=fisher)
+            record = merge_models(base, subs, out, options, log=log)
+            return {"outputs": [str(out)], "method": record["method"]}
 
-        self.step(run, "merge", {"subs": [content_hash(s) for s in subs], "method": method}, work,
-                  log)
+        inputs = {"merge": merge.model_dump(mode="json"), "base": hash_model(base),
+                  "subs": [content_hash(s) for s in subs],
+                  "portions": [content_hash(p) for p in fisher or []]}
+        self.step(run, "merge", inputs, work, log, outputs=[out])
+
+    def merge_config(self):
+        """The run's `merge:` section with this entry's overrides: every setting the merge reads
+        (so every one of them is in the merge's fingerprint)."""
+        p = self.params
+        update = {key: getattr(p, f"merge_{key}") for key in ("method", "params", "weights")
+                  if getattr(p, f"merge_{key}") is not None}
+        return self.cfg.merge.model_copy(update=update)
 
     def describe(self, run: RunDir) -> dict:
         return {**super().describe(run), "num_portions": self.k}
