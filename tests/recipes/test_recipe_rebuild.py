@@ -47,6 +47,12 @@ def build_all(cfg, run, log=lambda _m: None) -> list[str]:
     return logs
 
 
+def model_hash(model_dir) -> dict:
+    """The model's files by content, leaving out the merge record (it holds the merge's time)."""
+    return {p.name: hash_path(p) for p in sorted(model_dir.iterdir())
+            if p.name != "merge_record.json"}
+
+
 def _weights(model_dir):
     from safetensors.torch import load_file
 
@@ -60,11 +66,11 @@ def test_changing_merge_params_rebuilds_an_extra_dtm(make_run):
     torch.set_num_threads(1)
     cfg, run = make_run(EXTRA_DTM, {"method": "ties", "params": {"density": 0.3}})
     build_all(cfg, run)
-    before = hash_path(run.model("dtm-b"))
+    before = model_hash(run.model("dtm-b"))
     cfg2, _ = make_run(EXTRA_DTM, {"method": "ties", "params": {"density": 0.9}})
     logs = build_all(cfg2, run)
     assert any("[redo] merge:dtm-b" in m for m in logs), logs
-    assert hash_path(run.model("dtm-b")) != before
+    assert model_hash(run.model("dtm-b")) != before
     assert not any("[redo] train:" in m or "[train]" in m for m in logs)  # sub-models kept
 
 
@@ -104,9 +110,53 @@ def test_a_deleted_extra_dtm_is_rebuilt(make_run):
     torch.set_num_threads(1)
     cfg, run = make_run(EXTRA_DTM)
     build_all(cfg, run)
-    before = hash_path(run.model("dtm-b"))
+    before = model_hash(run.model("dtm-b"))
     shutil.rmtree(run.model("dtm-b"))
     logs = build_all(cfg, run)
     assert any("[redo] merge:dtm-b" in m and "is gone" in m for m in logs), logs
-    assert hash_path(run.model("dtm-b")) == before  # the same merge, made again
+    assert model_hash(run.model("dtm-b")) == before  # the same merge, made again
 
+
+
+BUILDERS = [{"name": "sft"}, {"name": "wise_ft"}, {"name": "uniform_soup", "num_models": 2},
+            {"name": "dtm", "label": "dtm-b"}, {"name": "ensemble", "of": "dtm-b"}]
+
+
+def test_every_deleted_built_model_is_rebuilt_and_nothing_else(make_run):
+    import shutil
+
+    torch.set_num_threads(1)
+    cfg, run = make_run(BUILDERS)
+    build_all(cfg, run)
+    steps = {"wise_ft": "build", "uniform_soup": "merge", "dtm-b": "merge", "ensemble": "build"}
+    for label, step in steps.items():
+        before = model_hash(run.model(label))
+        shutil.rmtree(run.model(label))
+        logs = build_all(cfg, run)
+        redone = [m for m in logs if m.startswith("[redo]")]
+        assert len(redone) == 1 and f"[redo] {step}:{label}" in redone[0], (label, logs)
+        assert "is gone" in redone[0]
+        assert model_hash(run.model(label)) == before, label  # the same build, made again
+
+
+def test_deleted_prepared_data_is_made_again(make_run, text_file):
+    torch.set_num_threads(1)
+    recipes = [{"name": "dtm", "label": "dtm-b"}, {"name": "replay", "text": str(text_file)},
+               {"name": "curated", "column": "score"}]
+    cfg, run = make_run(recipes)
+    from dtmerge.data.jsonl import read_jsonl
+
+    write_jsonl(run.all_data, [{**r, "score": i} for i, r in enumerate(read_jsonl(run.all_data))])
+    prepared = {"disperse:dtm-b": run.data_dir / "dtm-b" / "portion_1.jsonl",
+                "prepare:replay": run.data_dir / "replay" / "mixed.jsonl",
+                "prepare:curated": run.data_dir / "curated" / "scores.json"}
+    for recipe in resolve_recipes(cfg):
+        recipe.prepare(run, lambda _m: None)
+    for job, path in prepared.items():
+        path.unlink()
+        logs = []
+        for recipe in resolve_recipes(cfg):
+            recipe.prepare(run, logs.append)
+        assert [m for m in logs if m.startswith("[redo]")] == [
+            f"[redo] {job}: done before, but its output {path} is gone; making it again"], logs
+        assert path.exists()

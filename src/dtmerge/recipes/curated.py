@@ -106,10 +106,9 @@ class Curated(Recipe):
                 f"{self.params.column or 'IFD'}")
             return {"outputs": [str(out)], "kept": len(kept), "of": len(records)}
 
-        if not out.exists() and run.job(f"prepare:{self.label}"):
-            run.update_job(f"prepare:{self.label}", status="outputs-missing")
         self.step(run, "prepare", {"all": content_hash(run.all_data),
-                                   "model": self.cfg.model.model_dump(mode="json")}, work, log)
+                                   "model": self.cfg.model.model_dump(mode="json")}, work, log,
+                  outputs=[out, out.with_name("scores.json")])
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
         return [TrainJob(self.label, self.data_file(run), run.model(self.label))]

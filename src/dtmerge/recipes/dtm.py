@@ -85,11 +85,9 @@ class Dtm(Recipe):
                 + ", ".join(str(assignment.count(i)) for i in range(self.k)))
             return {"outputs": [str(self.portion(run, i)) for i in range(self.k)]}
 
-        missing = not all(self.portion(run, i).exists() for i in range(self.k))
-        if missing and run.job(f"disperse:{self.label}"):
-            run.update_job(f"disperse:{self.label}", status="outputs-missing")
         self.step(run, "disperse", {"all": content_hash(run.all_data),
-                                    "disperse": dcfg.disperse.model_dump(mode="json")}, work, log)
+                                    "disperse": dcfg.disperse.model_dump(mode="json")}, work, log,
+                  outputs=[self.portion(run, i) for i in range(self.k)])
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
         return [TrainJob(self.sub_name(i), self.portion(run, i), run.model(self.sub_name(i)))

@@ -9,7 +9,7 @@ from pydantic import Field
 from dtmerge.errors import ConfigError
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
 from dtmerge.recipes.dtm import Dtm, DtmParams
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, hash_model
 from dtmerge.train.job import TrainJob
 
 
@@ -44,11 +44,13 @@ class Ensemble(Recipe):
     def build(self, run: RunDir, log=print) -> None:
         members = [str(j.out) for j in self.jobs(run)]
         hashes = [content_hash(m) for m in members]
+        base, out = self.base_model(), run.model(self.label)
 
         def work():
             from dtmerge.evaluate.ensemble import write_ensemble_dir  # torch and lm-eval
 
-            write_ensemble_dir(run.model(self.label), members, self.base_model(), hashes)
-            return {"outputs": [str(run.model(self.label))]}
+            write_ensemble_dir(out, members, base, hashes)
+            return {"outputs": [str(out)]}
 
-        self.step(run, "build", {"members": members, "hashes": hashes}, work, log)
+        self.step(run, "build", {"members": members, "hashes": hashes, "base": hash_model(base)},
+                  work, log, outputs=[out])

@@ -58,11 +58,9 @@ class Replay(Recipe):
                 f"{len(mixed) - len(records)} text documents from {self.params.text}")
             return {"outputs": [str(out)]}
 
-        if not out.exists() and run.job(f"prepare:{self.label}"):
-            run.update_job(f"prepare:{self.label}", status="outputs-missing")
         self.step(run, "prepare", {"all": content_hash(run.all_data),
                                    "text": content_hash(Path(self.params.text).expanduser())},
-                  work, log)
+                  work, log, outputs=[out])
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
         return [TrainJob(self.label, self.data_file(run), run.model(self.label),

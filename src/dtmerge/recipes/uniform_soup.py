@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, hash_model
 from dtmerge.train.job import TrainJob
 
 
@@ -34,15 +34,16 @@ class UniformSoup(Recipe):
 
     def build(self, run: RunDir, log=print) -> None:
         members = [j.out for j in self.jobs(run)]
+        base, out = self.base_model(), run.model(self.label)
 
         def work():
             from dtmerge.merge.engine import merge_models  # torch: only where a merge runs
 
-            merge_models(self.base_model(), members, run.model(self.label),
-                         method=self.params.merge_method, log=log)
-            return {"outputs": [str(run.model(self.label))]}
+            merge_models(base, members, out, method=self.params.merge_method, log=log)
+            return {"outputs": [str(out)]}
 
-        self.step(run, "merge", {"members": [content_hash(m) for m in members]}, work, log)
+        self.step(run, "merge", {"members": [content_hash(m) for m in members],
+                                 "base": hash_model(base)}, work, log, outputs=[out])
 
     def describe(self, run: RunDir) -> dict:
         return {**super().describe(run), "seeds": self.seeds()}

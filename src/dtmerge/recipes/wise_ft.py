@@ -10,7 +10,7 @@ from pydantic import Field
 
 from dtmerge.merge.stage import interpolate
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, hash_model
 from dtmerge.train.job import TrainJob
 
 
@@ -33,5 +33,5 @@ class WiseFt(Recipe):
             interpolate(base, sft, self.params.t, out)
             return {"outputs": [str(out)]}
 
-        self.step(run, "build", {"base": content_hash(base) or base, "sft": content_hash(sft)},
-                  work, log)
+        self.step(run, "build", {"base": hash_model(base), "sft": content_hash(sft)}, work, log,
+                  outputs=[out])
