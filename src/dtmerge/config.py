@@ -198,7 +198,7 @@ class EvalConfig(_Section):
     limit: int | float | None = None
     """Items per task (an int) or share of each task (a float), for quick runs"""
     variants: list[str] = Field(
-        default_factory=lambda: ["base", "sft", "dtm", "submodels"],
+        default_factory=lambda: ["base", "sft", "dtm", "submodels", "interpolation"],
         description="Which models to score: base, sft, dtm, submodels, interpolation, best",
     )
     interpolation: list[float] = Field(

@@ -13,8 +13,8 @@ from dtmerge.report.results import (
 from report_fixtures import write_eval
 
 
-def P(name, x, y, se=0.0):
-    return TradeoffPoint(name, x, y, se)
+def P(name, x, y, se=0.01):
+    return TradeoffPoint(name, x, y, se, se)
 
 
 def test_line_ordered_by_t_and_distance_read_at_the_instruction_level():
@@ -32,18 +32,23 @@ def test_line_ordered_by_t_and_distance_read_at_the_instruction_level():
 
 
 def test_verdict_says_when_the_distance_is_noise():
-    line = [P("base", 0.2, 0.6, 0.05), P("sft", 0.8, 0.4, 0.05)]
+    line = [P("base", 0.2, 0.6, 0.05), P("interp_0.5", 0.5, 0.5, 0.05), P("sft", 0.8, 0.4, 0.05)]
     v = distance_to_line(P("dtm", 0.5, 0.52, 0.05), line)
     assert v.distance == pytest.approx(0.02) and v.within_noise
     assert "not conclusive" in v.text
 
 
 def test_outside_the_line_and_without_a_line():
-    line = [P("base", 0.2, 0.6), P("sft", 0.8, 0.4)]
+    line = [P("base", 0.2, 0.6), P("interp_0.5", 0.5, 0.5), P("sft", 0.8, 0.4)]
     assert "better on both axes" in distance_to_line(P("dtm", 0.9, 0.5), line).text
     assert "trades" in distance_to_line(P("dtm", 0.9, 0.3), line).text
     assert "lost instruction following" in distance_to_line(P("dtm", 0.1, 0.7), line).text
     assert distance_to_line(P("dtm", 0.5, 0.5), line[:1]).distance is None
+    # a chord of two points is no line to beat, and noise-free scores give no verdict
+    assert "3 are needed" in distance_to_line(P("dtm", 0.5, 0.9), [line[0], line[2]]).text
+    silent = distance_to_line(TradeoffPoint("dtm", 0.5, 0.9, 0.0), [TradeoffPoint(
+        p.variant, p.instruction, p.knowledge, 0.0) for p in line])
+    assert silent.better is None and "no noise estimate" in silent.text
 
 
 def test_error_sets_count_shared_unique_and_fixed(tmp_path):

@@ -60,7 +60,9 @@ def test_a_difference_smaller_than_its_noise_is_said_to_be_within_noise(tmp_path
 
 def test_beyond_the_line_is_not_better_on_both_axes_when_the_gaps_are_noise():
     # the demo's overclaim: knowledge 0.87417 vs 0.87389 with a standard error of 0.015
-    line = [TradeoffPoint("base", 0.2, 0.9, 0.015, 0.02), TradeoffPoint("sft", 0.50, 0.87389, 0.015, 0.02)]
+    line = [TradeoffPoint("base", 0.2, 0.9, 0.015, 0.02),
+            TradeoffPoint("interp_0.5", 0.35, 0.89, 0.015, 0.02),
+            TradeoffPoint("sft", 0.50, 0.87389, 0.015, 0.02)]
     v = distance_to_line(TradeoffPoint("dtm", 0.51, 0.87417, 0.015, 0.02), line)
     assert "better on both axes" not in v.text
     assert "within noise" in v.text and v.better is None
@@ -77,16 +79,17 @@ def test_answer_names_the_winner_and_the_line_beating_sft(tmp_path):
                                 "interp_0.75": (0.65, 0.70)})
     report = build_report(run, n_boot=400)
     text = _answer(report)
-    assert text.startswith("Axes: knowledge = mean of facts")
+    # the recommendation comes first: dtm is within noise of the line, so training less
+    # (interp_0.75 meets SFT's instruction level and keeps more knowledge) is the answer
+    assert text.startswith("Train less: ship interp_0.75")
+    assert "No method beat training less on this run" in text
     assert "dtm beats SFT on knowledge" in text and "[+" in text
     assert "The interpolation line dominates SFT: interp_0.75 beats SFT" in text
     assert "SFT is over-trained" in text
     assert "The interpolation line dominates SFT: interp_0.75 beats SFT on knowledge and instruction following" in text
-    # dtm's 0.03 above the line is inside the line's noise (unpaired, about ±0.07)
-    assert "dtm is within noise of the interpolation line in knowledge: +0.0300" in text
-    # both dominate SFT; interp_0.75 does so on both axes, dtm on one
+    assert "dtm is within noise of the interpolation line on knowledge" in text
     assert report.data["answer"]["ship"] == "interp_0.75"
-    assert "Ship interp_0.75: it beats SFT on knowledge and instruction following" in text
+    assert report.data["answer"]["decision"]["kind"] == "line"
     md = to_markdown(report.title, report.sections)
     assert md.index("## Answer") < md.index("## Scores and alignment tax")
 
@@ -110,10 +113,11 @@ def test_many_methods_are_one_table_row_each_and_dtm_keeps_its_sentences(tmp_pat
     assert sorted(rows) == ["curated", "ensemble", "l2", "replay"]
     assert rows["l2"][1] == "beats" and rows["curated"][1] == "within noise"
     assert rows["ensemble"][1] == "worse" and "(worse)" in rows["ensemble"][3]
-    assert table.headers[-1] == "vs the line (knowledge)"
-    # the table sits right after the sentence announcing it, before the choice
+    assert table.headers[-1] == "vs the line (knowledge) [95%]"
+    # the table sits right after the sentence announcing it; the choice comes first
     at = sec.blocks.index(table)
-    assert "one row each" in sec.blocks[at - 1].text and sec.blocks[-1].text.startswith("Ship ")
+    assert "one row each" in sec.blocks[at - 1].text
+    assert sec.blocks[0].text.startswith(("Ship ", "Train less: ship "))
     assert report.data["answer"]["table"]["rows"] == table.rows
     # a few methods: sentences for each, no table
     few = build_report(_run(tmp_path / "few", {k: acc[k] for k in ("base", "sft", "dtm", "l2")}),
@@ -146,7 +150,7 @@ def test_loss_plane_places_forgetting_against_the_line(tmp_path):
     verdict = report.data["lm_tradeoff"]["heldout"]["verdicts"]["dtm"]
     assert verdict["better"] is False and verdict["distance"] > 0
     assert report.data["lm_tradeoff"]["heldout"]["line"] == ["base", "interp_0.5", "sft"]
-    assert "dtm does not beat training less in loss on heldout" in _answer(report)
+    assert "dtm does not beat training less on loss on heldout" in _answer(report)
     assert "tradeoff_heldout.png" in {b.name for s in report.sections for b in s.blocks
                                       if hasattr(b, "png")}
 
@@ -226,12 +230,11 @@ def test_token_table_notices_a_contradiction_of_the_rare_token_account(run_root)
     assert "' helps'" in md and "'Answer'" in md
 
 
-def test_line_cells_say_better_or_worse_in_the_planes_own_direction():
-    from dtmerge.report.analysis import LineVerdict
+def test_line_cells_say_better_or_worse_with_the_interval():
+    from dtmerge.decision.rule import Interval
     from dtmerge.report.answer_section import line_word
 
-    # on a loss plane better is below the line: a negative distance that is better
-    assert line_word(LineVerdict("replay", 0.0015, -0.023, False, "", True, 0.004)) == "better (-0.0230)"
-    assert line_word(LineVerdict("dtm", 0.0007, 0.0032, False, "", False, 0.0008)) == "worse (+0.0032)"
-    assert line_word(LineVerdict("l2", 0.02, -0.001, True, "", None, 0.004)) == "within noise (-0.0010)"
-    assert line_word(LineVerdict("x", None, None, None, "")) == "off the line's range"
+    # distances are signed so that > 0 is the better side on every plane (loss included)
+    assert line_word(Interval(0.023, 0.01, 0.03)) == "better (+0.0230 [+0.0100, +0.0300])"
+    assert line_word(Interval(-0.0032, -0.005, -0.001)).startswith("worse (-0.0032")
+    assert line_word(Interval(-0.001, -0.004, 0.003)).startswith("within noise (-0.0010")

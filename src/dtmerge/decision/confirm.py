@@ -56,16 +56,33 @@ def _beaten(diff: Interval) -> bool:
     return diff.high < 0
 
 
-def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0,
-            variants: dict[str, VariantResult] | None = None) -> Confirmation:
+def test_replicates(run: RunDir, rd: RunDecision) -> dict[str, list[VariantResult]]:
+    """Every variant of the run (and the frontier's) on the test items of the decision."""
+    eval_dir = run.root / "eval"
+    every = load_eval_dir(eval_dir) if eval_dir.is_dir() else {}
+    every.update({n: v for n, v in frontier_results(run, "test").items() if n not in every})
+    return group_seeds(on_part(every, rd.split, "test"))
+
+
+def line_distances(run: RunDir, rd: RunDecision, names: list[str], n_boot: int = 2000,
+                   seed: int = 0) -> dict[str, dict[str, Interval]]:
+    """Method -> plane -> its distance to the line on test items (> 0: the better side),
+    paired with the line's points and with the method's own x resampled; empty when the line
+    has fewer than MIN_POINTS points."""
+    test = test_replicates(run, rd)
+    line = [n for n, _ in sorted(rd.line.items(), key=lambda kv: kv[1]) if n in test]
+    names = [n for n in names if n in test and n not in rd.line]
+    if len(line) < MIN_POINTS or not names:
+        return {}
+    draws = draw({n: test[n] for n in [*line, *names]}, rd.instruction, rd.planes, n_boot, seed)
+    return {n: {p.name: _interval(distance(draws, line, p, n)) for p in rd.planes}
+            for n in names if n in draws.variants}
+
+
+def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0) -> Confirmation:
     """The decision's choice on the test items of the decision's split."""
     choice = rd.decision.choice
-    eval_dir = run.root / "eval"
-    loaded = variants if variants is not None else (
-        load_eval_dir(eval_dir) if eval_dir.is_dir() else {})
-    every = dict(loaded)
-    every.update({n: v for n, v in frontier_results(run, "test").items() if n not in every})
-    test = group_seeds(on_part(every, rd.split, "test"))
+    test = test_replicates(run, rd)
     if choice not in test:
         return Confirmation(choice, {}, [], {}, missing=(
             f"{choice} has no result on test items (a frontier candidate is scored there only "

@@ -146,6 +146,7 @@ class Axis:
 
 KNOWLEDGE = Axis()
 Z95 = 1.96
+LINE_POINTS = 3  # base, SFT and one interpolation point: a chord alone is no line to beat
 
 
 @dataclass
@@ -172,9 +173,9 @@ def _line_at(line: list[TradeoffPoint], x: float) -> tuple[list[float], list[flo
 
 def _beyond(diff: float, se_a: float, se_b: float) -> bool:
     """|diff| exceeds the approximate 95% noise band of two independent estimates; with no
-    recorded noise at all any non-zero difference counts."""
+    recorded noise nothing is beyond it (no noise estimate is no evidence)."""
     noise = Z95 * math.sqrt(se_a ** 2 + se_b ** 2)
-    return abs(diff) > noise if noise > 0 else diff != 0
+    return abs(diff) > noise if noise > 0 else False
 
 
 def _off_the_line(point: TradeoffPoint, line: list[TradeoffPoint], axis: Axis) -> LineVerdict:
@@ -220,10 +221,11 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
     A verdict is only stated past the approximate 95% noise band of the two y values.
     """
     name, x, y, f = point.variant, point.instruction, point.knowledge, axis.digits
-    if len(line) < 2:
+    if len(line) < LINE_POINTS:
         return LineVerdict(name, None, None, None,
-                           f"No reference line for {name}: it needs base and SFT results "
-                           "(and ideally interp_<t> variants) on the same tasks.")
+                           f"No verdict against the line for {name}: it has {len(line)} "
+                           f"measured point(s); {LINE_POINTS} are needed (base, SFT and at least "
+                           "one interp_<t> variant, see eval.interpolation).")
     values, ses = _line_at(line, x)
     if not values:
         return _off_the_line(point, line, axis)
@@ -232,7 +234,11 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
     line_y, line_se = values[k], ses[k]
     d = y - line_y
     noise = Z95 * math.sqrt(point.knowledge_se ** 2 + line_se ** 2)
-    within = abs(d) <= noise if noise > 0 else None
+    if noise == 0:  # no noise estimate: any difference would read as "beyond noise"
+        return LineVerdict(name, line_y, d, None,
+                           f"No verdict against the line for {name}: its scores carry no noise "
+                           f"estimate (distance {d:+.{f}f}{axis.unit}).", None, None)
+    within = abs(d) <= noise
     up, down = ("below", "above") if axis.lower_is_better else ("above", "below")
     where = f"the base→SFT interpolation line at its instruction-following level ({x:.3f})"
     if sign * d > 0:

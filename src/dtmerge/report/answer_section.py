@@ -1,22 +1,25 @@
-"""The report's first section: the answer in a few sentences, each with its numbers.
+"""The report's first section: what to ship, first, then the evidence in a few sentences.
 
-Does each method (DTM, its variants, recipes, best checkpoints) beat SFT, does it beat the
-base→SFT interpolation line ("train less"), does the line itself beat SFT, and which variant
-to ship. Every "better"/"worse" is a paired bootstrap 95% interval that excludes zero; any
-other difference is said to be within noise.
+The recommendation is the one decision (`dtmerge.decision`), made on validation items and
+then scored once on test items; the same function serves `dtm frontier` and
+`dtm export RUN answer`, so they cannot disagree. Then: does each method (DTM, its variants,
+recipes, best checkpoints) beat SFT, does it beat the base→SFT interpolation line ("train
+less"), does the line itself beat SFT. Every "better"/"worse" is a paired bootstrap 95%
+interval that excludes zero; any other difference is said to be within noise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dtmerge.config import AnswerConfig
+from dtmerge.decision import Confirmation, confirm, decide_run
+from dtmerge.decision.confirm import line_distances
+from dtmerge.decision.rule import Interval
 from dtmerge.evaluate.stats import PairedDiff, stratified_paired_bootstrap, unpaired_normal
-from dtmerge.report.analysis import (
-    LineVerdict, distance_to_line, interpolation_line, mean_with_se, tradeoff_points,
-)
+from dtmerge.report.analysis import mean_with_se
 from dtmerge.report.context import Part, ReportContext, is_method
 from dtmerge.report.document import Paragraph, Section, Table
-from dtmerge.report.lm_tradeoff_section import loss_verdicts
 from dtmerge.report.results import interp_t
 
 TITLE = "Answer"
@@ -104,31 +107,21 @@ def dominates(diffs: list[AxisDiff]) -> bool:
     return any(d.better for d in diffs) and not any(d.worse for d in diffs)
 
 
-def line_sentence(v: LineVerdict, plane: str) -> str:
-    if v.distance is None:
-        return v.text
-    gap = f"{v.distance:+.4f} from the line (noise ±{v.noise or 0:.4f})"
-    if v.better:
-        return f"{v.variant} beats the interpolation line in {plane}: {gap}."
-    if v.better is False:
-        return (f"{v.variant} does not beat training less in {plane}: {gap}, on the worse side; "
+def line_word(d: Interval) -> str:
+    """A distance to the line in a table cell: better / worse / within noise (> 0 is the
+    better side on every plane: more knowledge, or less loss)."""
+    word = "better" if d.low > 0 else "worse" if d.high < 0 else "within noise"
+    return f"{word} ({d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}])"
+
+
+def line_sentence(name: str, plane: str, d: Interval) -> str:
+    gap = f"{d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}] from the line"
+    if d.low > 0:
+        return f"{name} beats the interpolation line on {plane}: {gap}."
+    if d.high < 0:
+        return (f"{name} does not beat training less on {plane}: {gap}, on the worse side; "
                 "an interpolation toward the base does better at its instruction level.")
-    return f"{v.variant} is within noise of the interpolation line in {plane}: {gap}."
-
-
-def _line_verdicts(ctx: ReportContext) -> dict[str, list[tuple[str, LineVerdict]]]:
-    """Method -> (plane, its verdict against the interpolation line) for every plane."""
-    out: dict[str, list[tuple[str, LineVerdict]]] = {}
-    if ctx.knowledge and ctx.instruction:
-        points = tradeoff_points(ctx.variants, ctx.knowledge, ctx.instruction)
-        line = interpolation_line(points)
-        for p in points:
-            if is_method(p.variant):
-                out.setdefault(p.variant, []).append((ctx.knowledge_label, distance_to_line(p, line)))
-    for task in ctx.lm_tasks:
-        for v in loss_verdicts(ctx, task)[2]:
-            out.setdefault(v.variant, []).append((f"loss on {task}", v))
-    return out
+    return f"{name} is within noise of the interpolation line on {plane}: {gap}."
 
 
 # Up to this many methods every one gets its sentences; with more (a recipes run, best
@@ -144,48 +137,43 @@ def verdict_word(diffs: list[AxisDiff]) -> str:
         else "within noise"
 
 
-def line_word(v: LineVerdict) -> str:
-    """A line verdict in a table cell: better / worse / within noise, with the distance (in
-    the plane's own units and direction: on a loss plane better is below the line)."""
-    if v.distance is None:
-        return "off the line's range" if v.better is None else \
-            ("better on both axes" if v.better else "not shown better")
-    word = "better" if v.better else "worse" if v.better is False else "within noise"
-    return f"{word} ({v.distance:+.4f})"
-
-
 def answer_table(methods: list[str], against: dict[str, list[AxisDiff]],
-                 lines: dict[str, list[tuple[str, LineVerdict]]]) -> Table:
+                 lines: dict[str, dict[str, Interval]]) -> Table:
     """One row per method: its difference to SFT on each axis, with the 95% interval, and
-    where it lies against the interpolation line on each plane."""
+    where it lies against the interpolation line on each plane (paired, x resampled)."""
     axes_ = list(dict.fromkeys(d.name for m in methods for d in against[m]))
-    planes = list(dict.fromkeys(plane for m in methods for plane, _ in lines.get(m, [])))
+    planes = list(dict.fromkeys(plane for m in methods for plane in lines.get(m, {})))
     rows = []
     for m in methods:
         by_axis = {d.name: d for d in against[m]}
-        by_plane = dict(lines.get(m, []))
+        by_plane = lines.get(m, {})
         rows.append([m, verdict_word(against[m])]
                     + [by_axis[a].say().removeprefix(a + " ") if a in by_axis else "-"
                        for a in axes_]
                     + [line_word(by_plane[pl]) if pl in by_plane else "-" for pl in planes])
     return Table(["method", "vs SFT", *[f"{a} minus SFT [95%]" for a in axes_],
-                  *[f"vs the line ({pl})" for pl in planes]], rows,
+                  *[f"vs the line ({pl}) [95%]" for pl in planes]], rows,
                  "Every other method against SFT and the base→SFT line (paired bootstrap)")
 
 
-def ship_choice(ctx: ReportContext, against_sft: dict[str, list[AxisDiff]]) -> tuple[str, str]:
-    """(variant, reason): the variant that beats SFT on some axis, beyond noise, and loses on
-    none, with the most such wins (then the largest summed z-score); else SFT."""
-    winners = [(sum(d.better for d in ds), sum(d.diff.mean / d.diff.stderr * (1 if d.diff.higher_is_better
-                                                                            else -1)
-                                            for d in ds if d.diff.stderr > 0), n)
-               for n, ds in against_sft.items() if dominates(ds)]
-    if not winners:
-        return "sft", ("no variant is better than SFT on one axis, beyond noise, without being "
-                       "worse on another; any other choice is a trade-off (see above)")
-    best = max(winners)[2]
-    wins = [d.name for d in against_sft[best] if d.better]
-    return best, f"it beats SFT on {join(wins)} and is worse on nothing, beyond noise"
+def confirmation_sentence(c: Confirmation) -> str:
+    """Where the choice lands on the test items the decision did not see."""
+    if c.missing:
+        return f"On test items: {c.missing}."
+    n = sum(c.items.values())
+    parts = []
+    sft = next((r for r in c.rows if r.point == "sft"), None)
+    if sft is not None:
+        parts.append(f"instruction following minus SFT {sft.instruction.value:+.3f} "
+                     f"[{sft.instruction.low:+.3f}, {sft.instruction.high:+.3f}]")
+        parts += [f"{plane} vs SFT {d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}] (> 0: better)"
+                  for plane, d in sft.planes.items()]
+    parts += [f"{plane} vs the line {line_word(d)}" for plane, d in c.line_distance.items()]
+    verdict = (f"dominated beyond noise by {join(c.dominated)}" if c.dominated else
+               "no measured point of the line dominates it beyond noise on any plane")
+    return (f"On the {n} test items (not used to choose): {c.choice} has "
+            + "; ".join(parts) + f"; {verdict}.") if parts else \
+        f"On the {n} test items (not used to choose): {verdict}."
 
 
 def answer_section(ctx: ReportContext) -> Part:
@@ -195,15 +183,26 @@ def answer_section(ctx: ReportContext) -> Part:
             "No SFT result (eval/sft.json), so no method can be compared with plain fine-tuning; "
             "the scores below stand alone.")]), answer=None)
     methods = [n for n in ctx.names if is_method(n)]
-    lines = _line_verdicts(ctx)
+    rd = decide_run(ctx.run, ctx.answer or AnswerConfig(), ctx.requested_knowledge,
+                    ctx.requested_instruction, ctx.n_boot, ctx.seed, ctx.split_seed)
+    lines = line_distances(ctx.run, rd, methods, ctx.n_boot, ctx.seed) if rd else {}
     against = {n: axes(ctx, "sft", n) for n in ctx.names if n != "sft" and n != "base"
                and (is_method(n) or interp_t(n) is not None)}
     in_words = methods if len(methods) <= SENTENCES_FOR_AT_MOST else \
         [m for m in methods if m.startswith("dtm")]
     in_table = [m for m in methods if m not in in_words]
-    sentences = [versus(m, "SFT", against[m]) + " "
-                 + " ".join(line_sentence(v, plane) for plane, v in lines.get(m, []))
-                 for m in in_words]
+    sentences = []
+    confirmation = None
+    if rd is None:
+        sentences.append("No decision: it needs an instruction-following task and a knowledge "
+                         "or held-out loss task scored for SFT and the candidates.")
+    else:
+        confirmation = confirm(ctx.run, rd, ctx.n_boot, ctx.seed)
+        sentences += [rd.decision.headline, confirmation_sentence(confirmation)]
+        sentences += rd.decision.notes
+    sentences += [versus(m, "SFT", against[m]) + "".join(
+                  " " + line_sentence(m, plane, d) for plane, d in lines.get(m, {}).items())
+                  for m in in_words]
     if in_table:
         groups: dict[str, list[str]] = {}
         for m in in_table:
@@ -219,22 +218,25 @@ def answer_section(ctx: ReportContext) -> Part:
     for n in [n for n in against if interp_t(n) is not None and dominates(against[n])]:
         sentences.append(f"The interpolation line dominates SFT: {versus(n, 'SFT', against[n])} "
                          "SFT is over-trained for this data: training less does better.")
-    ship, why = ship_choice(ctx, against)
-    sentences.append(f"Ship {ship}: {why}." + ("" if ship == "sft" else (
-        " This choice is read off the same items the scores come from, so its margin is "
-        "optimistic; confirm it on fresh items.")))
+    ship = rd.decision.choice if rd else "sft"
     intro = (f"Axes: {ctx.knowledge_label} = mean of {', '.join(ctx.knowledge) or 'none'}; "
              f"instruction following = mean of {', '.join(ctx.instruction) or 'none'}"
              + (f"; held-out loss: {', '.join(ctx.lm_tasks)}" if ctx.lm_tasks else "")
-             + ". Differences are paired bootstrap 95% intervals on the same items"
+             + ". The recommendation is made on VALIDATION items (docs/decision.md) and then "
+               "scored once on test items. Differences are paired bootstrap 95% intervals on "
+               "the same items"
              + (" (the TEST items: see 'Validation and test items')" if ctx.split_notes else "")
              + "; 'better' and 'worse' only when the interval excludes zero, otherwise 'within "
                "noise'.")
-    record = {"ship": ship, "reason": why, "sentences": sentences,
+    record = {"ship": ship, "reason": rd.decision.headline if rd else sentences[0],
+              "sentences": sentences,
+              "decision": rd.to_dict() if rd else None,
+              "confirmation": confirmation.to_dict() if confirmation else None,
               "vs_sft": {n: {d.name: d.diff.to_dict() for d in ds} for n, ds in against.items()}}
-    blocks = [Paragraph(intro)] + [Paragraph(s) for s in sentences]
+    blocks = [Paragraph(sentences[0]), Paragraph(intro)] + [Paragraph(s) for s in sentences[1:]]
     if in_table:
         table = answer_table(in_table, against, lines)
         record["table"] = {"headers": table.headers, "rows": table.rows}
-        blocks.insert(1 + len(in_words) + 1, table)  # right after the sentence announcing it
+        announced = next(i for i, s in enumerate(sentences) if "other methods, one row" in s)
+        blocks.insert(announced + 2, table)  # right after the sentence announcing it
     return Part.of(Section(TITLE, blocks, emphasis=True), answer=record)

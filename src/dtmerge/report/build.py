@@ -64,7 +64,7 @@ class Report:
 
 def load_context(run: RunDir, knowledge: list[str] | None = None,
                  instruction: list[str] | None = None, n_boot: int = 2000,
-                 seed: int = 0) -> ReportContext:
+                 seed: int = 0, answer=None, split_seed: int = 0) -> ReportContext:
     """Read a run's evaluation results into the context every section builder gets.
 
     Raises:
@@ -81,7 +81,8 @@ def load_context(run: RunDir, knowledge: list[str] | None = None,
     know, instr = split_tasks(variants, knowledge, instruction)
     return ReportContext(run, variants, know, instr, lm_loss_tasks(variants),
                          requested_knowledge=knowledge, requested_instruction=instruction,
-                         n_boot=n_boot, seed=seed, split_notes=tuple(split_sections))
+                         n_boot=n_boot, seed=seed, split_notes=tuple(split_sections),
+                         answer=answer, split_seed=split_seed)
 
 
 def join_parts(parts: list[Part]) -> tuple[list[Section], dict[str, Any]]:
@@ -99,7 +100,8 @@ def join_parts(parts: list[Part]) -> tuple[list[Section], dict[str, Any]]:
 
 def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: list[str] | None = None,
                  n_boot: int = 2000, seed: int = 0,
-                 builders: list[SectionBuilder] | None = None) -> Report:
+                 builders: list[SectionBuilder] | None = None, answer=None,
+                 split_seed: int = 0) -> Report:
     """Read a run directory's files and assemble the report.
 
     Args:
@@ -107,11 +109,12 @@ def build_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
         knowledge, instruction: task lists (cfg.report); empty means "by recorded category".
         n_boot, seed: paired bootstrap settings.
         builders: the section builders to run (default `SECTION_BUILDERS`).
+        answer, split_seed: cfg.answer and cfg.eval.split_seed, the decision's settings.
 
     Raises:
         ReportError: no evaluation results, or a malformed result file.
     """
-    ctx = load_context(run, knowledge, instruction, n_boot, seed)
+    ctx = load_context(run, knowledge, instruction, n_boot, seed, answer, split_seed)
     overview = {"variants": ctx.names, "tasks": ctx.tasks, "knowledge_tasks": ctx.knowledge,
                 "instruction_tasks": ctx.instruction, "lm_loss_tasks": ctx.lm_tasks,
                 "higher_is_better": {t: higher_is_better(ctx.variants, t) for t in ctx.tasks}}

@@ -58,6 +58,8 @@ class ReportContext:
     n_boot: int = 2000
     seed: int = 0
     split_notes: tuple[Section, ...] = ()  # says which items the numbers are on, when split
+    answer: Any = None  # cfg.answer (AnswerConfig): the target of the decision; None: defaults
+    split_seed: int = 0  # seed of the decision's own split when the run has none
     _diffs: dict[tuple[str, str], dict[str, PairedDiff]] = field(default_factory=dict, repr=False)
 
     @property

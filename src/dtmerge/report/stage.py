@@ -32,7 +32,7 @@ def report_inputs(run: RunDir) -> dict[str, str]:
 
 
 def write_report(run: RunDir, knowledge: list[str] | None = None, instruction: list[str] | None = None,
-                 n_boot: int = 2000, seed: int = 0) -> dict:
+                 n_boot: int = 2000, seed: int = 0, answer=None, split_seed: int = 0) -> dict:
     """Build the report of `run` and write it atomically into `run/report/`.
 
     Writes report.md (with plots/*.png beside it), report.html (plots embedded, no other
@@ -41,7 +41,8 @@ def write_report(run: RunDir, knowledge: list[str] | None = None, instruction: l
     Returns:
         {"markdown": path, "html": path, "json": path, "summary": text, "data": dict}
     """
-    report = build_report(run, knowledge, instruction, n_boot=n_boot, seed=seed)
+    report = build_report(run, knowledge, instruction, n_boot=n_boot, seed=seed, answer=answer,
+                          split_seed=split_seed)
     summary = table_to_text(report.summary)
     if report.answer:
         summary += "\n\nAnswer\n" + "\n".join(textwrap.fill(s, 100, subsequent_indent="  ")
@@ -73,6 +74,12 @@ def report_code() -> str:
                      for f in sorted(package.rglob("*.py"))})
 
 
+def decision_code() -> str:
+    """A hash of the decision's source (the Answer is rewritten when the rule changes)."""
+    package = Path(__file__).parents[1] / "decision"
+    return hash_obj({f.name: f.read_text() for f in sorted(package.glob("*.py"))})
+
+
 def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """Pipeline stage "report": the alignment-tax report of a run, as manifest job "report".
 
@@ -85,12 +92,15 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """
     inputs = report_inputs(run)
     fingerprint = hash_obj({"inputs": inputs, "report": cfg.report.model_dump(mode="json"),
-                            "seed": cfg.seed, "code": report_code()})
+                            "answer": cfg.answer.model_dump(mode="json"),
+                            "split_seed": cfg.eval.split_seed, "seed": cfg.seed,
+                            "code": report_code(), "decision_code": decision_code()})
     result: dict = {}
 
     def work() -> dict:
         result.update(write_report(run, cfg.report.knowledge_tasks, cfg.report.instruction_tasks,
-                                   n_boot=cfg.report.bootstrap_samples, seed=cfg.seed))
+                                   n_boot=cfg.report.bootstrap_samples, seed=cfg.seed,
+                                   answer=cfg.answer, split_seed=cfg.eval.split_seed))
         return {"outputs": [result["markdown"], result["html"]]}
 
     run_job(run, "report", fingerprint, work, inputs=inputs, log=log)
