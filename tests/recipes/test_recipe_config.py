@@ -24,7 +24,7 @@ def test_unknown_recipe_gets_a_suggestion(make_cfg):
 
 def test_unknown_parameter_names_recipe_and_allowed_keys(make_cfg):
     with pytest.raises(ConfigError, match=r"recipes\[1\] \(l2\): unknown parameter 'lamda'\. "
-                                          r"Parameters of l2: coef"):
+                                          r"Parameters of l2: auto_fraction, auto_grid, auto_tolerance, coef"):
         resolve_recipes(make_cfg([{"name": "sft"}, {"name": "l2", "lamda": 0.1}]))
     with pytest.raises(ConfigError, match=r"\(wise_ft\): 't'"):
         resolve_recipes(make_cfg([{"name": "wise_ft", "t": 1.5}]))
@@ -72,7 +72,7 @@ def test_dtm_recipes_lists_parameters(capsys):
 
     assert main(["recipes", "l2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("l2: `l2`: SFT plus") and "coef (default 0.1)" in out
+    assert out.startswith("l2: `l2`: SFT plus") and "coef (default 'auto')" in out
     assert main(["recipes", "replai"]) == 2
     assert "Did you mean 'replay'" in capsys.readouterr().err
 

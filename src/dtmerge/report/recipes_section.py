@@ -1,6 +1,7 @@
 """The report's recipes section: every recipe beside the base-to-SFT interpolation line, its
 tax per benchmark, DTM against each recipe on the same items, what each recipe cost, and
-which recipes no other recipe beats on both axes.
+which recipes no other recipe beats on both axes; for l2 and ewc, the penalty strength and,
+with `coef: auto`, the sweep that chose it.
 
 Reads `recipes.json` (written by the merge stage: what each variant is) and the manifest
 (trained tokens and wall time of each recipe's jobs). Runs without recipes beyond sft and
@@ -96,6 +97,8 @@ def recipe_costs(run: RunDir, described: dict) -> dict[str, dict]:
         trained = [jobs.get(f"train:{j}") or {} for j in info.get("train_jobs", [])]
         tokens = [t.get("trained_tokens") for t in trained]
         steps = [jobs.get(f"{s}:{label}") or {} for s in _STEPS]
+        steps += [j for name, j in jobs.items()  # coef: auto's sweep runs
+                  if name.startswith("calibrate_") and name.endswith(f":{label}")]
         if label == "dtm":
             steps.append(jobs.get("merge") or {})
         out[label] = {
@@ -173,6 +176,37 @@ def _comparison_blocks(variants, labels, tasks, n_boot, seed) -> list:
     return blocks
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def strength_sentences(described: dict) -> list[str]:
+    """One sentence per penalty recipe (l2, ewc): the coefficient it trained with, the
+    penalty's share of its loss, and for `coef: auto` the sweep that chose it on the held-out
+    instruction data (recipes/calibrate.py)."""
+    out = []
+    for label, info in described.items():
+        coef = info.get("coef")
+        if not isinstance(coef, (int, float)):
+            continue
+        share = info.get("penalty_share")
+        text = (f"{label} trained with coef {coef:.3g}"
+                + (f" (penalty {_pct(share)} of its final loss)" if share is not None else ""))
+        cal = info.get("calibration")
+        if cal:
+            tried = "; ".join(f"{r['coef']:.3g}: {r['heldout_loss']:.4f} "
+                              f"(penalty {_pct(r.get('penalty_share'))})" for r in cal["sweep"])
+            ref = cal.get("reference") or {}
+            text += (f", chosen by coef: auto on the held-out instruction data: {cal['reason']}. "
+                     f"Sweep of {cal['sweep_steps']} of {cal['recipe_steps']} steps, held-out "
+                     f"loss per coef: {tried}; unpenalised {ref.get('heldout_loss', float('nan')):.4f}, "
+                     f"base {cal['base_heldout_loss']:.4f}, tolerance {cal['tolerance']:g}.")
+        else:
+            text += " (as configured)."
+        out.append(text)
+    return out
+
+
 def recipes_section(ctx: ReportContext) -> Part:
     """The recipes section (no section for runs with only sft and dtm) and report.json's
     `recipes` key (the undominated recipes, their points and costs)."""
@@ -189,6 +223,12 @@ def recipes_section(ctx: ReportContext) -> Part:
     missing = [n for n in described if n not in variants]
     if missing:
         blocks.append(Paragraph("Not scored yet: " + ", ".join(missing) + "."))
+    strength = strength_sentences(described)
+    if strength:
+        blocks.append(Paragraph(" ".join(strength)))
+        data.setdefault("recipes", {})["strength"] = {
+            n: {k: described[n].get(k) for k in ("coef", "calibration", "penalty_share")}
+            for n in described if "coef" in described[n]}
     blocks += _tradeoff_blocks(variants, labels, know, instr, data)
     blocks += _comparison_blocks(variants, labels, tasks, ctx.n_boot, ctx.seed)
     costs = recipe_costs(ctx.run, described)

@@ -61,6 +61,7 @@ class WeightPenalty:
         self.weights = weights
         self.anchor: dict[str, torch.Tensor] = {}
         self.lora = False
+        self.last_sum = 0.0  # sum_i w_i d_i^2 of the last call (logged; scales coef: auto)
 
     def bind(self, model) -> "WeightPenalty":
         self.lora = is_lora(model)
@@ -74,7 +75,9 @@ class WeightPenalty:
         for name, term in self._terms(model):
             total = term if total is None else total + term
         if total is None:
+            self.last_sum = 0.0
             return torch.zeros(())
+        self.last_sum = float(total.detach())
         return 0.5 * self.coef * total
 
     def _terms(self, model) -> Iterator[tuple[str, torch.Tensor]]:

@@ -3,7 +3,8 @@
 A job's `spec` (train/job.py) is plain JSON:
 
     {"seed": 7}                                   another training seed (uniform_soup)
-    {"penalty": {"kind": "l2", "coef": 0.1}}      L2 toward the base (l2)
+    {"penalty": {"kind": "l2", "coef": 0.1}}      L2 toward the base (l2; `coef: auto` is
+                                                  resolved to a number before training)
     {"penalty": {"kind": "ewc", "coef": 0.1, "fisher_text": "...", "fisher_docs": 64}}
     {"replay": true}                              the data file holds {"text"} records too
     {"lora_moe": {"experts": 4, "r": 8, "alpha": 16}}
@@ -30,6 +31,7 @@ class RecipeTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         # Bound now: the model is PEFT-wrapped and no checkpoint has been loaded yet.
         self.penalty = penalty.bind(self.model) if penalty is not None else None
+        self._penalty_logged = [0.0, 0.0, 0]  # penalty, its unscaled sum, micro-batches
         if replay_texts:
             self.train_dataset = with_replay(self.train_dataset, replay_texts,
                                              self.processing_class, self.args.max_length)
@@ -41,6 +43,9 @@ class RecipeTrainer(SFTTrainer):
             return out
         loss, rest = out if return_outputs else (out, None)
         extra = self.penalty(model).to(loss.device)
+        self._penalty_logged[0] += float(extra.detach())
+        self._penalty_logged[1] += float(self.penalty.last_sum)
+        self._penalty_logged[2] += 1
         if self._loss_scaled_for_accumulation(num_items_in_batch):
             # Trainer sums such losses over the accumulation steps without dividing: divide
             # here so one optimizer step sees the penalty once. (Otherwise Trainer divides.)
@@ -48,6 +53,15 @@ class RecipeTrainer(SFTTrainer):
         loss = loss + extra
         return (loss, rest) if return_outputs else loss
 
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """Beside the loss (which includes the penalty), log the penalty's mean since the last
+        log and its unscaled sum_i w_i d_i^2: the report shows the penalty's share of the
+        loss, and `coef: auto` scales its grid by the sum (recipes/calibrate.py)."""
+        total, raw, n = self._penalty_logged
+        if n and "loss" in logs:
+            logs = {**logs, "penalty": total / n, "penalty_sum": raw / n}
+            self._penalty_logged = [0.0, 0.0, 0]
+        super().log(logs, *args, **kwargs)
 
     def _loss_scaled_for_accumulation(self, num_items_in_batch) -> bool:
         """Trainer.training_step's own test of whether it will divide the loss by the number
@@ -116,6 +130,11 @@ def prepare_recipe(cfg, spec: dict, model, peft_config, tokenizer, data_path: Pa
 def _build_penalty(cfg, penalty: dict, model, tokenizer):
     from dtmerge.train.penalties import WeightPenalty, fisher_diagonal
 
+    if not isinstance(penalty.get("coef"), (int, float)):
+        from dtmerge.errors import TrainingError
+
+        raise TrainingError(f"penalty coefficient {penalty.get('coef')!r} is not a number: a "
+                            "coef: auto recipe is trained after its sweep (its prepare step)")
     if penalty["kind"] == "l2":
         return WeightPenalty(penalty["coef"])
     from dtmerge.data.text import read_text_documents
