@@ -6,8 +6,10 @@ Layout of `runs/NAME/`::
     manifest.json          per stage/job: status, fingerprint, timings, outputs
     data/all.jsonl         normalised training data (train split)
     data/heldout.jsonl     held-out split (validation loss, bias monitor)
-    data/portion_<k>.jsonl the K portions, data/summary.json
-    models/sub_<k>/        sub-model k (LoRA adapter or full model)
+    data/portion_<k>.jsonl the K portions, data/summary.json (RunDir.portion)
+    data/<label>/          an extra dtm entry's portions, another recipe's prepared data
+    models/sub_<k>/        sub-model k (LoRA adapter or full model; RunDir.sub_model)
+    models/<label>/        every other recipe's model (<label>_sub_<k>: an extra dtm's)
     models/sft/            SFT baseline trained on all the data
     models/dtm/            merged model (standard Hugging Face directory)
     models/interp_<t>/     base + t * (sft - base), written by the merge stage
@@ -82,6 +84,15 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+OWN_DTM = "dtm"  # the label of the run's own DTM: the `disperse:` and `merge:` sections
+
+
+def sub_model_name(label: str, i: int) -> str:
+    """The variant name of sub-model i of the dtm entry `label`: `sub_<i>` for the run's own
+    DTM, `<label>_sub_<i>` for an extra one (the one place this name is spelled)."""
+    return f"sub_{i}" if label == OWN_DTM else f"{label}_sub_{i}"
+
+
 def interp_name(t: float) -> str:
     """The variant name of base + t * (sft - base): `interp_0.5`."""
     return f"interp_{t:g}"
@@ -136,8 +147,15 @@ class RunDir:
     def heldout_data(self) -> Path:
         return self.data_dir / "heldout.jsonl"
 
-    def portion(self, k: int) -> Path:
-        return self.data_dir / f"portion_{k}.jsonl"
+    def portion(self, label: str, i: int) -> Path:
+        """Portion i of the dtm entry `label`: `data/portion_<i>.jsonl` for the run's own DTM,
+        `data/<label>/portion_<i>.jsonl` for an extra one."""
+        folder = self.data_dir if label == OWN_DTM else self.data_dir / label
+        return folder / f"portion_{i}.jsonl"
+
+    def sub_model(self, label: str, i: int) -> Path:
+        """Sub-model i of the dtm entry `label` (`models/sub_<i>`, `models/<label>_sub_<i>`)."""
+        return self.model(sub_model_name(label, i))
 
     @property
     def models_dir(self) -> Path:

@@ -33,7 +33,7 @@ def make_run(tmp_path, n_per_topic=10, **disperse):
 def test_random_stage_writes_portions_and_summary(tmp_path):
     cfg, run, records = make_run(tmp_path, strategy="random", num_portions=4)
     summary = disperse_stage(cfg, run, log=lambda _: None)
-    portions = [read_jsonl(run.portion(k)) for k in range(4)]
+    portions = [read_jsonl(run.portion("dtm", k)) for k in range(4)]
     assert sorted(len(p) for p in portions) == [5, 5, 5, 5]
     key = lambda r: (r["completion"][0]["content"], r["source"])  # noqa: E731
     assert sorted(key(r) for p in portions for r in p) == sorted(key(r) for r in records)

@@ -69,7 +69,7 @@ def evaluated_run(tmp_path_factory, tiny_model_dir):
         perturbed_copy(tiny_model_dir, run.model(f"sub_{k}"), seed=100 + k)
     perturbed_copy(tiny_model_dir, run.model("sft"), seed=99, scale=0.04)
     for k in range(3):
-        run.portion(k).parent.mkdir(parents=True, exist_ok=True)
+        run.portion("dtm", k).parent.mkdir(parents=True, exist_ok=True)
     (run.root / "config.yaml").write_text(cfg.to_yaml())
     merge_stage(cfg, run, log=lambda _m: None)
     evaluate_stage(cfg, run, log=lambda _m: None)

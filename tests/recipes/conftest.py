@@ -35,6 +35,6 @@ def run_with_data(make_cfg):
         run = RunDir(cfg.run_dir)
         write_jsonl(run.all_data, records(n))
         for k in range(2):
-            write_jsonl(run.portion(k), records(n)[k::2])
+            write_jsonl(run.portion("dtm", k), records(n)[k::2])
         return cfg, run
     return make

@@ -27,7 +27,7 @@ def make_run(tmp_path, tiny_model_dir):
         if not run.all_data.exists():
             write_jsonl(run.all_data, records(8))
             for k in range(2):
-                write_jsonl(run.portion(k), records(8)[k::2])
+                write_jsonl(run.portion("dtm", k), records(8)[k::2])
         return cfg, run
     return make
 

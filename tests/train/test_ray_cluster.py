@@ -100,8 +100,8 @@ def _run(tmp_path, model_dir, address, **train):
                             "disperse": {"num_portions": 2}, "train": train})
     run = RunDir(cfg.run_dir)
     for k in range(2):
-        run.portion(k).parent.mkdir(parents=True, exist_ok=True)
-        run.portion(k).write_text("".join(json.dumps(r) + "\n" for r in _records(6)))
+        run.portion("dtm", k).parent.mkdir(parents=True, exist_ok=True)
+        run.portion("dtm", k).write_text("".join(json.dumps(r) + "\n" for r in _records(6)))
     return cfg, run
 
 

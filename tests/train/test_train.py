@@ -82,7 +82,7 @@ def test_train_stage_skips_done_jobs_and_redoes_changed(tmp_path, tiny_model_dir
     run = RunDir(cfg.run_dir)
     _write(run.all_data, _records(8))
     for k in range(2):
-        _write(run.portion(k), _records(4))
+        _write(run.portion("dtm", k), _records(4))
     logs = []
     train_stage(cfg, run, log=logs.append)
     assert [j.name for j in plan_jobs(cfg, run)] == ["sub_0", "sub_1", "sft"]
@@ -90,7 +90,7 @@ def test_train_stage_skips_done_jobs_and_redoes_changed(tmp_path, tiny_model_dir
     logs.clear()
     result = train_stage(cfg, run, log=logs.append)
     assert result["trained"] == [] and sum("[skip]" in m for m in logs) == 3
-    _write(run.portion(1), _records(6))  # changed data: only that job is redone
+    _write(run.portion("dtm", 1), _records(6))  # changed data: only that job is redone
     logs.clear()
     result = train_stage(cfg, run, log=logs.append)
     assert result["trained"] == ["sub_1"] and any("[redo] train:sub_1" in m for m in logs)
@@ -110,8 +110,8 @@ def test_target_presets(tiny_model_dir):
 def _two_portion_run(tmp_path, tiny_model_dir, **train):
     cfg = _cfg(tmp_path, tiny_model_dir, max_steps=1, sft_baseline=False, **train)
     run = RunDir(cfg.run_dir)
-    _write(run.portion(0), _records(4))
-    run.portion(1).write_text("")  # a broken portion: this job fails, the other must not
+    _write(run.portion("dtm", 0), _records(4))
+    run.portion("dtm", 1).write_text("")  # a broken portion: this job fails, the other must not
     return cfg, run
 
 

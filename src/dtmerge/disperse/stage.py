@@ -10,7 +10,7 @@ from dtmerge.data.jsonl import JsonlRecords, split_lines_by_label
 from dtmerge.disperse.registry import STRATEGIES
 from dtmerge.disperse.summary import summarise_portions
 from dtmerge.errors import DataError
-from dtmerge.rundir import RunDir, atomic_write_json, hash_file, hash_obj, run_job
+from dtmerge.rundir import OWN_DTM, RunDir, atomic_write_json, hash_file, hash_obj, run_job
 
 JOB_NAME = "disperse"
 
@@ -52,7 +52,7 @@ def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
     Args:
         cfg: The run config (its `disperse` section is used).
-        run: The run directory; reads `run.all_data`, writes `run.portion(k)` and
+        run: The run directory; reads `run.all_data`, writes `run.portion("dtm", k)` and
             `run.data_dir / "summary.json"`.
         log: Progress messages go here.
 
@@ -72,7 +72,7 @@ def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     data_hash = hash_file(run.all_data)
     fingerprint = hash_obj({"disperse": cfg.disperse.model_dump(mode="json"), "all": data_hash})
     summary_path = run.data_dir / "summary.json"
-    outputs = [run.portion(k) for k in range(cfg.disperse.num_portions)] + [summary_path]
+    outputs = [run.portion(OWN_DTM, k) for k in range(cfg.disperse.num_portions)] + [summary_path]
     def work() -> dict:
         summary = _disperse(cfg, run, log)
         atomic_write_json(summary_path, summary)
@@ -90,7 +90,8 @@ def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:
     # scale); the portions are the records' own lines, copied through.
     records = JsonlRecords(run.all_data)
     assignment = assign_portions(records, cfg)
-    split_lines_by_label(records, assignment, [run.portion(k) for k in range(dc.num_portions)])
+    files = [run.portion(OWN_DTM, k) for k in range(dc.num_portions)]
+    split_lines_by_label(records, assignment, files)
     # Portions left over from an earlier run with a larger K would confuse later stages.
     stale = [p for p in run.data_dir.glob("portion_*.jsonl")
              if _portion_index(p) >= dc.num_portions]

@@ -19,7 +19,7 @@ from dtmerge.dryrun import catalog
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError
 from dtmerge.models.gguf import cached_conversion
-from dtmerge.rundir import STAGES
+from dtmerge.rundir import OWN_DTM, STAGES, sub_model_name
 from dtmerge.dryrun.checks import check_inputs
 from dtmerge.models.locate import is_gguf, local_config_source, locate_gguf_quietly
 
@@ -262,7 +262,7 @@ def _lora_parameters(model, cfg: RunConfig, notes: list[str]) -> int | None:
 def _jobs(cfg: RunConfig, data: dict, mean_tokens: float) -> list[dict]:
     tc, k = cfg.train, cfg.disperse.num_portions
     effective_batch = tc.batch_size * tc.grad_accum  # each job runs on one device
-    specs = [(f"sub_{i}", data["per_portion"]) for i in range(k)]
+    specs = [(sub_model_name(OWN_DTM, i), data["per_portion"]) for i in range(k)]
     if tc.sft_baseline:
         specs.append(("sft", data["train"]))
     jobs = []

@@ -187,13 +187,14 @@ def bias_stage(cfg, run, log=print, max_records: int = 64) -> dict:
     """
     import json
 
-    from dtmerge.rundir import atomic_write_json, hash_obj, hash_path, run_job
+    from dtmerge.rundir import atomic_write_json, hash_obj, hash_path, run_job, sub_model_name
 
     eval_dir = Path(run.eval_file("x")).parent
     from dtmerge.evaluate.split import SPLIT_FILE
 
     files = sorted(p for p in eval_dir.glob("*.json") if p.name not in ("bias.json", SPLIT_FILE))
-    models = [n for n in ("sft", "dtm", *[f"sub_{k}" for k in range(cfg.disperse.num_portions)])
+    subs = [sub_model_name("dtm", k) for k in range(cfg.disperse.num_portions)]
+    models = [n for n in ("sft", "dtm", *subs)
               if run.model(n).exists()]
     fp = hash_obj({"evals": [hash_path(p) for p in files],
                    "models": [hash_path(run.model(n)) for n in models],

@@ -22,8 +22,8 @@ from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
 from dtmerge.evaluate.split import SPLIT_KEYS, record_split
 from dtmerge.process_guard import fault_point
-from dtmerge.rundir import (RunDir, atomic_write_json, hash_file, hash_model, hash_obj, interp_name,
-                            producer_job)
+from dtmerge.rundir import (OWN_DTM, RunDir, atomic_write_json, hash_file, hash_model, hash_obj,
+                            interp_name, producer_job, sub_model_name)
 
 # eval.variants entries that name a kind of variant rather than a model directory
 VARIANT_KEYWORDS = ("base", "sft", "dtm", "submodels", "interpolation", "best")
@@ -43,7 +43,7 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
         if name == "base":
             out.append(Variant("base", base))
         elif name == "submodels":
-            out += [Variant(f"sub_{k}", str(run.model(f"sub_{k}")))
+            out += [Variant(sub_model_name(OWN_DTM, k), str(run.sub_model(OWN_DTM, k)))
                     for k in range(cfg.disperse.num_portions)]
         elif name == "best":  # the monitor's kept best steps of the full-data jobs (sft_best)
             best = [Variant(p.name, str(p)) for p in sorted(run.models_dir.glob("*_best"))

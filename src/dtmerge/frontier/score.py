@@ -17,7 +17,8 @@ from dtmerge.evaluate.split import SPLIT_KEYS
 from dtmerge.frontier.grid import Candidate
 from dtmerge.frontier.items import samples_of
 from dtmerge.merge.engine import merge_models, merge_scaled
-from dtmerge.rundir import RunDir, hash_model, hash_obj, hash_path, run_job
+from dtmerge.merge.options import data_for_merge
+from dtmerge.rundir import OWN_DTM, RunDir, hash_model, hash_obj, hash_path, run_job
 
 
 @dataclass
@@ -37,7 +38,7 @@ class FrontierContext:
         from dtmerge.models import resolve_model_path
 
         base = resolve_model_path(cfg.model)
-        subs = [run.model(f"sub_{i}") for i in range(cfg.disperse.num_portions)]
+        subs = [run.sub_model(OWN_DTM, i) for i in range(cfg.disperse.num_portions)]
         missing = [str(p) for p in subs if not p.exists()]
         if missing:
             raise MergeError(f"dtm frontier: sub-model(s) {', '.join(missing)} not found; run "
@@ -83,7 +84,7 @@ def premerge(ctx: FrontierContext, cands: list[Candidate]) -> None:
         if len(group) == 1:
             continue  # merged when scored
         first = group[0]
-        fisher = [ctx.run.portion(i) for i in first.subset] if first.method == "fisher" else None
+        fisher = data_for_merge(first.method, [ctx.run.portion(OWN_DTM, i) for i in first.subset])
         merge_scaled(ctx.base, [ctx.subs[i] for i in first.subset],
                      {ctx.model_dir(c): c.scale for c in group},
                      first.options(fisher_data=fisher), log=ctx.log)
@@ -91,7 +92,7 @@ def premerge(ctx: FrontierContext, cands: list[Candidate]) -> None:
 
 def merge_candidate(ctx: FrontierContext, cand: Candidate, out: Path) -> dict:
     """Merge `cand` into `out` with the streaming engine (atomic: all or nothing)."""
-    fisher = [ctx.run.portion(i) for i in cand.subset] if cand.method == "fisher" else None
+    fisher = data_for_merge(cand.method, [ctx.run.portion(OWN_DTM, i) for i in cand.subset])
     return merge_models(ctx.base, [ctx.subs[i] for i in cand.subset], out,
                         cand.options(fisher_data=fisher), log=ctx.log)
 

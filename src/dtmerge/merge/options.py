@@ -18,6 +18,16 @@ from dtmerge.errors import MergeError
 BLOCK_ELEMENTS = 1 << 22  # 4M values (16 MB fp32): TIES reads tensors up to this whole
 
 
+# Methods that estimate on each sub-model's training data (one data file per model).
+_READS_DATA = frozenset({"fisher"})
+
+
+def data_for_merge(method: str, portions: list[Path]) -> list[Path] | None:
+    """The data files a merge with `method` reads: each model's training portion for a method
+    that estimates on data (fisher), None for the rest (the one place this is decided)."""
+    return list(portions) if method in _READS_DATA else None
+
+
 @dataclass(frozen=True)
 class MergeOptions:
     """What to merge and how (see `merge_models` for the meaning of each field).

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from dtmerge.errors import ConfigError, MergeError
 from dtmerge.merge.engine import merge_models
-from dtmerge.merge.options import MergeOptions
-from dtmerge.rundir import RunDir, hash_model, hash_obj, hash_path, interp_name, run_job
+from dtmerge.merge.options import MergeOptions, data_for_merge
+from dtmerge.rundir import OWN_DTM, RunDir, hash_model, hash_obj, hash_path, interp_name, run_job
 
 if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --base` needs none
     from dtmerge.config import RunConfig
@@ -34,17 +34,17 @@ def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
 
     base = resolve_model_path(cfg.model)
     k = cfg.disperse.num_portions
-    subs = [run.model(f"sub_{i}") for i in range(k)]
+    subs = [run.sub_model(OWN_DTM, i) for i in range(k)]
     missing = [str(p) for p in subs if not p.exists()]
     if missing:
         raise MergeError(f"cannot merge: sub-model(s) {', '.join(missing)} not found; run "
                          "`dtm train` on this run directory first")
     for i, sub in enumerate(subs):
-        run.require_finished(f"train:sub_{i}", sub)
-    fisher_data = [run.portion(i) for i in range(k)] if cfg.merge.method == "fisher" else None
-    inputs = {f"sub_{i}": hash_path(p) for i, p in enumerate(subs)}
+        run.require_finished(f"train:{sub.name}", sub)
+    fisher_data = data_for_merge(cfg.merge.method, [run.portion(OWN_DTM, i) for i in range(k)])
+    inputs = {p.name: hash_path(p) for p in subs}
     if fisher_data:
-        inputs.update({f"portion_{i}": hash_path(p) for i, p in enumerate(fisher_data)})
+        inputs.update({p.stem: hash_path(p) for p in fisher_data})
     # as_adapter is left out while off, so runs merged before the key existed stay done.
     settings = cfg.merge.model_dump(mode="json", exclude=set() if cfg.merge.as_adapter
                                     else {"as_adapter"})

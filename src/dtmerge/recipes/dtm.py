@@ -13,8 +13,8 @@ from pydantic import Field
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
 from dtmerge.disperse.stage import assign_portions
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
-from dtmerge.merge.options import MergeOptions
-from dtmerge.rundir import RunDir, hash_model
+from dtmerge.merge.options import MergeOptions, data_for_merge
+from dtmerge.rundir import OWN_DTM, RunDir, hash_model, sub_model_name
 from dtmerge.train.job import TrainJob
 
 
@@ -37,7 +37,7 @@ class Dtm(Recipe):
     @property
     def own(self) -> bool:
         """The run's own DTM (disperse stage portions, merge stage) rather than an extra one."""
-        return self.label == "dtm"
+        return self.label == OWN_DTM
 
     def disperse_config(self):
         p = self.params
@@ -66,10 +66,7 @@ class Dtm(Recipe):
         return self.disperse_config().num_portions
 
     def portion(self, run: RunDir, i: int):
-        return run.portion(i) if self.own else run.data_dir / self.label / f"portion_{i}.jsonl"
-
-    def sub_name(self, i: int) -> str:
-        return f"sub_{i}" if self.own else f"{self.label}_sub_{i}"
+        return run.portion(self.label, i)
 
     def prepare(self, run: RunDir, log=print) -> None:
         if self.own:
@@ -90,8 +87,8 @@ class Dtm(Recipe):
                   outputs=[self.portion(run, i) for i in range(self.k)])
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
-        return [TrainJob(self.sub_name(i), self.portion(run, i), run.model(self.sub_name(i)))
-                for i in range(self.k)]
+        return [TrainJob(sub_model_name(self.label, i), self.portion(run, i),
+                         run.sub_model(self.label, i)) for i in range(self.k)]
 
     def build(self, run: RunDir, log=print) -> None:
         if self.own:
@@ -100,8 +97,8 @@ class Dtm(Recipe):
             merge_stage(self.cfg, run, log)
             return
         merge = self.merge_config()
-        subs = [run.model(self.sub_name(i)) for i in range(self.k)]
-        fisher = [self.portion(run, i) for i in range(self.k)] if merge.method == "fisher" else None
+        subs = [run.sub_model(self.label, i) for i in range(self.k)]
+        fisher = data_for_merge(merge.method, [self.portion(run, i) for i in range(self.k)])
         base = self.base_model()
         out = run.model(self.label)
 

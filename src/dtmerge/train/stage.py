@@ -14,7 +14,7 @@ from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
 from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_job
 from dtmerge.process_guard import fault_point
-from dtmerge.rundir import RunDir, hash_obj, hash_path
+from dtmerge.rundir import OWN_DTM, RunDir, hash_obj, hash_path, sub_model_name
 from dtmerge.train.job import TrainJob, run_train_job
 
 # Keys that change how a job runs but not what it learns.
@@ -24,7 +24,8 @@ _NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps
 
 
 def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
-    jobs = [TrainJob(f"sub_{k}", run.portion(k), run.model(f"sub_{k}"))
+    jobs = [TrainJob(sub_model_name(OWN_DTM, k), run.portion(OWN_DTM, k),
+                     run.sub_model(OWN_DTM, k))
             for k in range(cfg.disperse.num_portions)]
     if cfg.train.sft_baseline:
         jobs.append(TrainJob("sft", run.all_data, run.model("sft")))
