@@ -399,11 +399,18 @@ class FrontierConfig(_Section):
         0.25, gt=0.0, le=1.0,
         description="Share of validation items of the cheap first pass (unset: no first pass)")
     prune_keep: int = Field(6, ge=1, description="Candidates the first pass lets through")
-    target: str = Field(
-        "match_sft", description="match_sft | weighted | a candidate name: which one is chosen")
-    knowledge_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="target weighted: weight of knowledge (1 - it: instruction)")
     keep_models: bool = Field(False, description="Keep every candidate's merged model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        moved = [k for k in ("target", "knowledge_weight") if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(
+                f"frontier.{moved[0]} is gone: what to ship is one decision for the report, "
+                "`dtm frontier` and `dtm export RUN answer`; set answer.target (match_sft, "
+                "max_knowledge with answer.min_instruction, or an instruction score) instead")
+        return data
 
 
 class RunConfig(_Section):

@@ -57,14 +57,26 @@ def test_frontier_scores_exactly_as_dtm_eval_and_exports_the_choice(evaluated_ru
             else:  # a loss document: its summed log-likelihood, to float noise
                 assert item == pytest.approx(ref[item["doc_id"]], rel=1e-4)
     assert cand["settings"]["num_fewshot"] == dtm["settings"]["num_fewshot"]
-    # the chosen one was scored on test items only
-    chosen = summary["chosen"]["name"]
-    test = json.loads((run.root / summary["chosen"]["test_eval"]).read_text())
-    assert all(split.part(t, it["doc_id"]) == "test" for t, r in test["tasks"].items()
-               for it in r["items"])
+    # the frontier's choice is the one decision: the report's Answer makes the same, word for word
+    from dtmerge.report import write_report
+
+    chosen = summary["chosen"]
+    out = write_report(run, cfg.report.knowledge_tasks, cfg.report.instruction_tasks,
+                       n_boot=cfg.report.bootstrap_samples, seed=cfg.seed, answer=cfg.answer,
+                       split_seed=cfg.eval.split_seed)
+    answer = out["data"]["answer"]
+    assert answer["ship"] == chosen["name"] and answer["sentences"][0] == chosen["why"]
+    assert summary["decision"]["choice"] == chosen["name"]
+    if chosen["frontier_candidate"]:  # a chosen candidate is scored once, on test items only
+        test = json.loads((run.root / chosen["test_eval"]).read_text())
+        assert all(split.part(t, it["doc_id"]) == "test" for t, r in test["tasks"].items()
+                   for it in r["items"])
+    else:
+        assert chosen["test_eval"] is None
     # export: a loadable standard model equal to the candidate merged afresh
-    dest = export_candidate(cfg, run, "chosen", **QUIET)
-    spec = next(c for c in build_grid(cfg, 3) if c.name == chosen)
+    name = "linear_x1"
+    dest = export_candidate(cfg, run, name, **QUIET)
+    spec = next(c for c in build_grid(cfg, 3) if c.name == name)
     merge_candidate(FrontierContext.open(cfg, run, **QUIET), spec, tmp_path / "fresh")
     exported, fresh = _weights(dest), _weights(tmp_path / "fresh")
     assert all(torch.equal(exported[n], fresh[n]) for n in fresh)
@@ -74,20 +86,16 @@ def test_frontier_scores_exactly_as_dtm_eval_and_exports_the_choice(evaluated_ru
     assert torch.equal(model.state_dict()["model.embed_tokens.weight"],
                        fresh["model.embed_tokens.weight"])
     with pytest.raises(ConfigError, match="--overwrite"):
-        export_candidate(cfg, run, chosen, **QUIET)
-    export_candidate(cfg, run, chosen, overwrite=True, **QUIET)
+        export_candidate(cfg, run, name, **QUIET)
+    export_candidate(cfg, run, name, overwrite=True, **QUIET)
     with pytest.raises(ConfigError, match="no such candidate"):
         export_candidate(cfg, run, "lnear_x1", **QUIET)
-    # the report gains the frontier section, on test items
-    from dtmerge.report import write_report
-
-    md = open(write_report(run, n_boot=200)["markdown"]).read()
-    assert "Frontier: merged candidates" in md and "Verdict:" in md and "TEST items" in md
-    # ... on both planes: the candidates' validation loss, the choice's forgetting on test
+    # the report's frontier section: every candidate on validation items, on both planes
+    md = open(out["markdown"]).read()
     frontier = md.split("## Frontier")[1].split("\n## ")[0]
+    assert "VALIDATION items" in frontier and "beats the line" in frontier
     assert "fr_roll (val, lower is better)" in frontier
-    assert f"fr_roll: {chosen} − base (forgetting)" in frontier
-    assert f"fr_roll: {chosen} − sft" in frontier and "Loss plane: " in frontier
+    assert chosen["why"] in frontier
 
 
 def test_a_killed_frontier_resumes_without_rescoring(evaluated_run, tmp_path, monkeypatch):
@@ -133,8 +141,10 @@ def test_cli_frontier_and_export(evaluated_run, tmp_path, capsys):
     assert "eval.validation_fraction" in capsys.readouterr().err
     one = ["frontier.methods=[linear]", "frontier.scales=[1.5]", "frontier.prune_fraction=null"]
     assert main(["frontier", str(run.root), *one]) == 0
-    assert "chosen: linear_x1.5" in capsys.readouterr().out
-    assert main(["frontier", str(run.root), *one, "--export", "chosen"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((run.root / "frontier/frontier.json").read_text())
+    assert summary["chosen"]["why"] in printed  # the CLI prints the decision's own sentence
+    assert main(["frontier", str(run.root), *one, "--export", "linear_x1.5"]) == 0
     assert (run.model("frontier_linear_x1.5") / "config.json").is_file()
-    assert main(["frontier", str(run.root), *one, "--export", "chosen"]) == 2
+    assert main(["frontier", str(run.root), *one, "--export", "linear_x1.5"]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, MergeError
 from dtmerge.frontier.grid import build_grid
-from dtmerge.frontier.select import choose, pareto_front, pareto_layers
+from dtmerge.frontier.select import pareto_front, pareto_layers
 from dtmerge.report.analysis import TradeoffPoint
 
 
@@ -42,7 +42,7 @@ def _pts(**xy):
     return {n: TradeoffPoint(n, i, k, 0.0) for n, (i, k) in xy.items()}
 
 
-def test_pareto_front_layers_and_targets():
+def test_pareto_front_and_layers():
     pts = _pts(a=(0.2, 0.9), b=(0.5, 0.8), c=(0.4, 0.7), d=(0.8, 0.5), e=(0.3, 0.6))
     assert pareto_front(pts) == ["a", "b", "d"]
     assert pareto_layers(pts, 4) == ["a", "b", "d", "c"]
@@ -51,10 +51,10 @@ def test_pareto_front_layers_and_targets():
     assert pareto_layers(same, 2) == ["x", "y"]  # equal scores: in grid order
     wide = _pts(p=(0.1, 0.9), q=(0.9, 0.1), r=(0.1, 0.9), s=(0.5, 0.5))
     assert pareto_layers(wide, 2) == ["p", "q", "s"]  # every distinct front point
-    sft = TradeoffPoint("sft", 0.45, 0.5, 0.0)
-    assert choose(pts, "match_sft", sft)[0] == "b"
-    assert choose(pts, "match_sft", TradeoffPoint("sft", 0.9, 0.5, 0.0))[0] == "d"
-    assert choose(pts, "weighted", sft, knowledge_weight=1.0)[0] == "a"
-    assert choose(pts, "c", sft)[0] == "c"
-    with pytest.raises(ConfigError, match="neither"):
-        choose(pts, "zz", sft)
+
+
+def test_frontier_target_moved_to_the_answer():
+    from dtmerge.config import FrontierConfig
+
+    with pytest.raises(ValueError, match="answer.target"):
+        FrontierConfig(target="match_sft")

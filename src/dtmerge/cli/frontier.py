@@ -27,6 +27,6 @@ def run(args) -> int:
         return 0
     summary = frontier_stage(cfg, run_dir)
     chosen = summary["chosen"]
-    print(f"chosen: {chosen['name']} ({chosen['why']}); export it with "
-          f"`dtm frontier {args.target} --export chosen`")
+    print(chosen["why"])  # the decision's headline: the same sentence as the report's Answer
+    print(f"export it with `dtm export {run_dir.root} answer --out DIR`")
     return 0

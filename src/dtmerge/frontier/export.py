@@ -28,6 +28,10 @@ def export_candidate(cfg, run: RunDir, name: str, out: str | Path | None = None,
     summary = json.loads(path.read_text())
     if name == "chosen":
         name = summary["chosen"]["name"]
+        if not summary["chosen"].get("frontier_candidate", True):
+            raise ConfigError(f"the decision chose {name}, a model of the run rather than a "
+                              f"frontier candidate: export it with `dtm export {run.root} answer "
+                              "--out DIR`")
     specs = {c["name"]: c for c in summary["candidates"]}
     if name not in specs:
         raise ConfigError(f"--export {name!r}: no such candidate; scored: "

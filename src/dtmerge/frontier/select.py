@@ -1,12 +1,12 @@
-"""Choosing among scored candidates: the Pareto front and the user's target.
+"""The first pass's pruning: Pareto layers of candidates on a subsample of validation items.
 
 Both axes are higher-is-better: the mean knowledge-and-reasoning score and the mean
-instruction-following score (the report's trade-off plane), on validation items.
+instruction-following score. What is recommended is not chosen here: the survivors go to the
+one decision (`dtmerge.decision`), which reads every plane and the interpolation line.
 """
 
 from __future__ import annotations
 
-from dtmerge.errors import ConfigError
 from dtmerge.report.analysis import TradeoffPoint
 
 
@@ -43,32 +43,3 @@ def pareto_layers(points: dict[str, TradeoffPoint], keep: int) -> list[str]:
             layer = (distinct + ties)[:max(room, len(distinct) if not kept else 0)]
         kept += layer
     return kept
-
-
-def choose(points: dict[str, TradeoffPoint], target: str, sft: TradeoffPoint | None,
-           knowledge_weight: float = 0.5) -> tuple[str, str]:
-    """(chosen name, why) for `target`: match_sft, weighted, or a candidate name."""
-    if not points:
-        raise ConfigError("no candidate was scored on validation items: nothing to choose")
-    if target == "weighted":
-        w = knowledge_weight
-        best = max(points, key=lambda n: w * points[n].knowledge + (1 - w) * points[n].instruction)
-        return best, (f"highest {w:g} x knowledge + {1 - w:g} x instruction following on "
-                      "validation items")
-    if target == "match_sft":
-        if sft is None:
-            raise ConfigError("frontier.target match_sft needs eval/sft.json (the SFT baseline's "
-                              "scores); use target weighted or a candidate name")
-        level = sft.instruction
-        eligible = [n for n, p in points.items() if p.instruction >= level]
-        if eligible:
-            best = max(eligible, key=lambda n: (points[n].knowledge, points[n].instruction))
-            return best, (f"the most knowledge among the {len(eligible)} candidate(s) at or "
-                          f"above SFT's instruction following ({level:.3f}) on validation items")
-        best = max(points, key=lambda n: (points[n].instruction, points[n].knowledge))
-        return best, (f"no candidate reaches SFT's instruction following ({level:.3f}) on "
-                      "validation items: the one closest to it")
-    if target in points:
-        return target, "named by frontier.target"
-    raise ConfigError(f"frontier.target {target!r} is neither match_sft, weighted nor a scored "
-                      f"candidate ({', '.join(sorted(points))})")

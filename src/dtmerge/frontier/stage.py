@@ -2,7 +2,9 @@
 
 Order of work: the grid (`grid.py`) -> a cheap first pass of every candidate on a subsample of
 validation items, keeping whole Pareto layers up to `frontier.prune_keep` -> the full
-validation pass of the survivors -> the chosen candidate (`select.py`) scored on test items.
+validation pass of the survivors -> the one decision (`dtmerge.decision`, the same the report's
+Answer makes) over the candidates and every scored variant of the run -> its choice scored on
+test items when it is a frontier candidate.
 Each merged model is deleted once its pass is scored (unless `frontier.keep_models`); a
 survivor is merged again for its next pass, since merging costs far less than scoring.
 Everything the report needs is written to frontier/frontier.json.
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import time
 
+from dtmerge.decision import decide_run
+from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import record_split
 from dtmerge.frontier.grid import Candidate, build_grid
 from dtmerge.frontier.items import pass_items, points, run_items, run_split
 from dtmerge.frontier.score import (FrontierContext, drop_model, is_scored, premerge,
                                      score_candidate)
-from dtmerge.frontier.select import choose, pareto_front, pareto_layers
+from dtmerge.frontier.select import pareto_front, pareto_layers
 from dtmerge.report.analysis import TradeoffPoint, interpolation_line
 from dtmerge.report.results import load_eval_dir, load_eval_file
 from dtmerge.rundir import RunDir, atomic_write_json
@@ -59,35 +63,54 @@ def frontier_stage(cfg, run: RunDir, log=print) -> dict:
     validation = _score_pass(ctx, survivors, "validation", val_items)
     reference = points({n: v for n, v in load_eval_dir(run.root / "eval").items()
                         if n in ("base", "sft") or n.startswith("interp_")}, val_items, cfg)
-    chosen, why = choose(validation, fc.target, reference.get("sft"), fc.knowledge_weight)
-    log(f"[frontier] chosen: {chosen} ({why})")
+    rd = decide_run(run, cfg.answer, cfg.report.knowledge_tasks, cfg.report.instruction_tasks,
+                    cfg.report.bootstrap_samples, cfg.seed, cfg.eval.split_seed,
+                    extra={c.name: load_eval_file(ctx.eval_path(c.name, "validation"), c.name)
+                           for c in survivors})
+    if rd is None:
+        raise ConfigError("dtm frontier: no decision can be made on this run's results (it "
+                          "needs an instruction-following task and a knowledge or held-out loss "
+                          "task scored for SFT); see `dtm report`")
+    chosen = rd.decision.choice
+    log(f"[frontier] {rd.decision.headline}")
     by_name = {c.name: c for c in grid}
-    test_path = score_candidate(ctx, by_name[chosen], "test",
-                                pass_items(split, items, "test"))
-    drop_model(ctx, by_name[chosen])
-    summary = _summary(cfg, grid, first, validation, reference, chosen, why, test_path, started)
+    test_path = None
+    if chosen in by_name:  # a frontier candidate: scored once on test items, now
+        test_path = score_candidate(ctx, by_name[chosen], "test", pass_items(split, items, "test"))
+        drop_model(ctx, by_name[chosen])
+    summary = _summary(cfg, grid, first, validation, reference, rd, test_path, started)
     atomic_write_json(run.root / "frontier" / RESULT_FILE, summary)
     log(f"[frontier] {run.root / 'frontier' / RESULT_FILE} ({summary['seconds']} s)")
     return summary
 
 
-def _summary(cfg, grid, first, validation, reference, chosen, why, test_path, started) -> dict:
-    front = set(pareto_front(validation))
+def _summary(cfg, grid, first, validation, reference, rd, test_path, started) -> dict:
+    # "pareto": on the accuracy plane among the candidates AND the references (a candidate
+    # that SFT or a line point dominates is not on the front); the decision reads every plane.
+    front = set(pareto_front({**validation, **reference}))
+    verdicts = {v.name: v for v in rd.decision.candidates}
 
     def pt(p: TradeoffPoint | None) -> dict | None:
         return None if p is None else {"knowledge": p.knowledge, "instruction": p.instruction,
                                        "knowledge_se": p.knowledge_se}
 
+    chosen = rd.decision.choice
     return {
         "split": {"validation_fraction": cfg.eval.validation_fraction,
                   "seed": cfg.eval.split_seed},
         "settings": cfg.frontier.model_dump(mode="json"),
         "candidates": [{"name": c.name, **c.spec(), "prune": pt(first.get(c.name)),
                         "validation": pt(validation.get(c.name)),
-                        "pareto": c.name in front} for c in grid],
+                        "pareto": c.name in front,
+                        "qualified": bool(verdicts[c.name].qualified) if c.name in verdicts
+                        else False} for c in grid],
         "reference_validation": {n: pt(p) for n, p in reference.items()},
         "line_validation": [p.variant for p in interpolation_line(list(reference.values()))],
-        "chosen": {"name": chosen, "why": why, "target": cfg.frontier.target,
-                   "test_eval": str(test_path.relative_to(test_path.parents[2]))},
+        "chosen": {"name": chosen, "why": rd.decision.headline, "kind": rd.decision.kind,
+                   "frontier_candidate": test_path is not None,
+                   "target": cfg.answer.model_dump(mode="json")["target"],
+                   "test_eval": (str(test_path.relative_to(test_path.parents[2]))
+                                 if test_path is not None else None)},
+        "decision": rd.to_dict(),
         "seconds": round(time.time() - started, 1),
     }
