@@ -20,8 +20,8 @@ data, and chooses on the run's held-out split of that data (`data/heldout.jsonl`
 Every run is a fingerprinted manifest job (`calibrate_<i>:<label>`): a rerun skips finished
 runs and redoes only those whose inputs changed. The sweep's models are deleted once
 measured; what is kept is `calibration/<label>/calibration.json` (every coefficient, its
-held-out loss and the penalty's share of the training loss), which `recipes.json` and the
-report's recipes section show.
+held-out loss, its last logged training loss, penalty included, and the penalty's share of
+it), which `recipes.json` and the report's recipes section show.
 """
 
 from __future__ import annotations
@@ -121,6 +121,10 @@ def calibrate(recipe, run: RunDir, penalty: dict[str, Any], log=print) -> dict:
     from dtmerge.data.jsonl import read_jsonl
 
     p = recipe.params
+    if not run.all_data.exists():
+        raise DataError(f"{run.all_data} is missing: run `dtm disperse RUN` first (it "
+                        "prepares the data)")
+    run.require_finished("data", run.all_data)
     heldout = read_jsonl(run.heldout_data)[:HELDOUT_RECORDS] if run.heldout_data.exists() else []
     if not heldout:
         raise DataError(f"{run.heldout_data}: no held-out instruction records, which "
@@ -133,9 +137,10 @@ def calibrate(recipe, run: RunDir, penalty: dict[str, Any], log=print) -> dict:
     root = calibration_path(run, recipe.label).parent
     sweep = _Sweep(recipe, run, short, heldout, root, log)
 
-    base_loss = sweep.job("calibrate_base", inputs, lambda fp: {"heldout_loss": sweep.base_loss()})
-    base_loss = base_loss["heldout_loss"]
-    ref = sweep.job("calibrate_ref", inputs, lambda fp: sweep.train({**penalty, "coef": 0.0}, "ref", fp))
+    base_loss = sweep.job("calibrate_base", inputs,
+                          lambda fp: {"heldout_loss": sweep.base_loss()})["heldout_loss"]
+    ref = sweep.job("calibrate_ref", inputs,
+                    lambda fp: sweep.train({**penalty, "coef": 0.0}, "ref", fp))
     if not ref.get("penalty_sum") or not ref.get("train_loss"):
         raise DataError(f"recipes: {recipe.label}: the unpenalised sweep run changed no weight "
                         "the penalty sees (or logged no loss); coef: auto cannot scale its grid: "
@@ -198,7 +203,8 @@ def _train_key(cfg) -> dict:
     from dtmerge.train.stage import _NOT_FINGERPRINTED
 
     return {"model": cfg.model.model_dump(mode="json"),
-            "train": cfg.train.model_dump(mode="json", exclude=_NOT_FINGERPRINTED | {"logging_steps"})}
+            "train": cfg.train.model_dump(mode="json",
+                                          exclude=_NOT_FINGERPRINTED | {"logging_steps"})}
 
 
 class _Sweep:

@@ -196,10 +196,10 @@ def strength_sentences(described: dict) -> list[str]:
         if cal:
             tried = "; ".join(f"{r['coef']:.3g}: {r['heldout_loss']:.4f} "
                               f"(penalty {_pct(r.get('penalty_share'))})" for r in cal["sweep"])
-            ref = cal.get("reference") or {}
+            unpenalised = (cal.get("reference") or {}).get("heldout_loss", float("nan"))
             text += (f", chosen by coef: auto on the held-out instruction data: {cal['reason']}. "
                      f"Sweep of {cal['sweep_steps']} of {cal['recipe_steps']} steps, held-out "
-                     f"loss per coef: {tried}; unpenalised {ref.get('heldout_loss', float('nan')):.4f}, "
+                     f"loss per coef: {tried}; unpenalised {unpenalised:.4f}, "
                      f"base {cal['base_heldout_loss']:.4f}, tolerance {cal['tolerance']:g}.")
         else:
             text += " (as configured)."
