@@ -98,7 +98,9 @@ def test_curated_keeps_the_fraction_with_the_highest_ifd(run_with_data):
     curated.prepare(run, log=lambda m: None)
     saved = json.loads((run.data_dir / "curated" / "scores.json").read_text())
     kept = [json.loads(x) for x in curated.data_file(run).read_text().splitlines()]
-    assert len(kept) == 2 and saved["kept"] == top_fraction(saved["scores"], 0.25)
+    assert len(kept) == 2
+    assert saved["kept"] == top_fraction(saved["scores"], 0.25, frozenset(saved["dropped"]))
+    assert all(saved["scores"][i] < 1 for i in saved["kept"])
     assert kept == [records(8)[i] for i in saved["kept"]]
 
 

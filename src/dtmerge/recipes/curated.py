@@ -1,12 +1,20 @@
 """`curated`: data filtering. Keep the `fraction` of examples with the highest score, from a
-user column or, by default, instruction-following difficulty (IFD, Li et al., NAACL 2024)
-computed with the base model itself:
+user column or, by default, instruction-following difficulty (IFD, Li et al., NAACL 2024).
+
+The default scorer is the run's base model itself (`model:`, on CUDA when there is one, else
+the CPU), scoring each example once, without sampling:
 
     IFD(Q, A) = L(A | Q) / L(A)
 
-the mean token loss of the answer after the (chat-templated) instruction over its mean loss
-after only a start token. High IFD: the instruction helps little, a hard example. The kept
-examples go to `data/<label>/curated.jsonl`, every score to `data/<label>/scores.json`.
+L is the mean cross-entropy of the answer tokens: after the instruction as the chat template
+renders it for training (Q, the generation prompt included), and after only a start token (the
+tokenizer's BOS, else its EOS). The answer keeps its first `max_length // 2` tokens and the
+instruction its last ones up to `max_length` in all. High IFD: the instruction helps little, a
+hard example. IFD >= 1 means the instruction does not help predict the answer at all (it even
+hurts): such pairs are dropped before ranking, as the IFD paper's code does, and the kept count
+stays ceil(fraction * n) of all n examples while enough remain. A user `column` is ranked as
+given (no drop). The kept examples go to `data/<label>/curated.jsonl`; every score, the kept
+and the dropped indices to `data/<label>/scores.json`.
 """
 
 from __future__ import annotations
@@ -61,12 +69,20 @@ def ifd_score(model, tokenizer, record: dict, max_length: int) -> float:
     return mean_answer_loss(model, q, a) / mean_answer_loss(model, [start], a)
 
 
-def top_fraction(scores: list[float], fraction: float) -> list[int]:
-    """Indices of the ceil(fraction * n) highest scores, in their original order (ties: the
-    earlier example first)."""
+def top_fraction(scores: list[float], fraction: float,
+                 dropped: frozenset[int] = frozenset()) -> list[int]:
+    """Indices of the ceil(fraction * n) highest scores (n: all of them), `dropped` left out
+    before ranking, in their original order (ties: the earlier example first)."""
     keep = max(1, math.ceil(fraction * len(scores)))
-    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:keep]
+    ranked = sorted((i for i in range(len(scores)) if i not in dropped),
+                    key=lambda i: (-scores[i], i))[:keep]
     return sorted(ranked)
+
+
+def uninformative(ifd: list[float]) -> list[int]:
+    """Indices of the pairs whose instruction does not help predict the answer: IFD >= 1 (or
+    not a number: an answer the model predicts perfectly alone)."""
+    return [i for i, s in enumerate(ifd) if not (math.isfinite(s) and s < 1.0)]
 
 
 class Curated(Recipe):
@@ -99,15 +115,26 @@ class Curated(Recipe):
         def work():
             records = read_jsonl(run.all_data)
             scores = self.scores(records)
-            kept = top_fraction(scores, self.params.fraction)
+            dropped = [] if self.params.column else uninformative(scores)
+            if len(dropped) == len(records):
+                raise DataError(f"curated: every one of the {len(records)} training examples "
+                                "has IFD >= 1 (its instruction does not help the base model "
+                                "predict the answer): nothing to keep. Score with a `column` "
+                                "instead, or check that the data's answers follow from the "
+                                "instructions")
+            kept = top_fraction(scores, self.params.fraction, frozenset(dropped))
             write_jsonl(out, [records[i] for i in kept])
-            atomic_write_json(out.with_name("scores.json"), {"scores": scores, "kept": kept})
-            log(f"{self.label}: kept {len(kept)} of {len(records)} examples by "
-                f"{self.params.column or 'IFD'}")
-            return {"outputs": [str(out)], "kept": len(kept), "of": len(records)}
+            atomic_write_json(out.with_name("scores.json"),
+                              {"scores": scores, "kept": kept, "dropped": dropped})
+            why = self.params.column or f"IFD, {len(dropped)} with IFD >= 1 dropped first"
+            log(f"{self.label}: kept {len(kept)} of {len(records)} examples by {why}")
+            return {"outputs": [str(out)], "kept": len(kept), "of": len(records),
+                    "dropped": len(dropped)}
 
-        self.step(run, "prepare", {"all": content_hash(run.all_data),
-                                   "model": self.cfg.model.model_dump(mode="json")}, work, log,
+        # "ifd<1": the drop rule, so data curated before the rule existed is made again.
+        scorer = {"column": self.params.column} if self.params.column else {
+            "ifd": self.cfg.model.model_dump(mode="json"), "drop": "ifd>=1"}
+        self.step(run, "prepare", {"all": content_hash(run.all_data), **scorer}, work, log,
                   outputs=[out, out.with_name("scores.json")])
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
