@@ -46,12 +46,17 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
             out += [Variant(sub_model_name(OWN_DTM, k), str(run.sub_model(OWN_DTM, k)))
                     for k in range(cfg.disperse.num_portions)]
         elif name == "best":  # the monitor's kept best steps of the full-data jobs (sft_best)
-            best = [Variant(p.name, str(p)) for p in sorted(run.models_dir.glob("*_best"))
-                    if not p.name.startswith("sub_")]
-            if not best:
+            found = [p for p in sorted(run.models_dir.glob("*_best"))
+                     if not p.name.startswith("sub_")]
+            if not found:
                 log("[skip] eval:best: no models/<job>_best yet (kept by the monitor: "
                     "monitor.enabled with monitor.keep_best)")
-            out += best
+            for p in found:
+                same = best_is_final(run, p)
+                if same:
+                    log(f"[skip] eval:{p.name}: {same}")
+                else:
+                    out.append(Variant(p.name, str(p)))
         elif name == "interpolation":
             out += [Variant(interp_name(t), str(run.model(interp_name(t))))
                     for t in cfg.eval.interpolation]
@@ -74,6 +79,21 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
                 f"model directory under {run.models_dir}"
             )
     return kept
+
+
+def best_is_final(run: RunDir, best_dir: Path) -> str | None:
+    """Why `models/<job>_best` is not a variant of its own (its best step is the job's last:
+    the same weights as `<job>`), or None when it is an earlier step."""
+    job = best_dir.name.removesuffix("_best")
+    try:
+        step = json.loads((best_dir / "best.json").read_text()).get("step")
+    except (OSError, ValueError):
+        return None
+    final = (run.job(f"train:{job}") or {}).get("steps")
+    if step is None or final is None or step != final:
+        return None
+    return (f"its best probed step is the last ({step} of {final}): the same weights as {job}, "
+            "so no earlier checkpoint does better on the monitor's score")
 
 
 # Keys that decide where an evaluation runs, not what it scores: not in the fingerprint.
