@@ -24,7 +24,7 @@ def test_export_merges_a_lora_variant_into_a_standalone_model(tmp_path, tiny_mod
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(run / "models" / "sft_best")
 
     out = tmp_path / "shipped"
-    assert main(["export", str(run), "sft_best", "--to", str(out)]) == 0
+    assert main(["export", str(run), "sft_best", "--out", str(out)]) == 0
     assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()
     shipped = AutoModelForCausalLM.from_pretrained(out)
     ids = torch.tensor([[1, 5, 9, 3]])
@@ -36,7 +36,7 @@ def test_export_merges_a_lora_variant_into_a_standalone_model(tmp_path, tiny_mod
     assert not torch.allclose(shipped(ids).logits, plain)  # the adapter did change something
     assert (out / "tokenizer_config.json").exists()
 
-    assert main(["export", str(run), "sft_best", "--to", str(out)]) == 2  # never overwrites
+    assert main(["export", str(run), "sft_best", "--out", str(out)]) == 2  # never overwrites
     assert "already exists" in capsys.readouterr().err
-    assert main(["export", str(run), "nope", "--to", str(tmp_path / "x")]) == 2
+    assert main(["export", str(run), "nope", "--to", str(tmp_path / "x")]) == 2  # old spelling
     assert "available: sft_best" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`dtm export RUN_DIR VARIANT --to DIR`: ship one variant of a run as a standalone model.
+"""`dtm export RUN_DIR VARIANT --out DIR`: ship one variant of a run as a standalone model.
 
 Any model under runs/NAME/models/ (dtm, sft, sft_best, interp_0.5, a recipe's output) is
 written to DIR as a full Hugging Face model directory with its tokenizer, loadable with
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory (runs/NAME)")
     p.add_argument("variant", help="a model under RUN_DIR/models/ (dtm, sft, sft_best, interp_0.5...)")
-    p.add_argument("--to", required=True, help="output directory (must not exist)")
+    p.add_argument("--out", help="output directory (must not exist)")
+    # --out names an output directory in every command; --to is the old spelling (until 0.3).
+    p.add_argument("--to", dest="deprecated_to", help=argparse.SUPPRESS)
     p.add_argument("--adapter-only", action="store_true",
                    help="copy a LoRA adapter as it is instead of merging it into the base")
 
@@ -40,7 +43,7 @@ def export_variant(run_dir: str | Path, variant: str, dest: str | Path, adapter_
             if run.models_dir.is_dir() else []
         raise DtmError(f"no model '{variant}' in {run.models_dir}; available: {', '.join(have) or 'none'}")
     if dest.exists():
-        raise DtmError(f"{dest} already exists: choose a new --to directory (nothing is overwritten)")
+        raise DtmError(f"{dest} already exists: choose a new --out directory (nothing is overwritten)")
     is_adapter = (src / "adapter_config.json").is_file()
     with atomic_dir(dest) as tmp:
         if adapter_only or not is_adapter:
@@ -62,6 +65,14 @@ def export_variant(run_dir: str | Path, variant: str, dest: str | Path, adapter_
 
 
 def run(args: argparse.Namespace) -> int:
-    dest = export_variant(args.run_dir, args.variant, args.to, args.adapter_only)
+    from dtmerge.errors import ConfigError
+
+    if args.deprecated_to:
+        print("warning: dtm export --to is deprecated and will be removed in dtmerge 0.3: "
+              "use --out", file=sys.stderr)
+    out = args.out or args.deprecated_to
+    if not out:
+        raise ConfigError("dtm export needs --out DIR: the directory to write the model to")
+    dest = export_variant(args.run_dir, args.variant, out, args.adapter_only)
     print(f"exported {args.variant} -> {dest}")
     return 0

@@ -41,7 +41,7 @@ EXAMPLES = {
     "disperse": ["dtm disperse configs/example.yaml", "dtm disperse runs/example"],
     "train": ["dtm train configs/example.yaml", "dtm train runs/example train.num_epochs=2"],
     "merge": ["dtm merge runs/example", "dtm merge --list",
-              "dtm merge --models a/ b/ --method ties --out merged/"],
+              "dtm merge --base base/ --models a/ b/ --method ties --out merged/"],
     "eval": ["dtm eval runs/example", "dtm eval runs/example 'eval.variants=[base,sft,dtm,best]'"],
     "report": ["dtm report runs/example", "dtm report runs/example && open runs/example/report/report.html"],
     "demo": ["dtm demo", "dtm demo --size tiny", "dtm demo --seeds 3",
@@ -50,12 +50,22 @@ EXAMPLES = {
     "frontier": ["dtm frontier runs/example eval.validation_fraction=0.5",
                  "dtm frontier runs/example 'frontier.methods=[linear,ties]' frontier.budget=12",
                  "dtm frontier runs/example --export chosen"],
-    "compare": ["dtm compare runs/a runs/b", "dtm compare runs/a runs/b --fail-on-regression"],
+    "compare": ["dtm compare runs/a runs/b", "dtm compare runs/a runs/b --tolerance 0.02 --json cmp.json"],
     "watch": ["dtm watch runs/example"],
     "config": ["dtm config keys", "dtm config keys monitor", "dtm config show runs/example",
                "dtm config show configs/example.yaml train.learning_rate=1e-4"],
-    "export": ["dtm export runs/example sft_best --to shipped/sft_best",
-               "dtm export runs/example dtm --to shipped/dtm --adapter-only"],
+    "export": ["dtm export runs/example sft_best --out shipped/sft_best",
+               "dtm export runs/example dtm --out shipped/dtm --adapter-only"],
+}
+
+
+# What `dtm` exits with (main() returns these); shown under `dtm --help` and in the README.
+EXIT_CODES = {
+    0: "success",
+    1: "dtm compare: B is significantly worse than A beyond --tolerance (or a bug: a traceback)",
+    2: "usage or input error (bad flag, config, data or run directory): the message says what to fix",
+    130: "interrupted (Ctrl-C): rerun the same command to resume",
+    141: "the reader of dtm's output closed the pipe (dtm ... | head)",
 }
 
 
@@ -70,7 +80,9 @@ def _global_options(parser: argparse.ArgumentParser, default) -> None:
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="dtm", description="Disperse-Then-Merge instruction tuning",
-        epilog="Run `dtm COMMAND --help` for a command's options and examples.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `dtm COMMAND --help` for a command's options and examples.\n\nexit codes:\n"
+        + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items()))
     parser.add_argument("--version", action="version", version=f"dtm {dtmerge.__version__}")
     _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
