@@ -212,13 +212,17 @@ def _off_the_line(point: TradeoffPoint, line: list[TradeoffPoint], axis: Axis) -
 
 
 def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
-                     axis: Axis = KNOWLEDGE) -> LineVerdict:
+                     axis: Axis = KNOWLEDGE,
+                     paired: tuple[float, float, float] | None = None) -> LineVerdict:
     """Where a variant lies relative to the base->SFT interpolation line.
 
     The line value at the variant's instruction-following level is the linear interpolation
     between consecutive line points; where the curve passes that level more than once the
     best value is used, so "beats the line" means better than every way of training less.
-    A verdict is only stated past the approximate 95% noise band of the two y values.
+    A verdict is only stated past the noise: `paired` is the paired bootstrap interval of the
+    distance (value, low, high; > 0 on the better side, x resampled too: see
+    `ReportContext.line_intervals`); without it, an approximate 95% band of the two y values
+    taken as independent.
     """
     name, x, y, f = point.variant, point.instruction, point.knowledge, axis.digits
     if len(line) < LINE_POINTS:
@@ -234,11 +238,14 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
     line_y, line_se = values[k], ses[k]
     d = y - line_y
     noise = Z95 * math.sqrt(point.knowledge_se ** 2 + line_se ** 2)
+    if paired is not None:
+        _, low, high = paired
+        noise = (high - low) / 2
     if noise == 0:  # no noise estimate: any difference would read as "beyond noise"
         return LineVerdict(name, line_y, d, None,
                            f"No verdict against the line for {name}: its scores carry no noise "
                            f"estimate (distance {d:+.{f}f}{axis.unit}).", None, None)
-    within = abs(d) <= noise
+    within = abs(d) <= noise if paired is None else paired[1] <= 0 <= paired[2]
     up, down = ("below", "above") if axis.lower_is_better else ("above", "below")
     where = f"the base→SFT interpolation line at its instruction-following level ({x:.3f})"
     if sign * d > 0:
@@ -251,8 +258,9 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
     else:
         text = f"{name} lies exactly on the base→SFT interpolation line: no better than training less."
     if within:
-        text += (f" The distance is within the noise of the scores (±{noise:.{f}f}, approximate "
-                 "95% band), so this is not conclusive.")
+        band = ("paired 95% interval" if paired is not None else "approximate 95% band")
+        text += (f" The distance is within the noise of the scores (±{noise:.{f}f}, {band}), so "
+                 "this is not conclusive.")
     better = None if within or d == 0 else sign * d > 0
     return LineVerdict(name, line_y, d, within, text, better, noise)
 

@@ -52,7 +52,9 @@ def loss_verdicts(ctx: ReportContext, task: str) -> tuple[list[TradeoffPoint], l
     points = loss_points(ctx, task)
     line = interpolation_line(points)
     axis = loss_axis(ctx, task)
-    return points, line, [distance_to_line(p, line, axis) for p in points if is_method(p.variant)]
+    return points, line, [distance_to_line(p, line, axis,
+                                           paired=ctx.line_interval(p.variant, f"loss on {task}"))
+                          for p in points if is_method(p.variant)]
 
 
 def lm_tradeoff_section(ctx: ReportContext) -> Part:

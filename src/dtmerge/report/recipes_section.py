@@ -121,13 +121,14 @@ def _cost_table(costs: dict[str, dict]) -> Table:
                  "one model")
 
 
-def _tradeoff_blocks(variants, labels, know, instr, data) -> list:
+def _tradeoff_blocks(variants, labels, know, instr, data, paired=lambda name: None) -> list:
     if not know or not instr:
         return [Paragraph("No knowledge and instruction-following benchmarks both: the recipes "
                           "cannot be placed on the trade-off plane.")]
     points = recipe_points(variants, labels, know, instr)
     line = interpolation_line(tradeoff_points(variants, know, instr))
-    verdicts = {p.label: distance_to_line(_as_tradeoff(p), line) for p in points}
+    verdicts = {p.label: distance_to_line(_as_tradeoff(p), line, paired=paired(p.label))
+                for p in points}
     sentence, front = undominated_sentence(points)
     blocks: list = [Paragraph(sentence)]
     chart = plots.tradeoff_chart(
@@ -229,7 +230,8 @@ def recipes_section(ctx: ReportContext) -> Part:
         data.setdefault("recipes", {})["strength"] = {
             n: {k: described[n].get(k) for k in ("coef", "calibration", "penalty_share")}
             for n in described if "coef" in described[n]}
-    blocks += _tradeoff_blocks(variants, labels, know, instr, data)
+    blocks += _tradeoff_blocks(variants, labels, know, instr, data,
+                               paired=lambda name: ctx.line_interval(name, "knowledge"))
     blocks += _comparison_blocks(variants, labels, tasks, ctx.n_boot, ctx.seed)
     costs = recipe_costs(ctx.run, described)
     blocks.append(_cost_table(costs))

@@ -21,7 +21,8 @@ def tradeoff_section(ctx: ReportContext) -> Part:
             "category is knowledge, reasoning or instruction.")]), tradeoff=None)
     points = tradeoff_points(ctx.variants, know, instr)
     line = interpolation_line(points)
-    verdicts = [distance_to_line(p, line) for p in points if is_method(p.variant)]
+    verdicts = [distance_to_line(p, line, paired=ctx.line_interval(p.variant, "knowledge"))
+                for p in points if is_method(p.variant)]
     blocks: list = [Paragraph(
         f"Each point is a variant: x = instruction following (mean of {', '.join(instr)}), "
         f"y = mean knowledge/reasoning score ({', '.join(know)}). The dashed line joins base, "
