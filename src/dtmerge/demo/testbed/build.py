@@ -7,6 +7,7 @@ unless `cache_dir` or $DTMERGE_CACHE_DIR (then <it>/testbed) says otherwise.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from dataclasses import dataclass, field
@@ -123,6 +124,18 @@ def build_testbed(seed: int = 0, size: str = "small", cache_dir: str | Path | No
     if (final / "build.json").exists():
         log(f"testbed: reusing {final}")
         return _testbed_at(final)
+    # Two demos started at once would share one staging directory and mix their files: the
+    # second waits for the first (the kernel drops the lock if a builder dies) and reuses it.
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "build.json").exists():
+            log(f"testbed: reusing {final} (built by another process meanwhile)")
+            return _testbed_at(final)
+        return _build(seed, size, final, log)
+
+
+def _build(seed: int, size: str, final: Path, log) -> Testbed:
     log(f"testbed: building {final} (seed {seed}, size {size})")
     start = time.perf_counter()
     with atomic_dir(final) as tmp:
