@@ -1,7 +1,9 @@
-"""Disperse-Then-Merge from top to bottom: data -> disperse -> train -> merge -> eval -> report.
+"""A run from top to bottom: data -> recipes (prepare, train, build) -> eval -> report.
 
-Each stage is a plain function `stage(cfg, run)` that reads and writes files in the run
-directory, so any of them can be run, resumed or tested alone; this module only orders them.
+DTM is one of the recipes (with sft by default): its prepare step disperses the data, its jobs
+train the sub-models, its build merges them. Each stage is a plain function `stage(cfg, run)`
+that reads and writes files in the run directory, so any of them can be run, resumed or tested
+alone; this module only orders them.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from pathlib import Path
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, DtmError
 from dtmerge.process_guard import run_lock
-from dtmerge.rundir import STAGES, RunDir, atomic_write_text, retire_stale_variants
+from dtmerge.rundir import STAGE_ALIASES, STAGES, RunDir, atomic_write_text, retire_stale_variants
 
 # stage -> "module:function"; every function takes (cfg, run, log=print).
 STAGE_FUNCTIONS = {
     "data": "dtmerge.data:prepare_data",
-    "disperse": "dtmerge.disperse:disperse_stage",
-    "train": "dtmerge.recipes.stages:train_stage",  # every recipe's jobs (default: sft + dtm)
-    "merge": "dtmerge.recipes.stages:merge_stage",
+    "prepare": "dtmerge.recipes.stages:prepare_stage",  # every recipe's (default: dtm + sft)
+    "train": "dtmerge.recipes.stages:train_stage",
+    "build": "dtmerge.recipes.stages:build_stage",
     "eval": "dtmerge.evaluate:evaluate_stage",
     "report": "dtmerge.report:report_stage",
 }
@@ -34,9 +36,11 @@ def stage_function(stage: str):
 def check_stages(stages: list[str] | None) -> list[str]:
     if stages is None:
         return list(STAGES)
+    stages = [STAGE_ALIASES.get(s, s) for s in stages]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise ConfigError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)} "
+                          f"({', '.join(f'{a}: {s}' for a, s in STAGE_ALIASES.items())})")
     return [s for s in STAGES if s in stages]  # always in pipeline order
 
 

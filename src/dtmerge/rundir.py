@@ -12,7 +12,7 @@ Layout of `runs/NAME/`::
     models/<label>/        every other recipe's model (<label>_sub_<k>: an extra dtm's)
     models/sft/            SFT baseline trained on all the data
     models/dtm/            merged model (standard Hugging Face directory)
-    models/interp_<t>/     base + t * (sft - base), written by the merge stage
+    models/interp_<t>/     base + t * (sft - base), written by the build stage
     eval/<variant>.json    evaluation results per variant
     report/report.md, report/report.html
     retired/<time>/        variants the config no longer produces, moved aside (never deleted)
@@ -38,10 +38,14 @@ from typing import Any, Iterable, Iterator
 from dtmerge.errors import DtmError
 from dtmerge.process_guard import fault_point
 
-STAGES = ("data", "disperse", "train", "merge", "eval", "report")
+# data -> the recipes' prepare, train and build (DTM is one of the recipes) -> eval -> report
+STAGES = ("data", "prepare", "train", "build", "eval", "report")
+# Earlier names of stages, still accepted where stages are named (`dtm run --stages`).
+STAGE_ALIASES = {"disperse": "prepare", "merge": "build"}
 # The command that (re)makes the output of a manifest job, by job-name prefix.
-_RERUN_COMMAND = {"data": "disperse", "disperse": "disperse", "train": "train", "merge": "merge",
-                  "interp": "merge", "eval": "eval", "report": "report"}
+_RERUN_COMMAND = {"data": "disperse", "disperse": "disperse", "prepare": "disperse",
+                  "train": "train", "merge": "merge", "build": "merge", "interp": "merge",
+                  "eval": "eval", "report": "report"}
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -58,7 +58,7 @@ def frontier_cfg(root: Path, base: Path, **frontier):
 def evaluated_run(tmp_path_factory, tiny_model_dir):
     """(cfg, run) of a run whose merge and evaluate stages are done; copy before changing."""
     from dtmerge.evaluate.stage import evaluate_stage
-    from dtmerge.merge.stage import merge_stage
+    from dtmerge.recipes.stages import build_stage
     from dtmerge.rundir import RunDir
 
     torch.set_num_threads(1)
@@ -71,7 +71,7 @@ def evaluated_run(tmp_path_factory, tiny_model_dir):
     for k in range(3):
         run.portion("dtm", k).parent.mkdir(parents=True, exist_ok=True)
     (run.root / "config.yaml").write_text(cfg.to_yaml())
-    merge_stage(cfg, run, log=lambda _m: None)
+    build_stage(cfg, run, log=lambda _m: None)
     evaluate_stage(cfg, run, log=lambda _m: None)
     return cfg, run
 

@@ -100,11 +100,12 @@ def _run_config(tmp_path, base, method="linear"):
         "name": "r", "runs_dir": str(tmp_path / "runs"),
         "model": {"path": str(base)}, "data": {"path": "unused.jsonl"},
         "disperse": {"num_portions": 2}, "merge": {"method": method},
+        "eval": {"variants": ["base", "dtm"]},  # no SFT trained here: no interpolation line
     })
 
 
-def test_merge_stage_skips_when_done_and_redoes_on_change(zoo, tmp_path):
-    from dtmerge.merge import merge_stage
+def test_build_stage_merges_the_own_dtm_skips_when_done_and_redoes_on_change(zoo, tmp_path):
+    from dtmerge.recipes.stages import build_stage as merge_stage
     from dtmerge.rundir import RunDir
 
     cfg = _run_config(tmp_path, zoo["base"])

@@ -5,14 +5,17 @@ import pytest
 from dtmerge.errors import ConfigError
 from dtmerge.recipes import resolve_recipes
 from dtmerge.recipes.stages import unique_jobs
-from dtmerge.train.stage import plan_jobs
+from dtmerge.train.job import TrainJob
 
 
 def test_without_recipes_the_jobs_are_todays(run_with_data):
     cfg, run = run_with_data()
     recipes = resolve_recipes(cfg)
     assert [r.label for r in recipes] == ["dtm", "sft"]
-    assert unique_jobs(recipes, run) == plan_jobs(cfg, run)  # names, data and outputs
+    assert unique_jobs(recipes, run) == [  # names, data and outputs
+        TrainJob("sub_0", run.portion("dtm", 0), run.sub_model("dtm", 0)),
+        TrainJob("sub_1", run.portion("dtm", 1), run.sub_model("dtm", 1)),
+        TrainJob("sft", run.all_data, run.model("sft"))]
     cfg2, _ = run_with_data(sft_baseline=False)
     assert [r.label for r in resolve_recipes(cfg2)] == ["dtm"]
 

@@ -35,10 +35,11 @@ def test_replay_mixes_at_the_requested_ratio(ratio):
 
 
 def test_replay_recipe_writes_the_mix_and_trains_on_text_too(run_with_data, text_file):
-    from dtmerge.recipes.stages import train_stage
+    from dtmerge.recipes.stages import prepare_stage, train_stage
 
     cfg, run = run_with_data([{"name": "replay", "text": str(text_file), "ratio": 0.5}])
     torch.set_num_threads(1)
+    prepare_stage(cfg, run, log=lambda m: None)
     train_stage(cfg, run, log=lambda m: None)
     mixed = [json.loads(x) for x in (run.data_dir / "replay" / "mixed.jsonl").read_text().splitlines()]
     assert sum("text" in m for m in mixed) == 4 and sum("prompt" in m for m in mixed) == 8

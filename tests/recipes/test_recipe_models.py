@@ -9,11 +9,16 @@ import torch
 
 from tiny import build_tiny_model_dir, write_mc_task
 from dtmerge.recipes import resolve_recipes
-from dtmerge.recipes.stages import merge_stage, train_stage
+from dtmerge.recipes.stages import build_stage, prepare_stage, train_stage
 
 
 def _quiet(_):
     pass
+
+
+def prepare_and_train(cfg, run, log=_quiet) -> dict:
+    prepare_stage(cfg, run, log=log)
+    return train_stage(cfg, run, log=log)
 
 
 def _update_sq_norm(adapter_dir):
@@ -31,7 +36,7 @@ def test_penalised_training_keeps_the_update_smaller(run_with_data, text_file):
     cfg, run = run_with_data([{"name": "sft"}, {"name": "l2", "coef": 50.0},
                               {"name": "ewc", "coef": 50.0, "text": str(text_file), "docs": 3}],
                              max_steps=4, learning_rate=5e-2)
-    train_stage(cfg, run, log=_quiet)
+    prepare_and_train(cfg, run)
     sft, l2, ewc = (_update_sq_norm(run.model(n)) for n in ("sft", "l2", "ewc"))
     assert 0 < l2 < sft and 0 < ewc < sft
     fps = {run.job(f"train:{n}")["fingerprint"] for n in ("sft", "l2", "ewc")}
@@ -40,7 +45,7 @@ def test_penalised_training_keeps_the_update_smaller(run_with_data, text_file):
                              {"name": "ewc", "coef": 50.0, "text": str(text_file), "docs": 3}],
                             max_steps=4, learning_rate=5e-2)
     logs = []
-    assert train_stage(cfg2, run, log=logs.append)["trained"] == ["l2"]  # only the changed one
+    assert prepare_and_train(cfg2, run, log=logs.append)["trained"] == ["l2"]  # only the changed one
     assert any("[redo] train:l2" in m for m in logs)
 
 
@@ -49,13 +54,15 @@ def test_uniform_soup_trains_k_models_on_all_data_with_distinct_seeds(run_with_d
 
     torch.set_num_threads(1)
     cfg, run = run_with_data([{"name": "uniform_soup", "num_models": 2}], seed=3)
+    # no SFT in this run, so no interpolation line to build
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"variants": ["base"]})})
     (soup,) = resolve_recipes(cfg)
     jobs = soup.jobs(run)
     assert [j.data for j in jobs] == [run.all_data] * 2
     seeds = [j.spec["seed"] for j in jobs]
     assert len(set(seeds)) == 2 and 3 not in seeds  # distinct, and none is SFT's own seed
-    train_stage(cfg, run, log=_quiet)
-    merge_stage(cfg, run, log=_quiet)
+    prepare_and_train(cfg, run)
+    build_stage(cfg, run, log=_quiet)
     a, b = (load_file(j.out / "adapter_model.safetensors") for j in jobs)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # different seeds, different models
     assert (run.model("uniform_soup") / "config.json").exists()
@@ -91,7 +98,7 @@ def test_lora_moe_router_sums_to_one_and_trains_saves_reloads_scores(run_with_da
     torch.set_num_threads(1)
     cfg, run = run_with_data([{"name": "lora_moe", "experts": 3, "r": 2}], max_steps=3,
                              learning_rate=5e-2)
-    train_stage(cfg, run, log=_quiet)
+    prepare_and_train(cfg, run)
     out = run.model("lora_moe")
     model = load_lora_moe(out)
     layers = [m for m in model.modules() if isinstance(m, LoraMoeLinear)]

@@ -22,7 +22,8 @@ def make_run(tmp_path, tiny_model_dir):
         cfg = config_from_dict({
             "name": "r", "runs_dir": str(tmp_path / "runs"), "model": {"path": str(tiny_model_dir)},
             "data": {"path": "unused.jsonl"}, "disperse": {"num_portions": 2}, "train": TRAIN,
-            "merge": merge or {}, "recipes": recipes})
+            "merge": merge or {}, "recipes": recipes,
+            "eval": {"variants": ["base"]}})  # the interpolation line is not what is tested
         run = RunDir(cfg.run_dir)
         if not run.all_data.exists():
             write_jsonl(run.all_data, records(8))
@@ -34,16 +35,11 @@ def make_run(tmp_path, tiny_model_dir):
 
 def build_all(cfg, run, log=lambda _m: None) -> list[str]:
     """Prepare, train and build every recipe of `cfg`; the log lines."""
-    from dtmerge.recipes.stages import unique_jobs
-    from dtmerge.train.stage import train_stage
+    from dtmerge.recipes.stages import build_stage, prepare_stage, train_stage
 
     logs = []
-    recipes = resolve_recipes(cfg)
-    for recipe in recipes:
-        recipe.prepare(run, logs.append)
-    train_stage(cfg, run, log=logs.append, jobs=unique_jobs(recipes, run))
-    for recipe in recipes:
-        recipe.build(run, logs.append)
+    for stage in (prepare_stage, train_stage, build_stage):
+        stage(cfg, run, log=logs.append)
     return logs
 
 

@@ -189,7 +189,8 @@ def test_merge_run_dir_mode_refuses_explicit_mode_flags(make_config, tmp_path, c
 
 
 def test_merge_stage_passes_shard_size_and_as_adapter(make_config, tmp_path, monkeypatch):
-    import dtmerge.merge.stage as stage
+    import dtmerge.merge.engine as stage
+    from dtmerge.recipes import resolve_recipes
 
     cfg = load_config(make_config(merge={"shard_size": "1MB", "as_adapter": True}))
     run = RunDir(cfg.run_dir)
@@ -203,5 +204,5 @@ def test_merge_stage_passes_shard_size_and_as_adapter(make_config, tmp_path, mon
         return {"method": options.method}
 
     monkeypatch.setattr(stage, "merge_models", fake_merge)
-    stage.merge_stage(cfg, run, log=lambda _m: None)
+    next(r for r in resolve_recipes(cfg) if r.label == "dtm").build(run, log=lambda _m: None)
     assert seen["shard_size"] == "1MB" and seen["as_adapter"] is True

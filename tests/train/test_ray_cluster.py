@@ -106,7 +106,7 @@ def _run(tmp_path, model_dir, address, **train):
 
 
 def test_two_jobs_run_on_both_nodes_and_ship_adapters_back(cluster, tmp_path, tiny_model_dir):
-    from dtmerge.train import train_stage
+    from dtmerge.recipes.stages import train_stage
 
     # shared_storage=false: the portions go out and the adapters come back through Ray.
     cfg, run = _run(tmp_path, tiny_model_dir, cluster, max_steps=2, save_steps=1,
@@ -140,7 +140,7 @@ def _kill_when_checkpointed(work: Path, min_step: int, killed: list, stop: threa
 
 
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(cluster, tmp_path, tiny_model_dir):
-    from dtmerge.train import train_stage
+    from dtmerge.recipes.stages import train_stage
 
     cfg, run = _run(tmp_path, tiny_model_dir, cluster, max_steps=60, save_steps=4, max_retries=1)
     killed: list = []
@@ -167,7 +167,7 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(cluster, tmp_p
 
 def test_full_fine_tune_fails_fast_when_a_node_cannot_see_the_run_dir(cluster, tmp_path, tiny_model_dir):
     from dtmerge.errors import ConfigError
-    from dtmerge.train import train_stage
+    from dtmerge.recipes.stages import train_stage
     from dtmerge.train.ray_executor import PROBE_FILE, SharedStorageError, _check_nodes_see_run_dir
 
     cfg, run = _run(tmp_path, tiny_model_dir, cluster, method="full", shared_storage=False)

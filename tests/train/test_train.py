@@ -7,7 +7,9 @@ import torch
 from dtmerge.config import config_from_dict
 from dtmerge.errors import ConfigError, TrainingError
 from dtmerge.rundir import RunDir
-from dtmerge.train import plan_jobs, train_model, train_stage
+from dtmerge.recipes import resolve_recipes
+from dtmerge.recipes.stages import train_stage, unique_jobs
+from dtmerge.train import train_model
 from dtmerge.train.targets import resolve_target_modules
 
 
@@ -85,7 +87,7 @@ def test_train_stage_skips_done_jobs_and_redoes_changed(tmp_path, tiny_model_dir
         _write(run.portion("dtm", k), _records(4))
     logs = []
     train_stage(cfg, run, log=logs.append)
-    assert [j.name for j in plan_jobs(cfg, run)] == ["sub_0", "sub_1", "sft"]
+    assert [j.name for j in unique_jobs(resolve_recipes(cfg), run)] == ["sub_0", "sub_1", "sft"]
     assert all(run.job(f"train:{n}")["status"] == "done" for n in ("sub_0", "sub_1", "sft"))
     logs.clear()
     result = train_stage(cfg, run, log=logs.append)

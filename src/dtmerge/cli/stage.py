@@ -1,8 +1,9 @@
 """`dtm disperse|train|eval|report RUN_DIR_OR_CONFIG [key=value ...]`: one stage of a run.
 
-A run directory is read through its saved config.yaml. Each command runs its own stage only
-(`dtm disperse` also prepares the data, a step with no command of its own); finished jobs are
-skipped through the manifest. An input that is missing, or that the manifest marks unfinished
+A run directory is read through its saved config.yaml. Each command runs its own stage only:
+`dtm disperse` the data and every recipe's prepare step (the own DTM's portions among them),
+`dtm train` the prepare steps (skipped when done) and training, `dtm merge` the build stage;
+finished jobs are skipped through the manifest. An input that is missing, or that the manifest marks unfinished
 (its stage was killed or failed), is refused with the command to run first: `dtm eval` never
 starts hours of training by itself. `dtm run` runs every stage in order.
 """
@@ -14,8 +15,8 @@ from dtmerge.errors import ConfigError
 from dtmerge.pipeline import run_pipeline
 
 # The stages each command runs: its own (disperse also makes the data it splits).
-STAGES_RUN = {"disperse": ["data", "disperse"], "train": ["train"], "eval": ["eval"],
-              "report": ["report"], "merge": ["merge"]}
+STAGES_RUN = {"disperse": ["data", "prepare"], "train": ["prepare", "train"], "eval": ["eval"],
+              "report": ["report"], "merge": ["build"]}
 
 
 def resolve_config(target: str, overrides: list[str]):

@@ -1,4 +1,5 @@
-"""The disperse stage: `data/all.jsonl` -> `data/portion_<k>.jsonl` + `data/summary.json`."""
+"""Dispersing a run's data, for its own DTM: `data/all.jsonl` -> `data/portion_<k>.jsonl` +
+`data/summary.json` (the dtm recipe's prepare step calls `disperse_portions`)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def assign_portions(records: list[dict], cfg: RunConfig) -> list[int]:
     return assignment
 
 
-def disperse_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
+def disperse_portions(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """Split the run's training data into K portions and describe them.
 
     Skipped when the manifest holds a finished "disperse" job with the same disperse config

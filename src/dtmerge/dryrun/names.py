@@ -14,14 +14,15 @@ from pathlib import Path
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
 from dtmerge.evaluate.stage import VARIANT_KEYWORDS
+from dtmerge.rundir import STAGES
 
 
 
 def check_names(cfg: RunConfig, stages: list[str] | None, found: list[str]) -> None:
     """Append an "error: ..." finding for every name a stage of `stages` would reject."""
-    wanted = set(stages or ("data", "disperse", "train", "merge", "eval", "report"))
-    checks = [("disperse", _check_strategy), ("train", _check_scheduler),
-              ("merge", _check_merge_method), ("eval", _check_variants), ("eval", _check_tasks)]
+    wanted = set(stages or STAGES)
+    checks = [("prepare", _check_strategy), ("train", _check_scheduler),
+              ("build", _check_merge_method), ("eval", _check_variants), ("eval", _check_tasks)]
     for stage, check in checks:
         if stage in wanted:
             try:

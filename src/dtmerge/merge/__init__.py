@@ -6,7 +6,7 @@ Public API:
                  update_scale=1.0, shard_size="2GB", as_adapter=False, fisher_data=None)
     merge_scaled(base, models, {out_dir: update_scale, ...}, options) -> {out_dir: record}
     interpolate(base, model, t, out_dir) -> dict
-    merge_stage(cfg, run) -> dict
+    build_interpolations(cfg, run) -> [the interpolation line's model dirs]
     METHODS: the registry of merge methods (`get_method(name)` for an instance)
 
 Names are imported lazily: checking a method's name (`METHODS`) needs no torch.
@@ -20,7 +20,7 @@ _EXPORTS = {
     "merge_models": "dtmerge.merge.engine",
     "merge_scaled": "dtmerge.merge.engine",
     "interpolate": "dtmerge.merge.stage",
-    "merge_stage": "dtmerge.merge.stage",
+    "build_interpolations": "dtmerge.merge.stage",
     "METHODS": "dtmerge.merge.methods",
     "get_method": "dtmerge.merge.methods",
     "MergeOptions": "dtmerge.merge.options",

@@ -1,14 +1,13 @@
-"""The merge stage of a run: the K sub-models into `dtm`, and the base-to-SFT interpolations."""
+"""The base-to-SFT interpolation line of a run (the dtm recipe merges its own sub-models)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dtmerge.errors import ConfigError, MergeError
+from dtmerge.errors import ConfigError
 from dtmerge.merge.engine import merge_models
-from dtmerge.merge.options import MergeOptions, data_for_merge
-from dtmerge.rundir import OWN_DTM, RunDir, hash_model, hash_obj, hash_path, interp_name, run_job
+from dtmerge.rundir import RunDir, hash_model, hash_obj, hash_path, interp_name, run_job
 
 if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --base` needs none
     from dtmerge.config import RunConfig
@@ -17,47 +16,6 @@ if TYPE_CHECKING:  # the pydantic schema costs ~0.3 s to import; `dtm merge --ba
 def interpolate(base: str | Path, model: str | Path, t: float, out_dir: str | Path) -> dict:
     """Write base + t * (model - base) to `out_dir` (the WiSE-FT line between base and model)."""
     return merge_models(base, [model], out_dir, method="linear", base_interpolation=t)
-
-
-def merge_stage(cfg: "RunConfig", run: RunDir, log=print) -> dict:
-    """Merge the run's K sub-models into `run.model("dtm")` with `cfg.merge`.
-
-    Skipped when already done with the same merge config and the same sub-model files. When
-    `eval.variants` asks for the interpolation line, its points base + t*(sft - base) are
-    written first (they need only the SFT model).
-    Returns the merge record (or the manifest's job record when skipped).
-    """
-    from dtmerge.models import resolve_model_path
-
-    if "interpolation" in cfg.eval.variants:
-        build_interpolations(cfg, run, log)
-
-    base = resolve_model_path(cfg.model)
-    k = cfg.disperse.num_portions
-    subs = [run.sub_model(OWN_DTM, i) for i in range(k)]
-    missing = [str(p) for p in subs if not p.exists()]
-    if missing:
-        raise MergeError(f"cannot merge: sub-model(s) {', '.join(missing)} not found; run "
-                         "`dtm train` on this run directory first")
-    for i, sub in enumerate(subs):
-        run.require_finished(f"train:{sub.name}", sub)
-    fisher_data = data_for_merge(cfg.merge.method, [run.portion(OWN_DTM, i) for i in range(k)])
-    inputs = {p.name: hash_path(p) for p in subs}
-    if fisher_data:
-        inputs.update({p.stem: hash_path(p) for p in fisher_data})
-    # as_adapter is left out while off, so runs merged before the key existed stay done.
-    settings = cfg.merge.model_dump(mode="json", exclude=set() if cfg.merge.as_adapter
-                                    else {"as_adapter"})
-    fingerprint = hash_obj({"merge": settings, "base": base, "inputs": inputs})
-    record: dict = {}
-
-    def work() -> dict:
-        options = MergeOptions.from_config(cfg.merge, fisher_data=fisher_data)
-        record.update(merge_models(base, subs, run.model("dtm"), options, log=log))
-        return {"outputs": [str(run.model("dtm"))], "method": record["method"]}
-
-    run_job(run, "merge", fingerprint, work, inputs=inputs, outputs=[run.model("dtm")], log=log)
-    return record or (run.job("merge") or {})
 
 
 def build_interpolations(cfg: "RunConfig", run: RunDir, log=print) -> list[Path]:

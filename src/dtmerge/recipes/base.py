@@ -1,10 +1,10 @@
 """The interface every recipe implements, and turning `recipes:` entries into recipes.
 
-A recipe (1) prepares the data its jobs need (`prepare`, in the train stage), (2) lists its
-training jobs, which run through the train stage's executors with fingerprints and resume
+A recipe (1) prepares the data its jobs need (`prepare`, in the prepare stage), (2) lists its
+training jobs, which the train stage runs on its executors with fingerprints and resume
 (`jobs`), and (3) produces one model directory `models/<label>` that the evaluate stage scores
-(`build`, in the merge stage). Steps are manifest jobs, so finished work is skipped and work
-whose inputs changed is redone.
+(`build`, in the build stage). Steps are manifest jobs, so finished work is skipped, work
+whose inputs changed is redone and work whose outputs are gone is made again.
 """
 
 from __future__ import annotations
@@ -59,13 +59,17 @@ class Recipe:
 
     def step(self, run: RunDir, name: str, inputs: dict[str, Any], work, log=print,
              outputs: Iterable[Path] = ()) -> bool:
-        """Run `work()` as manifest job `<name>:<label>`, fingerprinted on params + inputs.
+        """Run `work()` as manifest job `job_name(name)`, fingerprinted on params + inputs.
 
         `inputs` must hold everything `work` reads besides the recipe's params (a setting of
         the run config, a file's hash); a step whose `outputs` are gone is redone.
         """
         fp = hash_obj({"params": self.params.model_dump(mode="json"), "inputs": inputs})
-        return run_job(run, f"{name}:{self.label}", fp, work, outputs=outputs, log=log)
+        return run_job(run, self.job_name(name), fp, work, outputs=outputs, log=log)
+
+    def job_name(self, step: str) -> str:
+        """The manifest job of one of this recipe's steps."""
+        return f"{step}:{self.label}"
 
     def base_model(self) -> str:
         from dtmerge.models import resolve_model_path

@@ -1,7 +1,12 @@
-"""`dtm`: Disperse-Then-Merge. The entry labelled `dtm` is the run's own (its settings are the
-`disperse:` and `merge:` sections; sub-models `sub_<k>`). Further entries with their own
-label (e.g. `dtm-k2`) disperse, train and merge separately: portions under
-`data/<label>/`, sub-models `models/<label>_sub_<k>`, the merge in `models/<label>`.
+"""`dtm`: Disperse-Then-Merge, a recipe like the others: `prepare` disperses the data into K
+portions (the disperse library), `jobs` trains a sub-model on each, `build` merges them.
+
+The entry labelled `dtm` is the run's own: its settings are the `disperse:` and `merge:`
+sections, its portions `data/portion_<k>.jsonl` (with `data/summary.json`), its sub-models
+`models/sub_<k>`, its manifest jobs `disperse` and `merge`. Further entries with their own
+label (e.g. `dtm-k2`) override those sections with their parameters: portions under
+`data/<label>/`, sub-models `models/<label>_sub_<k>`, jobs `disperse:<label>` and
+`merge:<label>`. Both merge the same way (see `build`), into `models/<label>`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from typing import Any
 from pydantic import Field
 
 from dtmerge.data.jsonl import read_jsonl, write_jsonl
-from dtmerge.disperse.stage import assign_portions
+from dtmerge.disperse.stage import assign_portions, disperse_portions
+from dtmerge.errors import MergeError
 from dtmerge.recipes.base import Recipe, RecipeParams, content_hash
 from dtmerge.merge.options import MergeOptions, data_for_merge
 from dtmerge.rundir import OWN_DTM, RunDir, hash_model, sub_model_name
@@ -68,9 +74,13 @@ class Dtm(Recipe):
     def portion(self, run: RunDir, i: int):
         return run.portion(self.label, i)
 
+    def job_name(self, step: str) -> str:
+        return step if self.own else super().job_name(step)  # the own DTM's: `disperse`, `merge`
+
     def prepare(self, run: RunDir, log=print) -> None:
-        if self.own:
-            return  # the disperse stage wrote the portions
+        if self.own:  # its portions are the run's, described in data/summary.json
+            disperse_portions(self.cfg, run, log)
+            return
         dcfg = self.cfg.model_copy(update={"disperse": self.disperse_config()})
 
         def work():
@@ -91,13 +101,17 @@ class Dtm(Recipe):
                          run.sub_model(self.label, i)) for i in range(self.k)]
 
     def build(self, run: RunDir, log=print) -> None:
-        if self.own:
-            from dtmerge.merge.stage import merge_stage
-
-            merge_stage(self.cfg, run, log)
-            return
+        """Merge the K sub-models with `merge_config()`, fingerprinted on everything the merge
+        reads: that whole config, the base model, each sub-model and, when the method reads
+        data, each portion."""
         merge = self.merge_config()
         subs = [run.sub_model(self.label, i) for i in range(self.k)]
+        missing = [str(p) for p in subs if not p.exists()]
+        if missing:
+            raise MergeError(f"cannot merge {self.label}: sub-model(s) {', '.join(missing)} not "
+                             f"found; run `dtm train {run.root}` first")
+        for sub in subs:
+            run.require_finished(f"train:{sub.name}", sub)
         fisher = data_for_merge(merge.method, [self.portion(run, i) for i in range(self.k)])
         base = self.base_model()
         out = run.model(self.label)

@@ -1,9 +1,9 @@
-"""The train and merge stages of a run, recipe by recipe.
+"""The three stages of a run that its recipes make: prepare, train, build.
 
-Train: every recipe prepares its data, then all their jobs (each listed once) go through the
-train stage's executors. Merge: every recipe builds its model directory; the interpolation
-line is built even when no recipe is the run's own DTM. `recipes.json` records what each
-variant is, for the report.
+Prepare: every recipe writes the data its jobs train on (the run's own DTM: its K portions).
+Train: all the recipes' jobs, each listed once, go through the executors. Build: the
+interpolation line (when `eval.variants` asks for it), then every recipe's model directory;
+`recipes.json` records what each variant is, for the report.
 """
 
 from __future__ import annotations
@@ -32,26 +32,28 @@ def unique_jobs(recipes: list[Recipe], run: RunDir) -> list[TrainJob]:
     return list(seen.values())
 
 
-def train_stage(cfg, run: RunDir, log=print) -> dict:
-    from dtmerge.train.stage import train_stage as run_jobs
-
-    recipes = resolve_recipes(cfg)
-    for recipe in recipes:
+def prepare_stage(cfg, run: RunDir, log=print) -> dict:
+    for recipe in resolve_recipes(cfg):
         recipe.prepare(run, log)
-    return run_jobs(cfg, run, log=log, jobs=unique_jobs(recipes, run))
+    return {}
 
 
-def merge_stage(cfg, run: RunDir, log=print) -> dict:
+def train_stage(cfg, run: RunDir, log=print) -> dict:
+    from dtmerge.train.stage import train_jobs
+
+    return train_jobs(cfg, run, unique_jobs(resolve_recipes(cfg), run), log=log)
+
+
+def build_stage(cfg, run: RunDir, log=print) -> dict:
     from dtmerge.merge.stage import build_interpolations
 
     recipes = resolve_recipes(cfg)
-    own_dtm = any(r.name == "dtm" and r.label == "dtm" for r in recipes)
-    if not own_dtm and "interpolation" in cfg.eval.variants:
-        build_interpolations(cfg, run, log)  # the own DTM's merge stage builds them otherwise
+    if "interpolation" in cfg.eval.variants:
+        build_interpolations(cfg, run, log)
     for recipe in recipes:
         recipe.build(run, log)
     write_recipes_file(recipes, run)
-    return (run.job("merge") or {}) if own_dtm else {}
+    return {}
 
 
 def write_recipes_file(recipes: list[Recipe], run: RunDir) -> None:

@@ -1,4 +1,4 @@
-"""The train stage: K sub-models and the SFT baseline as independent jobs.
+"""Training a run's jobs (the recipes' train stage lists them): each an independent job.
 
 Jobs run one after another by default. With `train.parallel_jobs > 1` they run in a process
 pool, one device slot each (CUDA_VISIBLE_DEVICES set per job); with `train.executor: ray` as Ray
@@ -14,22 +14,13 @@ from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
 from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_job
 from dtmerge.process_guard import fault_point
-from dtmerge.rundir import OWN_DTM, RunDir, hash_obj, hash_path, sub_model_name
+from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
 
 # Keys that change how a job runs but not what it learns.
 _NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps",
                       "executor", "ray_address", "gpus_per_job", "cpus_per_job", "max_retries",
                       "shared_storage", "threads_per_job"}
-
-
-def plan_jobs(cfg: RunConfig, run: RunDir) -> list[TrainJob]:
-    jobs = [TrainJob(sub_model_name(OWN_DTM, k), run.portion(OWN_DTM, k),
-                     run.sub_model(OWN_DTM, k))
-            for k in range(cfg.disperse.num_portions)]
-    if cfg.train.sft_baseline:
-        jobs.append(TrainJob("sft", run.all_data, run.model("sft")))
-    return jobs
 
 
 def job_fingerprint(cfg: RunConfig, job: TrainJob) -> str:
@@ -43,15 +34,14 @@ def job_fingerprint(cfg: RunConfig, job: TrainJob) -> str:
     return hash_obj(payload)
 
 
-def train_stage(cfg: RunConfig, run: RunDir, log=print, jobs: list[TrainJob] | None = None) -> dict:
-    """Train every job (default: `plan_jobs`; recipes pass theirs) not already done with the
-    same fingerprint."""
-    jobs = plan_jobs(cfg, run) if jobs is None else jobs
+def train_jobs(cfg: RunConfig, run: RunDir, jobs: list[TrainJob], log=print) -> dict:
+    """Train every job of `jobs` not already done with the same fingerprint (and whose model
+    is still there); finished jobs are kept when another fails."""
     todo = []
     for job in jobs:
         if not job.data.exists():
             raise DtmError(f"{job.data} is missing: run `dtm disperse {run.root}` first")
-        run.require_finished("data" if job.name == "sft" else "disperse", job.data)
+        run.require_finished("data" if job.data == run.all_data else "disperse", job.data)
         fp = job_fingerprint(cfg, job)
         if run.needs_run(f"train:{job.name}", fp, [job.out], log):
             todo.append((job, fp))
