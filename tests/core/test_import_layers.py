@@ -21,7 +21,7 @@ LAYERS = [
     {"merge"},
     {"recipes"},
     {"report", "decision"},  # decision: what to ship, read off results
-    {"frontier"},
+    {"frontier", "publish"},  # publish: the model card and `dtm push`
     {"pipeline", "dryrun", "demo", "cli"},
 ]
 

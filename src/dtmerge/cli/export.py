@@ -1,7 +1,8 @@
 """`dtm export RUN_DIR VARIANT --out DIR`: ship one variant of a run as a standalone model.
 
 Any model under runs/NAME/models/ (dtm, sft, sft_best, interp_0.5, a recipe's output) is
-written to DIR as a full Hugging Face model directory with its tokenizer, loadable with
+written to DIR as a full Hugging Face model directory with its tokenizer and model card
+(README.md, see dtmerge.publish.card), loadable with
 `AutoModelForCausalLM.from_pretrained(DIR)` and nothing else: a LoRA adapter is merged into
 the run's base model first (PEFT's merge_and_unload), unless --adapter-only keeps it as is.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory (runs/NAME)")
-    p.add_argument("variant", help="a model under RUN_DIR/models/ (dtm, sft, sft_best, interp_0.5...)")
+    p.add_argument("variant", help="a model under RUN_DIR/models/ (dtm, sft, sft_best, interp_0.5...), "
+                   "or 'answer': what the run's decision recommends, with decision.json")
     p.add_argument("--out", help="output directory (must not exist)")
     # --out names an output directory in every command; --to is the old spelling (until 0.3).
     p.add_argument("--to", dest="deprecated_to", help=argparse.SUPPRESS)
@@ -61,6 +63,9 @@ def export_variant(run_dir: str | Path, variant: str, dest: str | Path, adapter_
                 AutoTokenizer.from_pretrained(str(tokenizer)).save_pretrained(tmp)
             else:
                 load_tokenizer(cfg.model).save_pretrained(tmp)
+        from dtmerge.publish import write_model_card
+
+        write_model_card(run.root, variant, tmp)  # README.md: the Hub card with the evidence
     return dest
 
 
@@ -73,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.deprecated_to
     if not out:
         raise ConfigError("dtm export needs --out DIR: the directory to write the model to")
+    if args.variant == "answer":  # what the run's decision recommends, with decision.json
+        from dtmerge.cli.answer_export import export_answer
+
+        choice, dest = export_answer(args.run_dir, out, args.adapter_only)
+        print(f"exported answer ({choice}) -> {dest}")
+        return 0
     dest = export_variant(args.run_dir, args.variant, out, args.adapter_only)
     print(f"exported {args.variant} -> {dest}")
     return 0

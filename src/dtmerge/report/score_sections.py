@@ -64,6 +64,9 @@ def scores_section(ctx: ReportContext) -> Part:
         Section("Scores and alignment tax", blocks),
         scores={n: {t: r.score for t, r in variants[n].tasks.items()} for n in names},
         tax={t: {n: c.tax for n, c in row.items() if c.tax is not None} for t, row in table.items()},
+        # the intervals of the tax table, for readers of report.json (the model card)
+        tax_intervals={t: {n: c.tax_diff.to_dict() for n, c in row.items() if c.tax_diff}
+                       for t, row in table.items()},
     )
 
 
