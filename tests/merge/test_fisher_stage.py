@@ -105,7 +105,7 @@ def _run_config(tmp_path, base, method="linear"):
 
 
 def test_build_stage_merges_the_own_dtm_skips_when_done_and_redoes_on_change(zoo, tmp_path):
-    from dtmerge.recipes.stages import build_stage as merge_stage
+    from dtmerge.recipes.stages import build_stage
     from dtmerge.rundir import RunDir
 
     cfg = _run_config(tmp_path, zoo["base"])
@@ -113,15 +113,15 @@ def test_build_stage_merges_the_own_dtm_skips_when_done_and_redoes_on_change(zoo
     for k in range(2):
         make_lora(zoo["base"], run.model(f"sub_{k}"), seed=40 + k)
     logs = []
-    merge_stage(cfg, run, log=logs.append)
+    build_stage(cfg, run, log=logs.append)
     assert run.job("merge")["status"] == "done"
     out = load_dir(run.model("dtm"))
     refs = [load_dir(run.model(f"sub_{k}")) for k in range(2)]  # adapters: check one module
     assert refs and out["model.layers.0.mlp.up_proj.weight"].shape == (48, 32)
-    merge_stage(cfg, run, log=logs.append)
+    build_stage(cfg, run, log=logs.append)
     assert any(line.startswith("[skip] merge") for line in logs)
     cfg2 = _run_config(tmp_path, zoo["base"], method="ties")
-    merge_stage(cfg2, run, log=logs.append)
+    build_stage(cfg2, run, log=logs.append)
     assert any(line.startswith("[redo] merge") for line in logs)
     assert read_json(run.model("dtm") / "merge_record.json")["method"] == "ties"
 

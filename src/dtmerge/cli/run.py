@@ -8,7 +8,8 @@ def add_arguments(p):
     p.add_argument("config", help="run config YAML")
     p.add_argument("overrides", nargs="*", help="overrides such as train.learning_rate=1e-4")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
-    p.add_argument("--stages", help="comma-separated subset of data,disperse,train,merge,eval,report")
+    p.add_argument("--stages", help="comma-separated subset of data,prepare,train,build,eval,report "
+                   "(disperse: prepare, merge: build)")
 
 
 def run(args) -> int:
