@@ -151,6 +151,12 @@ class TrainConfig(_Section):
     trainer_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keys passed to TRL's SFTConfig"
     )
+    joint: bool = Field(
+        False, description="LoRA: train this stage's plain LoRA jobs in one process over one "
+        "loaded base model, one adapter after another (same results as separate jobs; "
+        "full fine-tuning and loss-changing recipes fall back to separate jobs); see "
+        "docs/joint-training.md"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -124,7 +124,7 @@ def _last_checkpoint(work_dir: Path) -> str | None:
 
 def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_name: str,
                 callbacks: list | None = None, fingerprint: str = "",
-                spec: dict | None = None) -> dict[str, Any]:
+                spec: dict | None = None, base_model=None) -> dict[str, Any]:
     """Fine-tune the base model on one JSONL portion and save it to `out_dir`.
 
     Checkpoints go to a work directory beside `out_dir`; a rerun with the same fingerprint
@@ -133,6 +133,9 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
 
     `spec` is a recipe's change to the job (seed, penalty, replay, LoRA-MoE; see
     train/recipe_trainer.py); None trains plain SFT.
+
+    `base_model`: an already loaded base to wrap instead of loading one (joint training,
+    train/joint.py, shares one base between a stage's LoRA jobs).
 
     Returns:
         A dict with the number of examples, steps, final training loss and runtime.
@@ -146,7 +149,7 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     dataset = _read_portion(Path(data_path))
     tokenizer = load_tokenizer(cfg.model)
     trainer, save = _build_trainer(cfg, spec, dataset, tokenizer, Path(data_path), work_dir,
-                                   job_name, callbacks)
+                                   job_name, callbacks, base_model)
     if len(trainer.train_dataset) == 0:
         raise DataError(
             f"{data_path}: every example lost its whole response to truncation at "
@@ -209,13 +212,13 @@ def _work_dir(out_dir: Path, fingerprint: str) -> Path:
 
 
 def _build_trainer(cfg: RunConfig, spec: dict | None, dataset, tokenizer, data_path: Path,
-                   work_dir: Path, job_name: str, callbacks: list | None):
+                   work_dir: Path, job_name: str, callbacks: list | None, base_model=None):
     """TRL's SFTTrainer (or the recipes' subclass) over the base model, and the recipe's own
     save function (None: `save_pretrained`)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTTrainer
 
-    model = load_model(cfg.model)
+    model = load_model(cfg.model) if base_model is None else base_model
     peft_config = lora_config(cfg, model) if cfg.train.method == "lora" else None
     trainer_cls, recipe_kwargs, save = SFTTrainer, {}, None
     if spec and set(spec) - {"seed"}:

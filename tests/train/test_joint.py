@@ -1,0 +1,131 @@
+"""Joint LoRA training: adapters trained over one shared base equal adapters trained alone."""
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from dtmerge.config import config_from_dict
+from dtmerge.train import train_model
+from dtmerge.train.job import TrainJob
+from dtmerge.train.joint import base_loads, joint_fallback, release_shared_base, train_on_shared_base
+
+TOLERANCE = 1e-5  # fp32
+
+
+def _cfg(tmp_path, model_dir, **train):
+    # LoRA dropout on (the default 0.05): the random masks must follow each job's own seed too
+    train = {"method": "lora", "max_steps": 4, "batch_size": 2, "grad_accum": 2,
+             "warmup_steps": 1, "learning_rate": 5e-3, "max_length": 128, "save_steps": 2,
+             "logging_steps": 1, "joint": True, **train}
+    return config_from_dict({
+        "name": "t", "runs_dir": str(tmp_path / "runs"), "model": {"path": str(model_dir)},
+        "data": {"path": "unused.jsonl"}, "disperse": {"num_portions": 3}, "train": train,
+    })
+
+
+def _portion(path, k, n=12):
+    city = ["paris", "rome", "berlin"][k]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({
+        "prompt": [{"role": "user", "content": f"where is {name} born {i}"}],
+        "completion": [{"role": "assistant", "content": f"{name} is born in {city}"}],
+    }) + "\n" for i, name in enumerate(["alice", "bob", "carol", "dave"] * (n // 4))))
+    return path
+
+
+def _jobs(tmp_path, root):
+    # sub_2 has a recipe seed of its own (model soups train sub-models with different seeds)
+    return [TrainJob(f"sub_{k}", _portion(tmp_path / "data" / f"p{k}.jsonl", k),
+                     tmp_path / root / f"sub_{k}", {"seed": 7} if k == 2 else None)
+            for k in range(3)]
+
+
+def _adapter(out):
+    from safetensors.torch import load_file
+
+    return load_file(out / "adapter_model.safetensors")
+
+
+def _max_abs_diff(a_dir, b_dir) -> float:
+    a, b = _adapter(a_dir), _adapter(b_dir)
+    assert a.keys() == b.keys() and a
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def _train_alone(cfg, jobs):
+    for job in jobs:
+        train_model(cfg, job.data, job.out, job.name, fingerprint="fp", spec=job.spec)
+
+
+class _KillAt(TrainerCallback):
+    """Stops training abruptly (no cleanup, like a kill) once `step` optimizer steps are done."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"killed at step {self.step}")
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory, tiny_model_dir):
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("alone")
+    jobs = _jobs(tmp, "alone")
+    _train_alone(_cfg(tmp, tiny_model_dir), jobs)
+    return {job.name: job.out for job in jobs}
+
+
+def test_joint_adapters_equal_adapters_trained_alone(tmp_path, tiny_model_dir, alone):
+    torch.set_num_threads(1)
+    cfg = _cfg(tmp_path, tiny_model_dir)
+    release_shared_base()
+    loads = base_loads()
+    infos = [train_on_shared_base(cfg, job, "fp") for job in _jobs(tmp_path, "joint")]
+    assert base_loads() == loads + 1  # the base was loaded once for the three adapters
+    assert all(info["joint"] and info["steps"] == 4 for info in infos)
+    for job in _jobs(tmp_path, "joint"):
+        diff = _max_abs_diff(job.out, alone[job.name])
+        print(f"{job.name}: joint vs alone max abs diff {diff:.3g}")
+        assert diff <= TOLERANCE
+        # the files every later stage reads, as a separate job writes them
+        assert {p.name for p in alone[job.name].iterdir()} <= {p.name for p in job.out.iterdir()}
+    # the adapters did learn, and differently from each other (the comparison means something)
+    assert _max_abs_diff(tmp_path / "joint" / "sub_0", tmp_path / "joint" / "sub_1") > 1e-3
+    # the shared base came back clean: no LoRA layer left on it
+    from dtmerge.train.joint import shared_base
+    assert not [n for n, _ in shared_base(cfg).named_modules() if "lora" in n]
+
+
+def test_joint_resumes_each_adapter_after_a_kill(tmp_path, tiny_model_dir, alone, capsys):
+    torch.set_num_threads(1)
+    cfg = _cfg(tmp_path, tiny_model_dir)
+    jobs = _jobs(tmp_path, "joint")
+    train_on_shared_base(cfg, jobs[0], "fp")
+    with pytest.raises(KeyboardInterrupt):
+        train_on_shared_base(cfg, jobs[1], "fp", callbacks=[_KillAt(3)])
+    assert not jobs[1].out.exists()  # never a half-written adapter
+    # the rerun (a new process would start here): sub_1 from its step-2 checkpoint, then sub_2
+    release_shared_base()
+    for job in jobs[1:]:
+        train_on_shared_base(cfg, job, "fp")
+    assert "[resume] sub_1 from step 2" in capsys.readouterr().out
+    for job in jobs:
+        diff = _max_abs_diff(job.out, alone[job.name])
+        print(f"{job.name} (after kill and resume): joint vs alone max abs diff {diff:.3g}")
+        assert diff <= TOLERANCE
+
+
+def test_full_fine_tuning_and_loss_changing_recipes_fall_back(tmp_path, tiny_model_dir):
+    lora = _cfg(tmp_path, tiny_model_dir)
+    full = _cfg(tmp_path, tiny_model_dir, method="full")
+    job = TrainJob("sub_0", tmp_path / "p.jsonl", tmp_path / "out")
+    assert joint_fallback(lora, job) is None
+    assert joint_fallback(lora, TrainJob("s", job.data, job.out, {"seed": 3})) is None
+    assert "full" in joint_fallback(full, job)
+    for recipe in ({"penalty": {"kind": "l2"}}, {"replay": "r.jsonl"}):
+        reason = joint_fallback(lora, TrainJob("x", job.data, job.out, recipe))
+        assert reason and next(iter(recipe)) in reason
