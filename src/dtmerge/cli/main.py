@@ -54,7 +54,8 @@ EXAMPLES = {
     "watch": ["dtm watch runs/example"],
     "config": ["dtm config keys", "dtm config keys monitor", "dtm config show runs/example",
                "dtm config show configs/example.yaml train.learning_rate=1e-4"],
-    "export": ["dtm export runs/example sft_best --out shipped/sft_best",
+    "export": ["dtm export runs/example answer --out shipped/answer",
+               "dtm export runs/example sft_best --out shipped/sft_best",
                "dtm export runs/example dtm --out shipped/dtm --adapter-only"],
 }
 
