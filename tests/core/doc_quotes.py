@@ -30,7 +30,7 @@ def parse_dtm(command: str, prose: bool = False):
     """argparse's namespace for `command`; a usage error fails the test. With `prose`, a bare
     command name (`dtm eval` in a sentence) only has to exist."""
     argv = dtm_tokens(command)
-    if argv and argv[0] not in COMMANDS:
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("--help", "-h", "--version"):
         raise AssertionError(f"{command!r}: no such command {argv[0]!r}")
     if (prose and len(argv) == 1) or "--help" in argv or "-h" in argv:
         return None
@@ -68,8 +68,12 @@ def is_config_key(key: str) -> bool:
     return len(parts) == 2 and parts[0] == "train" and parts[1] in _sft_fields()
 
 
+OVERRIDE = re.compile(r"^([a-z_][a-z_0-9.]*)=")
+
+
 def override_keys(args) -> list[str]:
-    return [o.partition("=")[0] for o in getattr(args, "overrides", None) or [] if "=" in o]
+    """Keys of the `key=value` overrides (placeholders such as `[key=value ...]` are skipped)."""
+    return [m.group(1) for o in getattr(args, "overrides", None) or [] if (m := OVERRIDE.match(o))]
 
 
 def yaml_keys(text: str) -> list[str]:
