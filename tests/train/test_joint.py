@@ -129,3 +129,44 @@ def test_full_fine_tuning_and_loss_changing_recipes_fall_back(tmp_path, tiny_mod
     for recipe in ({"penalty": {"kind": "l2"}}, {"replay": "r.jsonl"}):
         reason = joint_fallback(lora, TrainJob("x", job.data, job.out, recipe))
         assert reason and next(iter(recipe)) in reason
+
+
+def test_train_stage_trains_the_dtm_sub_models_jointly(tmp_path, tiny_model_dir):
+    from dtmerge.recipes.stages import train_stage
+    from dtmerge.rundir import RunDir
+
+    torch.set_num_threads(1)
+    cfg = _cfg(tmp_path, tiny_model_dir, max_steps=2, parallel_jobs=2)
+    cfg = cfg.model_copy(update={"disperse": cfg.disperse.model_copy(update={"num_portions": 2})})
+    run = RunDir(cfg.run_dir)
+    _portion(run.all_data, 0)
+    for k in range(2):
+        _portion(run.portion("dtm", k), k)
+    logs = []
+    loads = base_loads()
+    result = train_stage(cfg, run, log=logs.append)
+    assert result["trained"] == ["sub_0", "sub_1", "sft"]
+    assert any("joint" in m and "parallel_jobs 2 ignored" in m for m in logs)
+    assert base_loads() == loads + 1  # one base for the three jobs, released after the stage
+    for name in ("sub_0", "sub_1", "sft"):
+        record = run.job(f"train:{name}")
+        assert record["status"] == "done" and record["joint"] is True and record["steps"] == 2
+        assert (run.model(name) / "adapter_config.json").exists()
+    # the same adapter as a separate job on the same portion
+    alone = tmp_path / "alone" / "sub_1"
+    train_model(cfg, run.portion("dtm", 1), alone, "sub_1", fingerprint="fp")
+    diff = _max_abs_diff(run.model("sub_1"), alone)
+    print(f"stage sub_1: joint vs alone max abs diff {diff:.3g}")
+    assert diff <= TOLERANCE
+    # joint changes how jobs run, not what they learn: turning it off redoes nothing
+    off = cfg.model_copy(update={"train": cfg.train.model_copy(update={"joint": False})})
+    assert train_stage(off, run, log=logs.append)["trained"] == []
+
+
+def test_train_stage_with_full_fine_tuning_says_joint_does_not_apply(tmp_path, tiny_model_dir):
+    from dtmerge.train.joint import joint_applies
+
+    logs = []
+    assert not joint_applies(_cfg(tmp_path, tiny_model_dir, method="full"), logs.append)
+    assert "train.joint ignored" in logs[0] and "full" in logs[0]
+    assert not joint_applies(_cfg(tmp_path, tiny_model_dir, joint=False), logs.append)

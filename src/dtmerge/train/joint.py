@@ -123,8 +123,15 @@ def run_joint_train_job(cfg_json: dict, run_root: str, job: TrainJob, fingerprin
     return train_on_shared_base(cfg, job, fingerprint, callbacks)
 
 
-def joint_placement_note(cfg: RunConfig) -> str:
-    """What joint training overrides in the placement settings, for the stage's log."""
+def joint_applies(cfg: RunConfig, log=print) -> bool:
+    """Whether the stage runs its jobs jointly (train.joint with LoRA); logs what it overrides,
+    or why it does not apply."""
+    if not cfg.train.joint:
+        return False
+    if cfg.train.method != "lora":
+        log("[train] train.joint ignored: it shares a frozen base between LoRA jobs, and "
+            "train.method is full; the jobs run separately as configured")
+        return False
     ignored = []
     if cfg.train.executor == "ray":
         ignored.append("train.executor ray")
@@ -132,8 +139,9 @@ def joint_placement_note(cfg: RunConfig) -> str:
         ignored.append(f"train.parallel_jobs {cfg.train.parallel_jobs}")
     if cfg.train.devices and len(cfg.train.devices) > 1:
         ignored.append("train.devices beyond the first")
-    suffix = f" ({', '.join(ignored)} ignored: one process holds the base)" if ignored else ""
-    return f"[train] joint: LoRA jobs share one base model in this process{suffix}"
+    note = f" ({', '.join(ignored)} ignored: one process holds the base)" if ignored else ""
+    log(f"[train] joint: LoRA jobs share one base model in this process{note}")
+    return True
 
 
 def _free_memory() -> None:

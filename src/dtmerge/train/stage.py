@@ -16,11 +16,12 @@ from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_jo
 from dtmerge.process_guard import fault_point
 from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
+from dtmerge.train.joint import joint_applies, release_shared_base, run_joint_train_job
 
 # Keys that change how a job runs but not what it learns.
 _NOT_FINGERPRINTED = {"parallel_jobs", "devices", "sft_baseline", "logging_steps", "save_steps",
                       "executor", "ray_address", "gpus_per_job", "cpus_per_job", "max_retries",
-                      "shared_storage", "threads_per_job"}
+                      "shared_storage", "threads_per_job", "joint"}
 
 
 def job_fingerprint(cfg: RunConfig, job: TrainJob) -> str:
@@ -69,8 +70,14 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
     """Run the jobs on the configured executor; the manifest is written here only."""
     cfg_json = cfg.model_dump(mode="json")
     by_name = {job.name: (job, fp) for job, fp in todo}
-    on_ray = cfg.train.executor == "ray"
-    if on_ray:
+    joint = bool(todo) and joint_applies(cfg, log)  # train/joint.py: one process, one base
+    on_ray = cfg.train.executor == "ray" and not joint
+    if joint:
+        where = Placement("local", slots=((cfg.train.devices or [None])[0],),
+                          threads=threads_per_job(cfg.train.threads_per_job, 1))
+        calls = [(job.name, (cfg_json, str(run.root), job, fp)) for job, fp in todo]
+        body = run_joint_train_job
+    elif on_ray:
         from dtmerge.train import ray_executor
 
         where, calls = ray_executor.plan_ray(cfg_json, run, todo)
@@ -103,3 +110,5 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
     finally:
         if on_ray:
             ray_executor.cleanup_probe(run)
+        if joint:  # the later stages load their own models
+            release_shared_base()
