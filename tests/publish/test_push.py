@@ -2,8 +2,6 @@
 model and its card arrive in one commit, no token is a clear refusal, and a failed commit
 leaves nothing partial and a rerun completes the repository."""
 
-import argparse
-
 import pytest
 from huggingface_hub import ModelCard
 
@@ -34,11 +32,9 @@ def _expected(published_run):
 
 
 def test_push_uploads_the_model_and_its_card_in_one_commit(hub, published_run, capsys):
-    from dtmerge.cli.push import run
+    from dtmerge.cli.main import main
 
-    args = argparse.Namespace(run_dir=str(published_run), variant="dtm", repo="me/demo-dtm",
-                              private=True)
-    assert run(args) == 0
+    assert main(["push", str(published_run), "dtm", "--repo", "me/demo-dtm", "--private"]) == 0
     assert f"{hub.url}/me/demo-dtm/commit/" in capsys.readouterr().out
     repo = hub.repos["me/demo-dtm"]
     assert repo["private"] and len(hub.commits) == 1
@@ -57,6 +53,9 @@ def test_push_without_a_token_refuses_before_any_request(hub, published_run, mon
                         str(published_run / "no-hf-home" / "token"))
     with pytest.raises(DtmError, match="needs a Hugging Face token.*HF_TOKEN.*hf auth login"):
         push_model(published_run, "dtm", "me/demo-dtm")
+    from dtmerge.cli.main import main
+
+    assert main(["push", str(published_run), "dtm", "--repo", "me/demo-dtm"]) == 2  # no traceback
     assert hub.repos == {}
 
 

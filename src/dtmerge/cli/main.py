@@ -32,6 +32,7 @@ COMMANDS = {
     "config": ("dtmerge.cli.config", "list every config key, or show a run's resolved config"),
     "export": ("dtmerge.cli.export", "write one variant of a run as a standalone model (LoRA merged)"),
     "frontier": ("dtmerge.cli.frontier", "merged candidates chosen on validation items"),
+    "push": ("dtmerge.cli.push", "upload one model of a run with its model card to the Hub"),
 }
 
 # Shown under each command's --help: what a user types first.
@@ -57,6 +58,8 @@ EXAMPLES = {
     "export": ["dtm export runs/example answer --out shipped/answer",
                "dtm export runs/example sft_best --out shipped/sft_best",
                "dtm export runs/example dtm --out shipped/dtm --adapter-only"],
+    "push": ["dtm push runs/example dtm --repo my-org/example-dtm",
+             "dtm push runs/example sft --repo my-org/example-sft --private"],
 }
 
 
