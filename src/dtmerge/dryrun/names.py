@@ -14,13 +14,13 @@ from pathlib import Path
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
 from dtmerge.evaluate.stage import VARIANT_KEYWORDS
-from dtmerge.rundir import STAGES
+from dtmerge.rundir import STAGE_ALIASES, STAGES
 
 
 
 def check_names(cfg: RunConfig, stages: list[str] | None, found: list[str]) -> None:
     """Append an "error: ..." finding for every name a stage of `stages` would reject."""
-    wanted = set(stages or STAGES)
+    wanted = {STAGE_ALIASES.get(s, s) for s in stages or STAGES}
     checks = [("prepare", _check_strategy), ("train", _check_scheduler),
               ("build", _check_merge_method), ("eval", _check_variants), ("eval", _check_tasks)]
     for stage, check in checks:
