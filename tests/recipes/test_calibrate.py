@@ -11,7 +11,7 @@ from recipe_helpers import records, write_jsonl
 from dtmerge.errors import ConfigError
 from dtmerge.recipes import resolve_recipes
 from dtmerge.recipes.calibrate import choose, read_calibration
-from dtmerge.recipes.stages import merge_stage, train_stage
+from dtmerge.recipes.stages import build_stage, prepare_stage, train_stage
 
 
 def _runs(losses: dict[float, float]) -> list[dict]:
@@ -62,8 +62,8 @@ def test_auto_picks_a_coefficient_records_the_sweep_and_trains_a_model_unlike_sf
                              n=12, max_steps=8, learning_rate=3e-2)
     write_jsonl(run.heldout_data, records(20)[12:])
     logs: list[str] = []
-    train_stage(cfg, run, log=logs.append)
-    merge_stage(cfg, run, log=logs.append)
+    for stage in (prepare_stage, train_stage, build_stage):
+        stage(cfg, run, log=logs.append)
     sft_norm = _sq_norm(run.model("sft"))
     for label, steps in (("l2", 2), ("ewc", 4)):
         record = read_calibration(run, label)
@@ -92,6 +92,7 @@ def test_auto_picks_a_coefficient_records_the_sweep_and_trains_a_model_unlike_sf
 
     # a rerun finds every sweep run and the trained models done: nothing is redone
     again: list[str] = []
+    prepare_stage(cfg, run, log=again.append)
     assert train_stage(cfg, run, log=again.append)["trained"] == []
     assert not any("[redo]" in m for m in again)
     assert sum("[skip] calibrate_" in m for m in again) == 2 * (len(grid) + 2)  # + base, ref
