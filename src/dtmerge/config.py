@@ -281,6 +281,12 @@ class TrackingConfig(_Section):
     mlflow_tracking_uri: str | None = Field(None, description="Default: sqlite in the run dir")
     tensorboard: bool = False
     """Write TensorBoard curves of each training job"""
+    wandb: bool = False
+    """Log to Weights & Biases what tracking.mlflow logs: a run per training job (live curves)
+    and, after the report, the run (config, scores, tax table, report) and each trained model,
+    grouped under the run's name. WANDB_MODE=offline writes them under the run directory."""
+    wandb_project: str | None = Field(None, description="W&B project (default: dtmerge)")
+    wandb_entity: str | None = Field(None, description="W&B user or team (default: yours)")
 
 
 class ReportConfig(_Section):

@@ -13,10 +13,10 @@ from pydantic_core import PydanticCustomError
 # TRL's names for settings dtmerge names itself: either spelling works, one per config.
 SFT_ALIASES = {"num_train_epochs": "num_epochs", "per_device_train_batch_size": "batch_size",
                "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "lr_scheduler"}
-# SFTConfig fields dtmerge sets per job or from another section.
+# SFTConfig fields dtmerge sets per job or from another section. (`report_to` is not one: the
+# trackers it names join those of tracking.mlflow / wandb / tensorboard, see train/trainer.py.)
 SFT_OWNED = {"output_dir": "set per job inside the run directory",
              "run_name": "set per job (sub_<k>, sft)",
-             "report_to": "use tracking.mlflow / tracking.tensorboard",
              "gradient_checkpointing": "use model.gradient_checkpointing",
              "bf16": "use model.dtype", "fp16": "use model.dtype"}
 

@@ -84,7 +84,8 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
     """Pipeline stage "report": the alignment-tax report of a run, as manifest job "report".
 
     Skipped when the evaluation files, monitor curves, `cfg.report` and the report's code are
-    unchanged since the last report. Logs to MLflow when `cfg.tracking.mlflow` is on.
+    unchanged since the last report. Logs to MLflow when `cfg.tracking.mlflow` is on, to W&B
+    when `cfg.tracking.wandb` is.
 
     Returns:
         {"markdown": path, "html": path, "json": path, "summary": text}; "summary" is the
@@ -113,6 +114,11 @@ def report_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
         ids = log_run(cfg, run)
         log(f"mlflow: logged run {ids['parent_run_id']} to {ids['tracking_uri']}")
+    if cfg.tracking.wandb:
+        from dtmerge.report.tracking import log_run_wandb
+
+        ids = log_run_wandb(cfg, run)
+        log(f"wandb: logged run {ids['parent_run_id']} to project {ids['project']}")
     return {"markdown": str(out / "report.md"), "html": str(out / "report.html"),
             "json": str(out / "report.json"), "summary": summary}
 

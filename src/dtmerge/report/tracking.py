@@ -112,3 +112,82 @@ def log_run(cfg: RunConfig, run: RunDir, experiment: str | None = None) -> dict[
                 children[model] = child.info.run_id
     return {"tracking_uri": uri, "experiment_id": exp_id,
             "parent_run_id": parent.info.run_id, "child_run_ids": children}
+
+
+def tax_rows(run: RunDir) -> list[list]:
+    """The tax table of report.json, one row per (variant, task): tax against base with its
+    paired interval, and each merged model minus SFT; read, never recomputed."""
+    from dtmerge.report.runinfo import read_json
+
+    report = read_json(run.report_dir / "report.json") or {}
+    intervals = report.get("tax_intervals") or {}
+    vs_sft = report.get("dtm_vs_sft") or {}
+    rows = []
+    for task, per_variant in (report.get("tax") or {}).items():
+        for variant, tax in per_variant.items():
+            if variant == "base":
+                continue
+            d = intervals.get(task, {}).get(variant) or {}
+            s = vs_sft.get(variant, {}).get(task) or {}
+            rows.append([variant, task, tax, d.get("low"), d.get("high"), s.get("mean"),
+                         s.get("low"), s.get("high")])
+    return rows
+
+
+TAX_COLUMNS = ["variant", "task", "tax", "tax_low", "tax_high", "minus_sft", "minus_sft_low",
+               "minus_sft_high"]
+
+
+def log_run_wandb(cfg: RunConfig, run: RunDir) -> dict[str, Any]:
+    """Log a dtmerge run to W&B as `log_run` does to MLflow: a run for the DTM run (config,
+    final scores and tax as summary, the tax table, the report files) and one run per trained
+    model with its monitor curves, all in the group named after the run.
+
+    Returns:
+        {"project", "group", "parent_run_id", "child_run_ids": {model: id}, "dir"}
+    """
+    from dtmerge.mlflow_store import import_wandb, wandb_environment
+    from dtmerge.report.runinfo import job_rows, model_name_of_job, monitor_curves
+
+    wandb = import_wandb()
+    env = wandb_environment(cfg, run)
+    common = {"project": env["WANDB_PROJECT"], "group": env["WANDB_RUN_GROUP"],
+              "entity": env.get("WANDB_ENTITY"), "dir": env["WANDB_DIR"]}
+    curves = monitor_curves(run)
+    trained = {model_name_of_job(j["job"]): j for j in job_rows(run) if j["job"].startswith("train")}
+    parent = wandb.init(name=cfg.name, job_type="run", config=cfg.model_dump(mode="json"),
+                        tags=["dtmerge"], reinit="finish_previous", **common)
+    try:
+        parent.summary.update(final_metrics(run))
+        rows = tax_rows(run)
+        if rows:
+            parent.log({"tax_table": wandb.Table(columns=TAX_COLUMNS, data=rows)})
+        files = [run.report_dir / n for n in ("report.md", "report.html", "report.json")]
+        if any(f.exists() for f in files):
+            artifact = wandb.Artifact(f"{cfg.name}-report", type="report")
+            for f in files:
+                if f.exists():
+                    artifact.add_file(str(f))
+            parent.log_artifact(artifact)
+        parent_id = parent.id
+    finally:
+        parent.finish()
+    children: dict[str, str] = {}
+    for model in sorted(set(curves) | set(trained)):
+        job = trained.get(model)
+        child = wandb.init(name=model, job_type="train", reinit="finish_previous",
+                           config={"dtmerge.model": model, "dtmerge.parent_run": parent_id,
+                                   "dtmerge.status": job["status"] if job else "?"}, **common)
+        try:
+            if job and job["seconds"] is not None:
+                child.summary["train_seconds"] = float(job["seconds"])
+            for row in curves.get(model, []):
+                values = {k: float(row[k]) for k in ("probe_acc", "train_loss", "heldout_loss", "ratio")
+                          if isinstance(row.get(k), (int, float)) and math.isfinite(row[k])}
+                if values:
+                    child.log(values, step=int(row.get("step", 0)))
+            children[model] = child.id
+        finally:
+            child.finish()
+    return {"project": common["project"], "group": common["group"], "parent_run_id": parent_id,
+            "child_run_ids": children, "dir": common["dir"]}
