@@ -84,11 +84,20 @@ def test_train_passes_trl_sft_config_fields_through(tmp_path):
     assert args.num_train_epochs == 2 and args.gradient_accumulation_steps == 3
 
 
+def test_report_to_joins_the_tracking_sections_trackers(tmp_path):
+    from dtmerge.train.trainer import sft_config
+
+    cfg = load_config(_write(tmp_path, {**BASE, "train": {"report_to": "wandb"}}))
+    assert sft_config(cfg, tmp_path / "work", ["tensorboard"]).report_to == ["tensorboard", "wandb"]
+    cfg = load_config(_write(tmp_path, {**BASE, "train": {"report_to": ["none"]}}))
+    assert sft_config(cfg, tmp_path / "work", ["mlflow"]).report_to == ["mlflow"]
+
+
 @pytest.mark.parametrize("train, message", [
     ({"optimm": "adamw_torch"}, r"unknown key 'train.optimm': neither .* Did you mean 'optim'\?"),
     ({"num_train_epochs": 2, "num_epochs": 3}, r"train.num_train_epochs is TRL's name for train.num_epochs"),
     ({"output_dir": "x"}, r"train.output_dir: set per job"),
-    ({"report_to": ["wandb"]}, r"train.report_to: use tracking.mlflow"),
+    ({"bf16": True}, r"train.bf16: use model.dtype"),
 ])
 def test_train_passthrough_rejects_unknown_and_owned_keys(tmp_path, train, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,7 +6,6 @@ arguments, so the same body runs wherever the job is scheduled.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ class TrainJob:
 
 def run_train_job(cfg_json: dict, run_root: str, job: TrainJob, fingerprint: str, device: str | None):
     """Body of one job; also the entry point of pool workers (hence plain arguments)."""
-    if device is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    from dtmerge.executors import pin_job_device
+
+    pin_job_device(device)  # one device per job, never DataParallel over all of them
     from dtmerge.config import RunConfig
     from dtmerge.train.trainer import train_model
 

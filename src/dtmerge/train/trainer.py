@@ -85,15 +85,33 @@ def sft_config(cfg: RunConfig, work_dir: Path, report_to: list[str]):
     if "activation_checkpointing" in getattr(SFTConfig, "__dataclass_fields__", {}):
         # transformers 5 renamed it; the old name still works but warns on every job
         kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")
-    kwargs.update(t.sft_passthrough)  # SFTConfig fields given in `train` under TRL's names
+    passthrough = dict(t.sft_passthrough)  # SFTConfig fields given in `train` under TRL's names
+    if "report_to" in passthrough:  # trackers named there join those of `tracking`
+        kwargs["report_to"] = list(dict.fromkeys(report_to + passthrough_trackers(cfg)))
+        del passthrough["report_to"]
+    kwargs.update(passthrough)
     kwargs.update(t.trainer_kwargs)
     return SFTConfig(**kwargs)
 
 
+def passthrough_trackers(cfg: RunConfig) -> list[str]:
+    """The trackers named by `train.report_to` (TRL's name), "none" left out."""
+    value = cfg.train.sft_passthrough.get("report_to") or []
+    return [v for v in ([value] if isinstance(value, str) else list(value)) if v != "none"]
+
+
 def _live_trackers(cfg: RunConfig, job_name: str) -> list[str]:
     """transformers' own callbacks stream the training curves live: TensorBoard into the work
-    dir, MLflow into the run's store (one MLflow run per job, named after it)."""
+    dir, MLflow into the run's store (one MLflow run per job, named after it), W&B as one run
+    per job grouped under the run's name."""
     trackers = ["tensorboard"] if cfg.tracking.tensorboard else []
+    if cfg.tracking.wandb or "wandb" in passthrough_trackers(cfg):
+        from dtmerge.mlflow_store import import_wandb, wandb_environment
+        from dtmerge.rundir import RunDir
+
+        import_wandb()  # a clear error when the extra is missing
+        os.environ.update(wandb_environment(cfg, RunDir(cfg.run_dir)))
+        trackers.append("wandb")
     if cfg.tracking.mlflow:
         from dtmerge.rundir import RunDir
         from dtmerge.mlflow_store import import_mlflow, tracking_uri
@@ -159,7 +177,12 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
     if resume:
         print(f"[resume] {job_name} from step {resume.rsplit('-', 1)[1]}", flush=True)
     scale_before = _largest_trainable(trainer.model)
-    result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except torch.cuda.OutOfMemoryError as err:
+        raise out_of_memory_error(cfg, job_name) from err
+    finally:
+        _finish_wandb_run()
     check_trained_weights(trainer.model, job_name, scale_before, cfg.train.learning_rate)
     flat = loss_never_fell(trainer.state.log_history)
     if flat:
@@ -192,6 +215,48 @@ def train_model(cfg: RunConfig, data_path: str | Path, out_dir: str | Path, job_
         "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 3)
                                 if torch.cuda.is_available() else None),
     }
+
+
+def out_of_memory_error(cfg: RunConfig, job_name: str) -> TrainingError:
+    """What a CUDA out-of-memory error in job `job_name` means for its config, and what to
+    lower; the checkpoints it saved stay, so the rerun resumes."""
+    t = cfg.train
+    smaller = max(1, t.batch_size // 2)
+    accum = t.grad_accum * t.batch_size // smaller
+    lines = [f"train.batch_size={smaller} train.grad_accum={accum} (the same effective batch "
+             f"of {t.batch_size * t.grad_accum})" if t.batch_size > 1 else None,
+             f"train.max_length={max(8, t.max_length // 2)} (examples longer are truncated)",
+             None if cfg.model.gradient_checkpointing else
+             "model.gradient_checkpointing=true (recomputes activations: slower, far less memory)"]
+    if t.method == "full":
+        lines.append("train.method=lora (no optimizer state for the base weights)")
+    return TrainingError(
+        f"{job_name}: CUDA ran out of memory while training (train.batch_size={t.batch_size}, "
+        f"train.grad_accum={t.grad_accum}, train.max_length={t.max_length}, "
+        f"train.method={t.method}). Lower one and rerun (finished checkpoints are resumed): "
+        + "; ".join(line for line in lines if line))
+
+
+def one_device(args, job_name: str):
+    """Train on one device even where several are visible to this process (CUDA started
+    before the job could pin its device, e.g. in a notebook): transformers would otherwise
+    wrap the model in DataParallel and multiply the effective batch by the device count."""
+    if args.n_gpu > 1:
+        print(f"[warn] {job_name}: {args.n_gpu} GPUs visible, training on {args.device} only "
+              "(one device per job; train.devices runs jobs side by side on the others)",
+              flush=True)
+        args._n_gpu = 1
+    return args
+
+
+def _finish_wandb_run() -> None:
+    """End the job's W&B run: transformers' callback leaves it open, and the next job in this
+    process would otherwise log into it."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
 
 
 # Trained weights this many times larger than the largest before training have exploded.
@@ -228,7 +293,7 @@ def _build_trainer(cfg: RunConfig, spec: dict | None, dataset, tokenizer, data_p
         model, peft_config, recipe_kwargs, save = (setup.model, setup.peft_config,
                                                    setup.trainer_kwargs, setup.save)
         trainer_cls = RecipeTrainer
-    args = sft_config(cfg, work_dir, _live_trackers(cfg, job_name))
+    args = one_device(sft_config(cfg, work_dir, _live_trackers(cfg, job_name)), job_name)
     args.run_name = job_name
     trainer = trainer_cls(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
