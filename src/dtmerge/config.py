@@ -433,6 +433,9 @@ class RunConfig(_Section):
     """Directory that holds the run directories"""
     seed: int = 0
     """Seed of the report's bootstrap and the monitor's probe sample"""
+    seeds: int = Field(
+        1, ge=1, description="Training seeds: each recipe is trained this many times (seed "
+        "runs under <run>/seeds/); the decision uses their spread as well as item noise")
     model: ModelConfig
     data: DataConfig
     disperse: DisperseConfig = DisperseConfig()

@@ -103,10 +103,50 @@ def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:
         raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
     atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
     retire_stale_variants(cfg, run, log)
+    replicated = cfg.seeds == 1
     for stage in order:
+        if stage == "report" and not replicated:
+            _run_seed_replicates(cfg, order, log)
+            replicated = True
         log(f"== {stage}")
         fn = stage_function(stage)
         result = fn(cfg, run, log=log)
         if isinstance(result, dict) and result.get("summary"):
             log(result["summary"])
+    if not replicated:
+        _run_seed_replicates(cfg, order, log)
     return run
+
+
+SEEDS_DIR = "seeds"  # <run>/seeds/seed<k>/: the run again with training seed + k
+
+
+def seed_config(cfg: RunConfig, k: int) -> RunConfig:
+    """The run's k-th seed replicate: every seed that shapes training (train, disperse, the
+    run's own) shifted by k, the same data, items and settings; the base is not scored again
+    (it does not depend on the seed), and the replicate has no replicates or report."""
+    from dtmerge.evaluate.stage import VARIANT_KEYWORDS
+
+    data = cfg.model_dump(mode="json")
+    data.update(name=f"seed{k}", runs_dir=str(Path(cfg.run_dir) / SEEDS_DIR), seeds=1,
+                seed=cfg.seed + k)
+    data["train"]["seed"] = cfg.train.seed + k
+    data["disperse"]["seed"] = cfg.disperse.seed + k
+    # named model directories (e.g. the demo's dtm_long, copied into the run) are not trained
+    # by the run, so the replicate has none to score
+    data["eval"]["variants"] = [v for v in cfg.eval.variants
+                                if v in VARIANT_KEYWORDS and v != "base"]
+    return RunConfig.model_validate(data)
+
+
+def _run_seed_replicates(cfg: RunConfig, order: list[str], log) -> None:
+    """Seeds 1..cfg.seeds-1 of the run's stages before its report (each a run of its own:
+    resumable, skipped when done)."""
+    stages = [s for s in order if s != "report"]
+    if cfg.seeds == 1 or not stages:
+        return
+    for k in range(1, cfg.seeds):
+        replicate = seed_config(cfg, k)
+        log(f"== seed replicate {k + 1} of {cfg.seeds}: {replicate.run_dir}")
+        with run_lock(replicate.run_dir):
+            _run_stages(replicate, stages, log)

@@ -155,3 +155,30 @@ def test_max_knowledge_needs_a_level():
     assert AnswerConfig(target="0.6").target == 0.6
     with pytest.raises(ValueError, match="answer.target"):
         AnswerConfig(target="best")
+
+
+def test_seed_replicates_enter_the_decision_and_are_named(tmp_path):
+    root = write_run(tmp_path, {"dtm": (0.66, 0.85, 0.02)})
+    for k in (1, 2):  # the pipeline's seed replicates: the same items, another training seed
+        write_run(root / "seeds" / f"seed{k}", {"dtm": (0.66, 0.84, 0.02)},
+                  line={n: v for n, v in LINE.items() if n != "base"}, split=None)
+    d = decide(root).decision
+    assert d.seeds["dtm"] == 3 and d.seeds["sft"] == 3 and d.seeds["base"] == 1
+    assert d.choice == "dtm" and "3 training seeds; seed and item noise" in d.headline
+    single = decide(write_run(tmp_path / "one", {"dtm": (0.66, 0.85, 0.02)})).decision
+    assert "one training seed; item noise only" in single.notes[0]
+
+
+def test_seed_config_shifts_every_training_seed_and_skips_the_base(tmp_path):
+    from dtmerge.config import RunConfig
+    from dtmerge.pipeline import seed_config
+
+    cfg = RunConfig.model_validate({
+        "name": "r", "runs_dir": str(tmp_path), "seeds": 3, "model": {"path": "m"},
+        "data": {"path": "d.jsonl"}, "train": {"seed": 5}, "disperse": {"seed": 2},
+        "eval": {"variants": ["base", "sft", "dtm", "interpolation", "dtm_long"]}})
+    rep = seed_config(cfg, 2)
+    assert (rep.train.seed, rep.disperse.seed, rep.seed, rep.seeds) == (7, 4, 2, 1)
+    assert rep.run_dir == tmp_path / "r" / "seeds" / "seed2"
+    assert rep.eval.variants == ["sft", "dtm", "interpolation"]
+    assert rep.data == cfg.data and rep.eval.tasks == cfg.eval.tasks

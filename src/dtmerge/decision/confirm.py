@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from dtmerge.decision.draws import X_AXIS, draw
 from dtmerge.decision.inputs import (
-    RunDecision, frontier_results, group_seeds, on_part,
+    RunDecision, frontier_results, group_seeds, on_part, run_variants,
 )
 from dtmerge.decision.line import MIN_POINTS, distance
 from dtmerge.decision.rule import Interval, _interval
-from dtmerge.report.results import VariantResult, load_eval_dir
+from dtmerge.report.results import VariantResult
 from dtmerge.rundir import RunDir
 
 
@@ -58,8 +58,7 @@ def _beaten(diff: Interval) -> bool:
 
 def test_replicates(run: RunDir, rd: RunDecision) -> dict[str, list[VariantResult]]:
     """Every variant of the run (and the frontier's) on the test items of the decision."""
-    eval_dir = run.root / "eval"
-    every = load_eval_dir(eval_dir) if eval_dir.is_dir() else {}
+    every = run_variants(run)
     every.update({n: v for n, v in frontier_results(run, "test").items() if n not in every})
     return group_seeds(on_part(every, rd.split, "test"))
 

@@ -3,8 +3,8 @@
 Variants: the run's eval/<variant>.json (recipes, DTM, best checkpoints, base, SFT, the
 interpolation points) and the frontier's candidates (frontier/eval/<name>.validation.json).
 Validation items: the run's recorded split (eval/split.json); a run without one is split
-here by `answer.validation_fraction`, and the report's Answer says so. Seeds: variants named
-`<name>@seed<k>` are replicates of `<name>`.
+here by `answer.validation_fraction`, and the report's Answer says so. Seeds: the run's seed
+replicates (`seeds: N`, <run>/seeds/seed<k>/) enter as `<name>@seed<k>`, replicates of `<name>`.
 """
 
 from __future__ import annotations
@@ -54,6 +54,20 @@ def group_seeds(variants: dict[str, VariantResult]) -> dict[str, list[VariantRes
     out: dict[str, list[VariantResult]] = {}
     for name, v in variants.items():
         out.setdefault(base_name(name), []).append(v)
+    return out
+
+
+SEEDS_DIR = "seeds"  # written by the pipeline: <run>/seeds/seed<k>/eval/<variant>.json
+
+
+def run_variants(run: RunDir) -> dict[str, VariantResult]:
+    """The run's eval results, and its seed replicates' as `<variant>@seed<k>`."""
+    eval_dir = run.root / "eval"
+    out = load_eval_dir(eval_dir) if eval_dir.is_dir() else {}
+    for replicate in sorted((run.root / SEEDS_DIR).glob("seed*/eval")):
+        k = replicate.parent.name.removeprefix("seed")
+        if k.isdigit():
+            out.update({f"{n}@seed{k}": v for n, v in load_eval_dir(replicate).items()})
     return out
 
 
@@ -136,8 +150,7 @@ def decide_run(run: RunDir, answer, knowledge: list[str] | None = None,
     `extra`: validation results of more candidates (the frontier passes its own before it
     writes frontier.json); by default the frontier's recorded candidates are read.
     """
-    eval_dir = run.root / "eval"
-    variants = load_eval_dir(eval_dir) if eval_dir.is_dir() else {}
+    variants = run_variants(run)
     split, recorded = run_split(run, answer, split_seed)
     validation = on_part(variants, split, "validation")
     more = frontier_results(run, "validation") if extra is None else extra

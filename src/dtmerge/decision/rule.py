@@ -215,7 +215,10 @@ def decide(draws: Draws, candidates: list[str], line: dict[str, float], planes: 
     common = dict(target=target, planes=plane_rows, candidates=verdicts, line=line_rows,
                   seeds={n: draws.seeds[n] for n in [*cands, *line_names]}, items=draws.items,
                   alpha=settings.alpha, n_boot=draws.n_boot,
-                  notes=[f"{n} left out: {why}" for n, why in draws.dropped.items()])
+                  notes=[f"The decision rests on {seeds_phrase(draws.seeds, [*cands, *line_names])}"
+                         + (" (seed replicates in <run>/seeds/)." if max(
+                             draws.seeds.values(), default=1) > 1 else ".")]
+                  + [f"{n} left out: {why}" for n, why in draws.dropped.items()])
     qualified = [v.name for v in verdicts if v.qualified]
     if qualified:
         best = max(qualified, key=keep_key)

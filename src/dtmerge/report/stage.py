@@ -19,6 +19,8 @@ def report_inputs(run: RunDir) -> dict[str, str]:
     for p in sorted((run.root / "eval").glob("*.json")):
         run.require_finished(f"eval:{p.stem}", p)  # a killed evaluation is not a result
         inputs[f"eval/{p.name}"] = hash_file(p)
+    for p in sorted((run.root / "seeds").glob("seed*/eval/*.json")):  # the seed replicates
+        inputs[str(p.relative_to(run.root))] = hash_file(p)
     frontier = run.root / "frontier" / "frontier.json"  # the frontier section's input
     if frontier.is_file():
         inputs["frontier/frontier.json"] = hash_file(frontier)
