@@ -28,8 +28,14 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-files"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
+    for name in ("WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_ENTITY"):  # restored afterwards:
+        monkeypatch.setenv(name, "unset")  # training jobs set them in os.environ
+        monkeypatch.delenv(name)
     (tmp_path / "wandb-files").mkdir()
-    return tmp_path / "wandb-files" / "wandb"
+    yield tmp_path / "wandb-files" / "wandb"
+    import wandb
+
+    wandb.teardown()  # wandb keeps its first settings (WANDB_DIR) for the process otherwise
 
 
 def _offline_run(wandb_root, run_id):
