@@ -45,7 +45,7 @@ EXAMPLES = {
               "dtm merge --base base/ --models a/ b/ --method ties --out merged/"],
     "eval": ["dtm eval runs/example", "dtm eval runs/example 'eval.variants=[base,sft,dtm,best]'"],
     "report": ["dtm report runs/example", "dtm report runs/example && open runs/example/report/report.html"],
-    "demo": ["dtm demo", "dtm demo --size tiny", "dtm demo --seeds 3",
+    "demo": ["dtm demo", "dtm demo --size tiny", "dtm demo --seeds 3", "dtm demo --worlds 3",
              "dtm demo --recipes all", "dtm demo --recipes sft,dtm,l2,wise_ft"],
     "recipes": ["dtm recipes", "dtm recipes l2"],
     "frontier": ["dtm frontier runs/example eval.validation_fraction=0.5",

@@ -61,7 +61,7 @@ def recipe_entries(names: list[str] | None, testbed, num_portions: int) -> list[
 
 def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
                 long: bool = False, interpolation: list[float] | None = None,
-                recipes: list[str] | None = None) -> RunConfig:
+                recipes: list[str] | None = None, train_seeds: int = 1) -> RunConfig:
     """The RunConfig of one demo run (the main one, or the longer-trained DTM with `long`)."""
     # parallel_jobs auto: the testbed's model is small, so on a CPU its jobs run side by side,
     # one thread each (benchmarks/executor_scaling.py: x1.6 on a quiet 2-core machine).
@@ -78,7 +78,7 @@ def demo_config(testbed, seed: int, size: str, num_portions: int, runs_dir: str,
     entries = None if long else recipe_entries(recipes, testbed, num_portions)
     extra = {"recipes": entries} if entries else {}
     return config_from_dict({**extra,
-        "name": name, "runs_dir": runs_dir, "seed": seed,
+        "name": name, "runs_dir": runs_dir, "seed": seed, "seeds": 1 if long else train_seeds,
         "model": {"path": str(testbed.base_model), "dtype": "float32"},
         "data": {"path": str(testbed.data), "format": "alpaca", "seed": seed},
         "disperse": {"strategy": "random", "num_portions": num_portions, "seed": seed},
@@ -109,7 +109,7 @@ def _copy_model(src: Path, dst: Path) -> None:
 
 def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
                   cache_dir: str | None = None, interpolation: list[float] | None = None,
-                  log=print, recipes: list[str] | None = None) -> dict:
+                  log=print, recipes: list[str] | None = None, train_seeds: int = 1) -> dict:
     """One seed of the demo; returns its scores per variant and timings."""
     from dtmerge.pipeline import run_pipeline
     from dtmerge.demo.testbed.build import build_testbed
@@ -120,7 +120,7 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     long_cfg = demo_config(testbed, seed, size, num_portions, runs_dir, long=True)
     long_run = run_pipeline(long_cfg, stages=["data", "disperse", "train", "merge"], log=log)
     cfg = demo_config(testbed, seed, size, num_portions, runs_dir,
-                      interpolation=interpolation, recipes=recipes)
+                      interpolation=interpolation, recipes=recipes, train_seeds=train_seeds)
     _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
     # The report's timing table lists the long run's jobs too (report/run_sections.py).
     atomic_write_json(Path(cfg.run_dir) / LINKED_RUNS, {"dtm_long": str(long_run.root)})
@@ -232,14 +232,16 @@ def _why_no_gap(variant: str) -> str:
     return "off the line"
 
 
-def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: int = 4,
+def run_demo(seed: int = 0, worlds: int = 1, size: str = "small", num_portions: int = 4,
              runs_dir: str = "runs", cache_dir: str | None = None,
              interpolation: list[float] | None = None, log=print,
-             recipes: list[str] | None = None) -> dict:
-    """Run the demo for `seeds` consecutive seeds from `seed`; write and print the summary.
+             recipes: list[str] | None = None, train_seeds: int = 1) -> dict:
+    """Run the demo for `worlds` consecutive testbed seeds from `seed`; write and print the
+    summary.
 
     Args:
-        seed, seeds: the first seed and how many consecutive seeds to run.
+        seed, worlds: the first testbed seed and how many consecutive ones to run.
+        train_seeds: training seeds of every recipe within each run (the run's `seeds`).
         size: testbed size ("small" for the demo, "tiny" for tests).
         num_portions: K.
         runs_dir: parent of the run directories and of the summary JSON.
@@ -253,12 +255,13 @@ def run_demo(seed: int = 0, seeds: int = 1, size: str = "small", num_portions: i
     """
     start = time.perf_counter()
     results = [run_demo_seed(s, size, num_portions, runs_dir, cache_dir, interpolation, log,
-                             recipes) for s in range(seed, seed + seeds)]
+                             recipes, train_seeds) for s in range(seed, seed + worlds)]
     summary = {"size": size, "num_portions": num_portions, "seeds": [r["seed"] for r in results],
                "per_seed": results, "summary": summarise(results),
                "seconds": round(time.perf_counter() - start, 1)}
     tag = "-recipes" if recipes else ""
-    out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + seeds - 1}{tag}.json"
+    tag += f"-train{train_seeds}" if train_seeds > 1 else ""
+    out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + worlds - 1}{tag}.json"
     atomic_write_json(out, summary)
     log(f"\nDemo summary over seed(s) {summary['seeds']} (mean ± std; gap_to_line: mean of "
         "knowledge and reasoning above (+) or below (-) the base-SFT interpolation line at the "
