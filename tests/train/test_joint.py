@@ -170,3 +170,50 @@ def test_train_stage_with_full_fine_tuning_says_joint_does_not_apply(tmp_path, t
     assert not joint_applies(_cfg(tmp_path, tiny_model_dir, method="full"), logs.append)
     assert "train.joint ignored" in logs[0] and "full" in logs[0]
     assert not joint_applies(_cfg(tmp_path, tiny_model_dir, joint=False), logs.append)
+
+
+_KILLED_RUN = """
+import json, os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from dtmerge.config import config_from_dict
+from dtmerge.train.job import TrainJob
+from dtmerge.train.joint import train_on_shared_base
+
+class SigkillAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup runs, as with a power cut
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+cfg = config_from_dict(spec["config"])
+jobs = [TrainJob(j["name"], Path(j["data"]), Path(j["out"]), j["spec"]) for j in spec["jobs"]]
+train_on_shared_base(cfg, jobs[0], "fp")
+train_on_shared_base(cfg, jobs[1], "fp", callbacks=[SigkillAt()])
+"""
+
+
+@pytest.mark.slow
+def test_joint_resumes_after_a_real_sigkill(tmp_path, tiny_model_dir, alone):
+    import signal
+    import subprocess
+    import sys
+
+    cfg = _cfg(tmp_path, tiny_model_dir)
+    jobs = _jobs(tmp_path, "joint")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"config": cfg.model_dump(mode="json"), "jobs": [
+        {"name": j.name, "data": str(j.data), "out": str(j.out), "spec": j.spec} for j in jobs]}))
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_RUN)
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(spec)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert jobs[0].out.exists() and not jobs[1].out.exists()
+    release_shared_base()
+    for job in jobs[1:]:
+        train_on_shared_base(cfg, job, "fp")
+    for job in jobs:
+        diff = _max_abs_diff(job.out, alone[job.name])
+        print(f"{job.name} (after SIGKILL and rerun): joint vs alone max abs diff {diff:.3g}")
+        assert diff <= TOLERANCE
