@@ -13,7 +13,7 @@ QUIET = dict(log=lambda _m: None)
 
 
 def test_export_answer_ships_the_reports_choice_with_decision_json(evaluated_run, tmp_path):
-    from dtmerge.cli.answer_export import export_answer
+    from dtmerge.publish.export import export_answer
     from dtmerge.frontier import frontier_stage
     from dtmerge.report import write_report
 

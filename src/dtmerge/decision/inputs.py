@@ -19,9 +19,8 @@ from dtmerge.decision.rule import Decision, Settings, decide
 from dtmerge.evaluate.split import ItemSplit, read_split_file
 from dtmerge.report.results import (
     ReportError, VariantResult, interp_t, lm_loss_tasks, load_eval_dir, load_eval_file,
-    split_tasks, sub_index,
+    restrict_variant, split_tasks, sub_index,
 )
-from dtmerge.report.splits import restrict_variant
 from dtmerge.rundir import RunDir
 
 FRONTIER_FILE = Path("frontier") / "frontier.json"

@@ -12,8 +12,7 @@ import json
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import ItemSplit, doc_indices, split_of
 from dtmerge.report.analysis import TradeoffPoint, tradeoff_points
-from dtmerge.report.results import VariantResult, split_tasks
-from dtmerge.report.splits import restrict_variant
+from dtmerge.report.results import VariantResult, restrict_variant, split_tasks
 from dtmerge.rundir import RunDir
 
 REFERENCE_VARIANTS = ("sft", "dtm", "base")  # whose eval file lists the run's items

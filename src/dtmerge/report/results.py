@@ -6,6 +6,7 @@ knows the evaluation contract and says precisely what is wrong with a malformed 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dtmerge.errors import DtmError
-from dtmerge.evaluate.lm_loss import LOWER_IS_BETTER, item_parts, metric_label
+from dtmerge.evaluate.lm_loss import (
+    LOWER_IS_BETTER, RATIO_METRICS, item_parts, metric_label, ratio_value,
+)
+from dtmerge.evaluate.split import ItemSplit
+from dtmerge.evaluate.stats import standard_error
 
 # Files in eval/ that are not per-variant results.
 NON_VARIANT_FILES = {"bias", "split"}
@@ -239,3 +244,27 @@ def settings_mismatches(variants: dict[str, VariantResult]) -> list[str]:
             detail = ", ".join(f"{n}={val!r}" for n, val in seen.items())
             problems.append(f"'{key}' differs between variants ({detail})")
     return problems
+
+
+def restrict_task(task: TaskResult, split: ItemSplit, part: str) -> TaskResult:
+    """`task` with only the items of `part`; score, standard error and n recomputed."""
+    keep = set(split.ids(task.name, list(task.items) + list(task.parts), part))
+    items = {d: s for d, s in task.items.items() if d in keep}
+    parts = {d: p for d, p in task.parts.items() if d in keep}
+    if parts and task.metric in RATIO_METRICS:
+        score = ratio_value(task.metric, [p[0] for p in parts.values()],
+                            [p[1] for p in parts.values()])
+    elif items:
+        score = sum(items.values()) / len(items)
+    else:
+        raise ReportError(f"task {task.name}: no {part} items (of {len(task.items)}); raise "
+                          "eval.validation_fraction's share of that part or score more items")
+    return dataclasses.replace(
+        task, score=float(score), items=items, parts=parts, n=len(items) or len(parts),
+        stderr=standard_error(list(items.values())) if not parts else None, interval=None,
+        preds={d: p for d, p in task.preds.items() if d in keep})
+
+
+def restrict_variant(variant: VariantResult, split: ItemSplit, part: str) -> VariantResult:
+    return dataclasses.replace(variant, tasks={n: restrict_task(t, split, part)
+                                               for n, t in variant.tasks.items()})

@@ -7,39 +7,12 @@ With the split on, every number the report presents is on test items, and it say
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from dtmerge.evaluate.lm_loss import RATIO_METRICS, ratio_value
-from dtmerge.evaluate.split import ItemSplit, read_split_file
-from dtmerge.evaluate.stats import standard_error
+from dtmerge.evaluate.split import read_split_file
 from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Paragraph, Section
-from dtmerge.report.results import ReportError, TaskResult, VariantResult
-
-
-def restrict_task(task: TaskResult, split: ItemSplit, part: str) -> TaskResult:
-    """`task` with only the items of `part`; score, standard error and n recomputed."""
-    keep = set(split.ids(task.name, list(task.items) + list(task.parts), part))
-    items = {d: s for d, s in task.items.items() if d in keep}
-    parts = {d: p for d, p in task.parts.items() if d in keep}
-    if parts and task.metric in RATIO_METRICS:
-        score = ratio_value(task.metric, [p[0] for p in parts.values()],
-                            [p[1] for p in parts.values()])
-    elif items:
-        score = sum(items.values()) / len(items)
-    else:
-        raise ReportError(f"task {task.name}: no {part} items (of {len(task.items)}); raise "
-                          "eval.validation_fraction's share of that part or score more items")
-    return dataclasses.replace(
-        task, score=float(score), items=items, parts=parts, n=len(items) or len(parts),
-        stderr=standard_error(list(items.values())) if not parts else None, interval=None,
-        preds={d: p for d, p in task.preds.items() if d in keep})
-
-
-def restrict_variant(variant: VariantResult, split: ItemSplit, part: str) -> VariantResult:
-    return dataclasses.replace(variant, tasks={n: restrict_task(t, split, part)
-                                               for n, t in variant.tasks.items()})
+from dtmerge.report.results import VariantResult, restrict_variant
 
 
 def on_test_split(eval_dir: Path, variants: dict[str, VariantResult]
