@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from dtmerge.errors import ModelError
+from dtmerge.models.hub import offline
 
 # Sampled bytes for the cache key: head, tail and a few evenly spaced windows. Hashing a
 # multi-GB file in full costs more than the conversion we want to skip; the size plus these
@@ -122,8 +123,6 @@ def _download_from_hub(repo_id: str, gguf_file: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, gguf_file))
     except Exception as err:  # offline, missing repo/file, gated model...
-        from dtmerge.models.locate import offline
-
         hint = " (HF_HUB_OFFLINE=1: download it elsewhere and give its local path)" if offline() else ""
         raise ModelError(f"cannot fetch '{gguf_file}' from the Hub repo '{repo_id}'{hint}: {err}") from None
 

@@ -5,17 +5,12 @@ Every stage and the dry run ask these questions here, so they get one answer.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dtmerge.config import ModelConfig
 from dtmerge.errors import DtmError
-
-_TRUE = ("1", "true", "yes", "on")
-
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in _TRUE
+from dtmerge.models.gguf import locate_gguf
+from dtmerge.models.hub import offline  # noqa: F401  (asked here by the stages and the dry run)
 
 
 def is_gguf(mc: ModelConfig) -> bool:
@@ -50,8 +45,6 @@ def local_config_source(mc: ModelConfig) -> str | None:
 
 def locate_gguf_quietly(mc: ModelConfig) -> Path | None:
     """The local GGUF file of `mc`, or None when it needs a download or is missing."""
-    from dtmerge.models.gguf import locate_gguf
-
     if is_hub_id(mc.path) and not mc.path.startswith("pypi:"):
         cached = hub_cached_file(mc.path, mc.gguf_file or "", mc.revision)
         return Path(cached) if cached else None
@@ -59,7 +52,6 @@ def locate_gguf_quietly(mc: ModelConfig) -> Path | None:
         return locate_gguf(mc.path, mc.gguf_file)
     except DtmError:
         return None
-
 
 
 def is_local(path: str) -> bool:
