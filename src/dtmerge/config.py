@@ -195,8 +195,10 @@ class EvalConfig(_Section):
 
     tasks: list[str] = Field(default_factory=list, description="lm-eval task names or groups")
     include_path: list[str] = Field(default_factory=list, description="Local task directories")
-    num_fewshot: int | None = None
-    """Few-shot examples per task (null: each task's default)"""
+    num_fewshot: Annotated[int, Field(ge=0)] | dict[str, Annotated[int, Field(ge=0)]] | None = \
+        Field(None, description="Few-shot examples: one count for every task, or per task "
+              "({gsm8k: 8, mmlu: 5}; a task left out keeps its default); null: each task's "
+              "default")
     apply_chat_template: bool = False
     """Wrap prompts in the model's chat template (same for every variant)"""
     batch_size: int | str = 16
@@ -242,6 +244,20 @@ class EvalConfig(_Section):
     )
     cpus_per_job: float = Field(1, gt=0, description="CPUs reserved per Ray evaluation task")
     gpus_per_job: float = Field(0, ge=0, description="GPUs reserved per Ray evaluation task")
+
+    @model_validator(mode="after")
+    def _fewshot_tasks(self) -> "EvalConfig":
+        if isinstance(self.num_fewshot, dict):
+            from dtmerge.evaluate.groups import TASK_GROUPS
+
+            known = set(self.tasks) | {t for name in self.tasks for t in TASK_GROUPS.get(name, [])}
+            unknown = sorted(set(self.num_fewshot) - known)
+            if unknown:
+                raise ValueError(
+                    f"eval.num_fewshot names {', '.join(unknown)}, not in eval.tasks "
+                    f"({', '.join(self.tasks) or 'empty'}); use the names eval.tasks lists (or "
+                    "a task of a group it lists, e.g. gsm8k of paper)")
+        return self
 
 
 class MonitorConfig(_Section):

@@ -135,14 +135,18 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
                  else None}
     rolling = [n for n in names if _output_type(manager, n) == "loglikelihood_rolling"]
     rolling_batch = rolling_batch_size(lm) if rolling else None
+    shots = fewshot_counts(cfg, names)
     # Rolling (language-modelling) tasks run on their own with a batch that bounds the logits'
-    # memory; every other task keeps the configured batch size.
-    for group, batch in ((([n for n in names if n not in rolling]), None), (rolling, rolling_batch)):
-        if not group:
-            continue
+    # memory; every other task keeps the configured batch size. lm-eval takes one few-shot
+    # count per call, so tasks with their own count (eval.num_fewshot as a mapping) get theirs.
+    calls = [(group, batch, k) for group, batch in
+             (([n for n in names if n not in rolling], None), (rolling, rolling_batch))
+             for k in dict.fromkeys(shots[n] for n in group)]
+    for group, batch, k in calls:
+        group = [n for n in group if shots[n] == k]
         with _batch_size(lm, batch), _without_machine_report():
             part = lm_eval.simple_evaluate(
-                model=lm, tasks=group, task_manager=manager, num_fewshot=cfg.num_fewshot,
+                model=lm, tasks=group, task_manager=manager, num_fewshot=k,
                 apply_chat_template=cfg.apply_chat_template, gen_kwargs=cfg.gen_kwargs,
                 limit=None if samples else cfg.limit, samples=samples,
                 log_samples=True, bootstrap_iters=1000,
@@ -164,6 +168,22 @@ def evaluate_model(model: str | Path, cfg: EvalConfig, out_json: Path, variant: 
         result["tasks"]["llm_judge"] = judge_task_result(lm, cfg)
     atomic_write_json(Path(out_json), result)
     return result
+
+
+def fewshot_counts(cfg: EvalConfig, names: list[str]) -> dict[str, int | None]:
+    """Few-shot count of each task in `names` (None: the task's own default).
+
+    eval.num_fewshot as a mapping names tasks as eval.tasks does: a task's own name wins over
+    the eval.tasks entry it came from (a group such as `paper`, or a local tag).
+    """
+    shots = cfg.num_fewshot
+    if not isinstance(shots, dict):
+        return {n: shots for n in names}
+    origin: dict[str, str] = {}
+    for entry in cfg.tasks:
+        for task in resolve_tasks([entry], cfg.include_path):
+            origin.setdefault(task, entry)
+    return {n: shots.get(n, shots.get(origin.get(n, n))) for n in names}
 
 
 # Memory allowed for one batch's logits and their log-softmax in a rolling task.
