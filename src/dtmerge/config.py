@@ -195,8 +195,8 @@ class EvalConfig(_Section):
 
     tasks: list[str] = Field(default_factory=list, description="lm-eval task names or groups")
     include_path: list[str] = Field(default_factory=list, description="Local task directories")
-    num_fewshot: Annotated[int, Field(ge=0)] | dict[str, Annotated[int, Field(ge=0)]] | None = \
-        Field(None, description="Few-shot examples: one count for every task, or per task "
+    num_fewshot: int | dict[str, int] | None = Field(
+        None, description="Few-shot examples: one count for every task, or per task "
               "({gsm8k: 8, mmlu: 5}; a task left out keeps its default); null: each task's "
               "default")
     apply_chat_template: bool = False
@@ -247,6 +247,12 @@ class EvalConfig(_Section):
 
     @model_validator(mode="after")
     def _fewshot_tasks(self) -> "EvalConfig":
+        counts = self.num_fewshot if isinstance(self.num_fewshot, dict) else \
+            {"(every task)": self.num_fewshot or 0}
+        negative = sorted(name for name, k in counts.items() if k < 0)
+        if negative:
+            raise ValueError(f"eval.num_fewshot must be 0 or more (negative for "
+                             f"{', '.join(negative)})")
         if isinstance(self.num_fewshot, dict):
             from dtmerge.evaluate.groups import TASK_GROUPS
 

@@ -33,7 +33,7 @@ def test_a_task_not_in_eval_tasks_is_refused_with_the_names(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "eval.num_fewshot names gsm8" in str(err.value) and "(paper)" in str(err.value)
-    with pytest.raises(ConfigError, match="greater than or equal to 0"):
+    with pytest.raises(ConfigError, match="must be 0 or more"):
         load_config(path, ["eval.num_fewshot={gsm8k: -1}"])
 
 
