@@ -280,8 +280,14 @@ class MonitorConfig(_Section):
     keep_best: bool = Field(
         True, description="Keep the best probed step's weights as model <job>_best (scored with eval.variants: best)"
     )
-    best_by: Literal["heldout_loss", "probe_acc"] = Field(
-        "heldout_loss", description="Score that picks the best step: held-out loss (lower) or probe accuracy"
+    best_by: Literal["tradeoff", "heldout_loss", "probe_acc"] = Field(
+        "tradeoff", description="What picks the best step: tradeoff (the most knowledge probed "
+        "on validation items among steps whose held-out loss is within best_loss_margin of the "
+        "final step's), held-out loss (lower) or probe accuracy"
+    )
+    best_loss_margin: float = Field(
+        0.05, ge=0.0, description="best_by tradeoff: relative held-out loss margin over the final "
+        "step's (the instruction level the job reaches)"
     )
     patience: int | None = Field(
         None, ge=1, description="Stop after this many probes without a better best_by score, then restore the best"

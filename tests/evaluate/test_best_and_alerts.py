@@ -190,3 +190,24 @@ def test_alert_tags_the_active_mlflow_run(tmp_path):
     assert failed == []
     tags = mlflow.get_run(active.info.run_id).data.tags
     assert tags["dtmerge.alert.knowledge_drop"] == "step 7: sft: knowledge fell"
+
+
+def test_tradeoff_best_holds_the_weights_of_its_step_in_real_training(tmp_path, tiny_model_dir,
+                                                                       monkeypatch):
+    from dtmerge.evaluate.best_checkpoint import TradeoffKeeper
+
+    # probed at steps 0, 2, 4, 6, 8; held-out loss scripted to fall, knowledge peaks at step 4
+    losses = iter([2.0, 1.5, 1.02, 1.01, 1.00])
+    monkeypatch.setattr(KnowledgeMonitor, "_heldout_loss", lambda self, model: next(losses))
+    probe = ScriptedProbe([0.5, 0.6, 0.9, 0.7, 0.4])
+    keeper = TradeoffKeeper(tmp_path / "models" / "sft_best", loss_margin=0.05)
+    mon = KnowledgeMonitor(probe, every_steps=2, drop_threshold=0.3, keeper=keeper,
+                           out_path=tmp_path / "monitor" / "monitor.jsonl", job_name="sft")
+    _, snaps = _train(tmp_path, tiny_model_dir, mon)
+    # steps 4, 6, 8 are within 5% of the final loss; step 4 keeps the most knowledge
+    assert keeper.step == 4 and mon.summary["kept_step"] == 4 and "step 4" in mon.summary["kept_why"]
+    saved = _saved_weights(keeper.out_dir)
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, snaps.at[4][name]), name
+    assert json.loads((keeper.out_dir / "best.json").read_text())["by"] == "tradeoff"
+    assert not keeper.steps_dir.exists()

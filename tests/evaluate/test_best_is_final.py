@@ -25,3 +25,41 @@ def test_best_at_the_last_step_is_said_to_be_the_final_model(tmp_path):
 def test_an_earlier_best_step_is_a_variant(tmp_path):
     run = _run(tmp_path, 200, 492)
     assert best_is_final(run, run.model("sft_best")) is None
+
+
+class _Model:
+    """Stands in for a model: save_pretrained writes its step, so we see which was kept."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def save_pretrained(self, d):
+        (d / "weights.txt").write_text(str(self.step))
+
+
+def test_tradeoff_keeps_the_most_knowledge_at_the_final_instruction_level(tmp_path):
+    from dtmerge.evaluate.best_checkpoint import TradeoffKeeper
+
+    keeper = TradeoffKeeper(tmp_path / "sft_best", loss_margin=0.05)
+    # (step, held-out loss, probe accuracy): loss falls, knowledge falls after step 20
+    curve = [(10, 1.30, 0.95), (20, 1.04, 0.93), (30, 1.02, 0.90), (40, 1.00, 0.80)]
+    kept = [keeper.offer(_Model(s), s, loss, acc) for s, loss, acc in curve]
+    assert kept == [True, True, True, True]  # none beaten on both so far
+    keeper.offer(_Model(35), 35, 1.05, 0.85)  # beaten by step 20 on both: not kept
+    assert not (keeper.steps_dir / "step-35").exists()
+    keeper.finish(None, final_step=40, final_loss=1.00)
+    # within 5% of the final loss: steps 20, 30, 40; the most knowledge: step 20
+    assert (tmp_path / "sft_best" / "weights.txt").read_text() == "20"
+    info = json.loads((tmp_path / "sft_best" / "best.json").read_text())
+    assert info["step"] == 20 and info["by"] == "tradeoff" and info["final_step"] == 40
+    assert not keeper.steps_dir.exists() and "step 20" in keeper.why
+
+
+def test_tradeoff_writes_no_best_when_the_final_step_wins(tmp_path):
+    from dtmerge.evaluate.best_checkpoint import TradeoffKeeper
+
+    keeper = TradeoffKeeper(tmp_path / "sft_best")
+    for s, loss, acc in [(10, 1.5, 0.70), (20, 1.2, 0.80), (30, 1.0, 0.90)]:  # no tax at all
+        keeper.offer(_Model(s), s, loss, acc)
+    keeper.finish(None, final_step=30, final_loss=1.0)
+    assert not (tmp_path / "sft_best").exists() and "no earlier step" in keeper.why

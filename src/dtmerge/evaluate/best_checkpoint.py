@@ -92,3 +92,96 @@ class BestKeeper:
             if unexpected:
                 raise RuntimeError(f"{self.out_dir}: weights do not fit the model "
                                    f"(unexpected {unexpected[:3]})")
+
+
+TRADEOFF = "tradeoff"
+FRONT_FILE = "front.json"
+
+
+class TradeoffKeeper(BestKeeper):
+    """`monitor.best_by: tradeoff`: the decision's rule inside one training job.
+
+    The best step keeps the most knowledge (probe accuracy, on validation items) among the
+    steps whose held-out instruction loss is within `loss_margin` (relative) of the final
+    step's: the instruction level the full job reaches. The final loss is known only at the
+    end, so during training the weights of every probed step that no other one beats on both
+    (lower held-out loss, higher probe accuracy) are kept in `<out>.steps/`; `finish` then
+    picks one, moves it to `<out>` and deletes the rest. When the pick is the final step no
+    `<job>_best` is written: it would be the job's own model (the summary says so).
+    """
+
+    def __init__(self, out_dir: str | Path, loss_margin: float = 0.05):
+        super().__init__(out_dir, TRADEOFF)
+        self.loss_margin = loss_margin
+        self.front: list[dict] = []  # {"step", "heldout_loss", "probe_acc"} of kept steps
+        self.why: str | None = None
+
+    @property
+    def steps_dir(self) -> Path:
+        return self.out_dir.with_name(self.out_dir.name + ".steps")
+
+    def offer(self, model, step: int, loss: float | None, acc: float | None) -> bool:
+        """Keep this step's weights if no kept step is as good on both; True when kept."""
+        if loss is None or acc is None:
+            return False
+        if any(f["heldout_loss"] <= loss and f["probe_acc"] >= acc for f in self.front):
+            return False
+        with atomic_dir(self.steps_dir / f"step-{step}") as tmp:
+            model.save_pretrained(tmp)
+        beaten = [f for f in self.front if loss <= f["heldout_loss"] and acc >= f["probe_acc"]]
+        for f in beaten:
+            import shutil
+
+            shutil.rmtree(self.steps_dir / f"step-{f['step']}", ignore_errors=True)
+        self.front = [f for f in self.front if f not in beaten]
+        self.front.append({"step": step, "heldout_loss": loss, "probe_acc": acc})
+        from dtmerge.rundir import atomic_write_json
+
+        atomic_write_json(self.steps_dir / FRONT_FILE, self.front)
+        return True
+
+    def finish(self, tokenizer, final_step: int, final_loss: float | None) -> None:
+        """Choose among the kept steps and write `<out>` (or nothing, for the final step)."""
+        import shutil
+
+        if final_loss is None or not self.front:
+            self.why = "no held-out loss and probe at the final step: nothing to choose"
+            shutil.rmtree(self.steps_dir, ignore_errors=True)
+            return
+        target = final_loss * (1 + self.loss_margin)
+        meets = [f for f in self.front if f["heldout_loss"] <= target]
+        pick = max(meets, key=lambda f: (f["probe_acc"], f["step"])) if meets else None
+        if pick is None or pick["step"] >= final_step:
+            self.step, self.score = final_step, None
+            self.why = (f"no earlier step keeps more knowledge at the final step's instruction "
+                        f"level (held-out loss within {self.loss_margin:.0%} of {final_loss:.4f})")
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+        else:
+            src = self.steps_dir / f"step-{pick['step']}"
+            with atomic_dir(self.out_dir) as tmp:
+                shutil.copytree(src, tmp, dirs_exist_ok=True)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
+                (tmp / MARKER).write_text(json.dumps({
+                    "step": pick["step"], "score": pick["probe_acc"], "by": TRADEOFF,
+                    "heldout_loss": pick["heldout_loss"], "final_step": final_step,
+                    "final_heldout_loss": final_loss, "target_heldout_loss": target}) + "\n")
+            self.step, self.score = pick["step"], pick["probe_acc"]
+            self.why = (f"step {pick['step']} keeps probe accuracy {pick['probe_acc']:.3f} at "
+                        f"held-out loss {pick['heldout_loss']:.4f}, within {self.loss_margin:.0%} "
+                        f"of the final step's {final_loss:.4f}")
+        shutil.rmtree(self.steps_dir, ignore_errors=True)
+
+    def forget(self) -> None:
+        import shutil
+
+        super().forget()
+        shutil.rmtree(self.steps_dir, ignore_errors=True)
+        self.front = []
+
+    def resume(self) -> None:
+        try:
+            self.front = json.loads((self.steps_dir / FRONT_FILE).read_text())
+        except (OSError, ValueError):
+            self.front = []
+        self.front = [f for f in self.front if (self.steps_dir / f"step-{f['step']}").is_dir()]

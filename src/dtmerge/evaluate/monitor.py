@@ -18,7 +18,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from dtmerge.evaluate.alerts import Alert, AlertSinks, send_alert
-from dtmerge.evaluate.best_checkpoint import BestKeeper
+from dtmerge.evaluate.best_checkpoint import TRADEOFF, BestKeeper, TradeoffKeeper
 from dtmerge.rundir import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("dtmerge.monitor")
@@ -195,6 +195,13 @@ class KnowledgeMonitor(TrainerCallback):
         without improvement."""
         if self.keeper is None or rec["step"] == 0:  # step 0 is the base model, not a checkpoint
             return
+        if isinstance(self.keeper, TradeoffKeeper):
+            improved = self.keeper.offer(model, rec["step"], rec.get("heldout_loss"),
+                                         rec.get("probe_acc"))
+            self._since_best = 0 if improved else self._since_best + 1
+            if self.patience is not None and self._since_best >= self.patience:
+                self._stop(control, "patience")
+            return
         score = rec.get(self.keeper.by)
         if self.keeper.improves(score):
             self.keeper.save(model, self.tokenizer, rec["step"], score)
@@ -246,6 +253,10 @@ class KnowledgeMonitor(TrainerCallback):
             rec = self._measure(state.global_step, model)
             self._track_best(rec, model, control)
         self._check(control)
+        if isinstance(self.keeper, TradeoffKeeper) and self.records:
+            self.keeper.finish(self.tokenizer, self.records[-1]["step"],
+                               self.records[-1].get("heldout_loss"))
+            self.summary["kept_why"] = self.keeper.why
         self._restore_if_stopped(model)
         ckpt = Path(args.output_dir) / f"checkpoint-{self.summary.get('best_step')}" \
             if getattr(args, "output_dir", None) else None
@@ -267,12 +278,14 @@ class KnowledgeMonitor(TrainerCallback):
         if k is None:
             return {}
         return {"kept_by": k.by, "kept_step": k.step, "kept_score": k.score,
-                "kept_model": str(k.out_dir) if k.step is not None else None}
+                "kept_model": str(k.out_dir) if k.step is not None and k.out_dir.is_dir()
+                else None}
 
     def _restore_if_stopped(self, model) -> None:
         """A run the monitor stopped ends on the best weights, not on the declined ones."""
         k = self.keeper
-        if self._stopped_by is None or k is None or k.step is None or model is None:
+        if (self._stopped_by is None or k is None or k.step is None or model is None
+                or not k.out_dir.is_dir()):  # tradeoff: the pick may be the final step itself
             return
         k.restore(model)
         self.summary["restored_step"] = k.step
@@ -315,10 +328,12 @@ def build_monitor(cfg, run, job_name: str, tokenizer=None) -> KnowledgeMonitor |
 
         tokenizer = load_tokenizer(cfg.model)
     from dtmerge.evaluate.groups import resolve_tasks
-    from dtmerge.evaluate.split import split_of
+    from dtmerge.evaluate.split import ItemSplit, split_of
 
-    split = split_of(cfg.eval)  # with a split, the probe draws validation items only
-    scored = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path) if split else []
+    # The probe draws validation items only (the run's split, else the decision's own), so a
+    # best step is never chosen on the items the report presents.
+    split = split_of(cfg.eval) or ItemSplit(cfg.answer.validation_fraction, cfg.eval.split_seed)
+    scored = resolve_tasks(cfg.eval.tasks, cfg.eval.include_path) if cfg.eval.tasks else []
     probe = build_probe(tasks, cfg.eval.include_path, tokenizer, mc.probe_size, cfg.seed,
                         split=split, eval_tasks=scored)
     heldout = []
@@ -329,8 +344,9 @@ def build_monitor(cfg, run, job_name: str, tokenizer=None) -> KnowledgeMonitor |
     keeper = None
     if mc.keep_best or mc.patience:
         # without held-out records there is no held-out loss to pick by: use the probe
-        by = mc.best_by if heldout or mc.best_by != "heldout_loss" else "probe_acc"
-        keeper = BestKeeper(run.model(f"{job_name}_best"), by)
+        by = mc.best_by if heldout or mc.best_by == "probe_acc" else "probe_acc"
+        keeper = (TradeoffKeeper(run.model(f"{job_name}_best"), mc.best_loss_margin)
+                  if by == TRADEOFF else BestKeeper(run.model(f"{job_name}_best"), by))
     sinks = AlertSinks(command=mc.alert_command, webhook=mc.alert_webhook,
                        mlflow=cfg.tracking.mlflow)
     return KnowledgeMonitor(probe, mc.every_steps, mc.drop_threshold, mc.stop_on_drop,

@@ -49,8 +49,9 @@ def plan_variants(cfg: RunConfig, run: RunDir, log=print) -> list[Variant]:
             found = [p for p in sorted(run.models_dir.glob("*_best"))
                      if not p.name.startswith("sub_")]
             if not found:
-                log("[skip] eval:best: no models/<job>_best yet (kept by the monitor: "
-                    "monitor.enabled with monitor.keep_best)")
+                log("[skip] eval:best: no models/<job>_best (the monitor keeps one, with "
+                    "monitor.enabled and monitor.keep_best, only when an earlier step does "
+                    "better: see the report's monitor section)")
             for p in found:
                 same = best_is_final(run, p)
                 if same:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from dtmerge.report import plots
-from dtmerge.report.analysis import error_sets
+from dtmerge.results.analysis import error_sets
 from dtmerge.report.bias_section import bias_section
 from dtmerge.report.context import Part, ReportContext, fmt
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.results import VariantResult, sub_index
+from dtmerge.results.records import VariantResult, sub_index
 from dtmerge.rundir import RunDir
 from dtmerge.report.runinfo import (
     format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
@@ -156,6 +156,10 @@ def _monitor_findings(curves: dict[str, list[dict]], summaries: dict[str, dict |
     if kept:
         out.append("Best checkpoints kept as models of their own (score them with "
                    "eval.variants: best): " + ", ".join(kept) + ".")
+    for job, lines in curves.items():
+        why = (summaries.get(job) or {}).get("kept_why")
+        if why:  # best_by tradeoff: what the choice rests on, or why the final step won
+            out.append(f"Best step of {job}: {why}.")
     return out
 
 
