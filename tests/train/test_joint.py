@@ -143,6 +143,7 @@ def test_train_stage_trains_the_dtm_sub_models_jointly(tmp_path, tiny_model_dir)
     for k in range(2):
         _portion(run.portion("dtm", k), k)
     logs = []
+    release_shared_base()  # an earlier test's base (same model) would be reused, not loaded
     loads = base_loads()
     result = train_stage(cfg, run, log=logs.append)
     assert result["trained"] == ["sub_0", "sub_1", "sft"]
@@ -194,7 +195,7 @@ train_on_shared_base(cfg, jobs[1], "fp", callbacks=[SigkillAt()])
 
 
 @pytest.mark.slow
-def test_joint_resumes_after_a_real_sigkill(tmp_path, tiny_model_dir, alone):
+def test_joint_resumes_after_a_real_sigkill(tmp_path, tiny_model_dir, alone, capsys):
     import signal
     import subprocess
     import sys
@@ -213,6 +214,7 @@ def test_joint_resumes_after_a_real_sigkill(tmp_path, tiny_model_dir, alone):
     release_shared_base()
     for job in jobs[1:]:
         train_on_shared_base(cfg, job, "fp")
+    assert "[resume] sub_1 from step 2" in capsys.readouterr().out  # not trained from scratch
     for job in jobs:
         diff = _max_abs_diff(job.out, alone[job.name])
         print(f"{job.name} (after SIGKILL and rerun): joint vs alone max abs diff {diff:.3g}")
