@@ -20,6 +20,7 @@ LAYERS = [
     {"train"},
     {"merge"},
     {"recipes"},
+    {"results"},  # eval files as typed records and the tax analyses: report, decision, frontier read them
     {"report", "decision"},  # decision: what to ship, read off results
     {"frontier", "publish"},  # publish: the model card and `dtm push`
     {"pipeline", "dryrun", "demo", "cli"},

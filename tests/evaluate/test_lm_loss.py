@@ -69,7 +69,7 @@ def test_rolling_scores_do_not_depend_on_the_batch_size(rolling_result, tiny_mod
 
 
 def test_report_reads_rolling_results(rolling_result, tmp_path):
-    from dtmerge.report.results import load_eval_file
+    from dtmerge.results.records import load_eval_file
 
     _, out = rolling_result
     r = load_eval_file(out).tasks["tiny_roll"]

@@ -8,7 +8,7 @@ from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, MergeError
 from dtmerge.frontier.grid import build_grid
 from dtmerge.frontier.select import pareto_front, pareto_layers
-from dtmerge.report.analysis import TradeoffPoint
+from dtmerge.results.analysis import TradeoffPoint
 
 
 def _cfg(**frontier):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from dtmerge.report.analysis import (
+from dtmerge.results.analysis import (
     TradeoffPoint, distance_to_line, error_sets, interpolation_line, tax_table, tradeoff_points,
 )
-from dtmerge.report.results import (
+from dtmerge.results.records import (
     ReportError, load_eval_dir, load_eval_file, settings_mismatches, split_tasks,
 )
 from report_fixtures import write_eval

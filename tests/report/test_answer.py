@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dtmerge.report.analysis import TradeoffPoint, distance_to_line
+from dtmerge.results.analysis import TradeoffPoint, distance_to_line
 from dtmerge.report.build import build_report
 from dtmerge.report.document import to_markdown
 from dtmerge.rundir import RunDir

@@ -8,7 +8,7 @@ import pytest
 
 from dtmerge.cli.main import main
 from dtmerge.report.compare import compare_results, load_eval_config
-from dtmerge.report.results import load_eval_file
+from dtmerge.results.records import load_eval_file
 from report_fixtures import write_eval
 
 

@@ -12,7 +12,7 @@ import pytest
 from dtmerge.report.build import build_report
 from dtmerge.report.compare import compare_results
 from dtmerge.report.document import to_markdown
-from dtmerge.report.results import load_eval_dir, load_eval_file, split_tasks
+from dtmerge.results.records import load_eval_dir, load_eval_file, split_tasks
 from dtmerge.evaluate.stats import paired_ratio_bootstrap, ratio_interval
 from dtmerge.rundir import RunDir
 from report_fixtures import write_eval

@@ -6,7 +6,7 @@ import pytest
 
 from dtmerge.config import RunConfig
 from dtmerge.report import report_stage, write_report
-from dtmerge.report.results import ReportError
+from dtmerge.results.records import ReportError
 from dtmerge.rundir import RunDir
 from report_fixtures import write_eval
 

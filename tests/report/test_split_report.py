@@ -6,7 +6,7 @@ import json
 
 from dtmerge.evaluate.split import ItemSplit
 from dtmerge.report import write_report
-from dtmerge.report.results import load_eval_file
+from dtmerge.results.records import load_eval_file
 from dtmerge.rundir import RunDir
 from report_fixtures import make_run
 

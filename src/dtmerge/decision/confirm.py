@@ -17,7 +17,7 @@ from dtmerge.decision.inputs import (
 )
 from dtmerge.decision.line import MIN_POINTS, distance
 from dtmerge.decision.rule import Interval, _interval
-from dtmerge.report.results import VariantResult
+from dtmerge.results.records import VariantResult
 from dtmerge.rundir import RunDir
 
 

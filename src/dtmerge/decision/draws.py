@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtmerge.evaluate.lm_loss import RATIO_METRICS
-from dtmerge.report.results import VariantResult
+from dtmerge.results.records import VariantResult
 
 CHUNK = 128  # draws computed at once (bounds memory on large benchmarks)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from dtmerge.decision.draws import Plane, draw
 from dtmerge.decision.rule import Decision, Settings, decide
 from dtmerge.evaluate.split import ItemSplit, read_split_file
-from dtmerge.report.results import (
+from dtmerge.results.records import (
     ReportError, VariantResult, interp_t, lm_loss_tasks, load_eval_dir, load_eval_file,
     restrict_variant, split_tasks, sub_index,
 )

@@ -11,8 +11,8 @@ import json
 
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import ItemSplit, doc_indices, split_of
-from dtmerge.report.analysis import TradeoffPoint, tradeoff_points
-from dtmerge.report.results import VariantResult, restrict_variant, split_tasks
+from dtmerge.results.analysis import TradeoffPoint, tradeoff_points
+from dtmerge.results.records import VariantResult, restrict_variant, split_tasks
 from dtmerge.rundir import RunDir
 
 REFERENCE_VARIANTS = ("sft", "dtm", "base")  # whose eval file lists the run's items

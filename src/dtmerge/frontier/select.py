@@ -7,7 +7,7 @@ one decision (`dtmerge.decision`), which reads every plane and the interpolation
 
 from __future__ import annotations
 
-from dtmerge.report.analysis import TradeoffPoint
+from dtmerge.results.analysis import TradeoffPoint
 
 
 def pareto_front(points: dict[str, TradeoffPoint]) -> list[str]:

@@ -22,8 +22,8 @@ from dtmerge.frontier.items import pass_items, points, run_items, run_split
 from dtmerge.frontier.score import (FrontierContext, drop_model, is_scored, premerge,
                                      score_candidate)
 from dtmerge.frontier.select import pareto_front, pareto_layers
-from dtmerge.report.analysis import TradeoffPoint, interpolation_line
-from dtmerge.report.results import load_eval_dir, load_eval_file
+from dtmerge.results.analysis import TradeoffPoint, interpolation_line
+from dtmerge.results.records import load_eval_dir, load_eval_file
 from dtmerge.rundir import RunDir, atomic_write_json
 
 RESULT_FILE = "frontier.json"

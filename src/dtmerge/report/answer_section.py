@@ -17,10 +17,10 @@ from dtmerge.decision import Confirmation, confirm, decide_run
 from dtmerge.decision.confirm import line_distances
 from dtmerge.decision.rule import Interval
 from dtmerge.evaluate.stats import PairedDiff, stratified_paired_bootstrap, unpaired_normal
-from dtmerge.report.analysis import mean_with_se
+from dtmerge.results.analysis import mean_with_se
 from dtmerge.report.context import Part, ReportContext, is_method
 from dtmerge.report.document import Paragraph, Section, Table
-from dtmerge.report.results import interp_t
+from dtmerge.results.records import interp_t
 
 TITLE = "Answer"
 

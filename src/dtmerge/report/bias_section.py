@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dtmerge.report.document import Paragraph, Section, Table
-from dtmerge.report.results import variant_order
+from dtmerge.results.records import variant_order
 from dtmerge.evaluate.stats import format_p
 
 

@@ -21,7 +21,7 @@ from dtmerge.report.lm_loss_section import lm_loss_section
 from dtmerge.report.lm_tradeoff_section import lm_tradeoff_section
 from dtmerge.report.recipes_section import recipes_section
 from dtmerge.report.splits import on_test_split, split_note_part
-from dtmerge.report.results import (
+from dtmerge.results.records import (
     ReportError, higher_is_better, lm_loss_tasks, load_eval_dir, split_tasks,
 )
 from dtmerge.report.run_sections import (

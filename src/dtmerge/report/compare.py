@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from dtmerge.report.analysis import compare_variants
+from dtmerge.results.analysis import compare_variants
 from dtmerge.report.document import Table
-from dtmerge.report.results import ReportError, VariantResult, load_eval_file
+from dtmerge.results.records import ReportError, VariantResult, load_eval_file
 from dtmerge.evaluate.stats import PairedDiff, format_p
 
 

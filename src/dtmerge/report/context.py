@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dtmerge.evaluate.stats import PairedDiff
-from dtmerge.report.analysis import TaxCell, compare_variants, tax_table
+from dtmerge.results.analysis import TaxCell, compare_variants, tax_table
 from dtmerge.report.document import Section
-from dtmerge.report.results import VariantResult, all_tasks, interp_t, sub_index, task_category
+from dtmerge.results.records import VariantResult, all_tasks, interp_t, sub_index, task_category
 from dtmerge.rundir import RunDir
 
 

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 from dtmerge.report import plots
-from dtmerge.report.analysis import TradeoffPoint
+from dtmerge.results.analysis import TradeoffPoint
 from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.results import ReportError, load_eval_file
+from dtmerge.results.records import ReportError, load_eval_file
 
 TITLE = "Frontier: merged candidates chosen on validation, confirmed on test"
 

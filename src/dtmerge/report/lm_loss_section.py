@@ -13,7 +13,7 @@ from dtmerge.evaluate.lm_loss import RATIO_METRICS, metric_label
 from dtmerge.report import plots
 from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.results import TaskResult
+from dtmerge.results.records import TaskResult
 from dtmerge.evaluate.stats import format_p, ratio_interval
 
 TITLE = "Forgetting: held-out language-modelling loss"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dtmerge.evaluate.lm_loss import metric_label
 from dtmerge.report import plots
-from dtmerge.report.analysis import (
+from dtmerge.results.analysis import (
     Axis, LineVerdict, TradeoffPoint, distance_to_line, interpolation_line, mean_with_se,
 )
 from dtmerge.report.context import Part, ReportContext, is_method

@@ -9,8 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dtmerge.report.analysis import TaxCell, TradeoffPoint  # noqa: E402
-from dtmerge.report.results import interp_t  # noqa: E402
+from dtmerge.results.analysis import TaxCell, TradeoffPoint  # noqa: E402
+from dtmerge.results.records import interp_t  # noqa: E402
 from dtmerge.report.runinfo import series  # noqa: E402
 
 _HIGHLIGHT = {"base": "#555555", "sft": "#d62728", "dtm": "#1f77b4"}

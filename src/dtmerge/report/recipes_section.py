@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from dtmerge.evaluate.stats import PairedDiff
-from dtmerge.report.analysis import (
+from dtmerge.results.analysis import (
     TradeoffPoint, compare_variants, distance_to_line, interpolation_line, tax_table,
     tradeoff_points,
 )

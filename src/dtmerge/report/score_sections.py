@@ -6,7 +6,7 @@ from dtmerge.evaluate.stats import format_p
 from dtmerge.report import plots
 from dtmerge.report.context import Part, ReportContext, fmt, fmt_diff, mean_score
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.results import VariantResult, settings_mismatches
+from dtmerge.results.records import VariantResult, settings_mismatches
 
 
 def _score_cell(v: VariantResult, task: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from dtmerge.evaluate.split import read_split_file
 from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Paragraph, Section
-from dtmerge.report.results import VariantResult, restrict_variant
+from dtmerge.results.records import VariantResult, restrict_variant
 
 
 def on_test_split(eval_dir: Path, variants: dict[str, VariantResult]

@@ -37,7 +37,7 @@ def _key(text: str) -> str:
 
 def final_metrics(run: RunDir) -> dict[str, float]:
     """Scores per variant and task, the tax, and DTM minus SFT, from eval/ and report.json."""
-    from dtmerge.report.results import load_eval_dir
+    from dtmerge.results.records import load_eval_dir
     from dtmerge.report.runinfo import read_json
 
     metrics: dict[str, float] = {}

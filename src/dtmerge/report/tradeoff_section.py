@@ -4,7 +4,7 @@ base→SFT interpolation line ("train less") as the reference a method must beat
 from __future__ import annotations
 
 from dtmerge.report import plots
-from dtmerge.report.analysis import distance_to_line, interpolation_line, tradeoff_points
+from dtmerge.results.analysis import distance_to_line, interpolation_line, tradeoff_points
 from dtmerge.report.context import Part, ReportContext, fmt, is_method
 from dtmerge.report.document import Image, Paragraph, Section, Table
 

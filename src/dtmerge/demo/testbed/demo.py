@@ -154,7 +154,7 @@ def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
 
 def line_gaps(run: RunDir) -> dict[str, float]:
     """DTM variant -> its distance to the base-SFT interpolation line, as the report computed
-    it (report/analysis.distance_to_line): one definition, so the demo summary and the report
+    it (results/analysis.distance_to_line): one definition, so the demo summary and the report
     never disagree. Variants the line cannot be read at are left out."""
     path = run.root / "report" / "report.json"
     if not path.exists():

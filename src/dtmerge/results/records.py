@@ -1,7 +1,8 @@
 """Reading evaluation result files (`run_dir/eval/<variant>.json`) into typed records.
 
-The report, `dtm compare` and tracking only read files, so this module is the one place that
-knows the evaluation contract and says precisely what is wrong with a malformed file.
+The report, `dtm compare`, tracking, the decision and the frontier only read files, so this
+module is the one place that knows the evaluation contract and says precisely what is wrong
+with a malformed file.
 """
 
 from __future__ import annotations

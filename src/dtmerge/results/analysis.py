@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtmerge.report.results import TaskResult, VariantResult, interp_t, sub_index
+from dtmerge.results.records import TaskResult, VariantResult, interp_t, sub_index
 from dtmerge.evaluate.lm_loss import RATIO_METRICS
 from dtmerge.evaluate.stats import PairedDiff, paired_by_id, paired_ratio_by_id, unpaired_normal
 
