@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dtmerge.config import RunConfig
 from dtmerge.data import prepare_data
-from dtmerge.disperse import disperse_stage
+from dtmerge.disperse import disperse_portions
 from dtmerge.rundir import RunDir
 
 
@@ -49,7 +49,7 @@ def one_strategy(root: Path, strategy: str, n: int) -> None:
     t0 = time.perf_counter()
     prepare_data(cfg, run, log=quiet)
     t1 = time.perf_counter()
-    summary = disperse_stage(cfg, run, log=quiet)
+    summary = disperse_portions(cfg, run, log=quiet)
     t2 = time.perf_counter()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sizes = [p["size"] for p in summary["portions"]]
