@@ -99,7 +99,7 @@ def test_auto_picks_a_coefficient_records_the_sweep_and_trains_a_model_unlike_sf
 
 
 def test_the_recipes_section_states_the_chosen_coefficient_and_the_sweep():
-    from dtmerge.report.recipes_section import strength_sentences
+    from dtmerge.report.sections.recipes import strength_sentences
 
     cal = choose(_runs({0.5: 1.05, 5.0: 1.3, 50.0: 2.0}), 3.0, 1.0, 0.2)
     for r, share in zip(cal["sweep"], (0.01, 0.08, 0.4)):

@@ -1,6 +1,6 @@
 """The report's recipes section: who no other recipe beats, with a noise check."""
 
-from dtmerge.report.recipes_section import RecipePoint, undominated_sentence
+from dtmerge.report.sections.recipes import RecipePoint, undominated_sentence
 
 
 def test_undominated_recipes_and_the_noise_check():

@@ -232,7 +232,7 @@ def test_token_table_notices_a_contradiction_of_the_rare_token_account(run_root)
 
 def test_line_cells_say_better_or_worse_with_the_interval():
     from dtmerge.decision.rule import Interval
-    from dtmerge.report.answer_section import line_word
+    from dtmerge.report.sections.answer import line_word
 
     # distances are signed so that > 0 is the better side on every plane (loss included)
     assert line_word(Interval(0.023, 0.01, 0.03)) == "better (+0.0230 [+0.0100, +0.0300])"

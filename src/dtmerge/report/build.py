@@ -4,8 +4,8 @@
 `SECTION_BUILDERS` in order, and joins what they return: the document sections, the JSON
 summary (each builder owns its keys) and the terminal summary table.
 
-To add a section: write one function `my_section(ctx: ReportContext) -> Part` in its own
-module and add it to `SECTION_BUILDERS` where it should appear.
+To add a section: write one function `my_section(ctx: ReportContext) -> Part` in a module of
+`report/sections/` and add it to `SECTION_BUILDERS` where it should appear.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dtmerge.report.answer_section import answer_section
+from dtmerge.report.sections.answer import answer_section
 from dtmerge.report.context import Part, ReportContext, SectionBuilder, fmt
 from dtmerge.report.document import Section, Table
-from dtmerge.report.frontier_section import frontier_part
-from dtmerge.report.lm_loss_section import lm_loss_section
-from dtmerge.report.lm_tradeoff_section import lm_tradeoff_section
-from dtmerge.report.recipes_section import recipes_section
+from dtmerge.report.sections.frontier import frontier_part
+from dtmerge.report.sections.lm_loss import lm_loss_section
+from dtmerge.report.sections.lm_tradeoff import lm_tradeoff_section
+from dtmerge.report.sections.recipes import recipes_section
 from dtmerge.report.splits import on_test_split, split_note_part
 from dtmerge.results.records import (
     ReportError, higher_is_better, lm_loss_tasks, load_eval_dir, split_tasks,
 )
-from dtmerge.report.run_sections import (
+from dtmerge.report.sections.run import (
     bias_measures_section, error_set_section, monitor_section, settings_section, timings_section,
 )
-from dtmerge.report.score_sections import dtm_vs_sft_section, scores_section
-from dtmerge.report.tradeoff_section import tradeoff_section
+from dtmerge.report.sections.scores import dtm_vs_sft_section, scores_section
+from dtmerge.report.sections.tradeoff import tradeoff_section
 from dtmerge.rundir import RunDir
 
 SECTION_BUILDERS: list[SectionBuilder] = [

@@ -122,7 +122,7 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     cfg = demo_config(testbed, seed, size, num_portions, runs_dir,
                       interpolation=interpolation, recipes=recipes, train_seeds=train_seeds)
     _copy_model(long_run.model("dtm"), RunDir(cfg.run_dir).model("dtm_long"))
-    # The report's timing table lists the long run's jobs too (report/run_sections.py).
+    # The report's timing table lists the long run's jobs too (report/sections/run.py).
     atomic_write_json(Path(cfg.run_dir) / LINKED_RUNS, {"dtm_long": str(long_run.root)})
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)

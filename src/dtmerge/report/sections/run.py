@@ -10,7 +10,7 @@ import numpy as np
 
 from dtmerge.report import plots
 from dtmerge.results.analysis import error_sets
-from dtmerge.report.bias_section import bias_section
+from dtmerge.report.sections.bias import bias_section
 from dtmerge.report.context import Part, ReportContext, fmt
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.results.records import VariantResult, sub_index
