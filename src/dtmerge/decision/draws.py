@@ -78,6 +78,34 @@ def _common_ids(replicates: dict[str, list[VariantResult]], task: str) -> list:
     return sorted(set.intersection(*sets), key=lambda k: (str(type(k)), str(k)))
 
 
+def _resampled(kind: str, arrays: tuple, n: int, rows: int, n_boot: int,
+               rng: np.random.Generator) -> np.ndarray:
+    """(rows, 1 + n_boot): each row's task statistic on the observed items, then on n_boot
+    resamples of them (the same resampled items for every row: paired).
+
+    A resample is a vector of counts (how often each item is drawn), from n uniform draws
+    with np.bincount (faster than rng.multinomial at benchmark sizes); the statistics are
+    then small matrix products, run on one BLAS thread: on a busy machine, BLAS threads
+    waiting for a core cost more than these products (measured: 1.3-1.9 s vs 0.03 s).
+    """
+    from threadpoolctl import threadpool_limits
+
+    out = np.empty((rows, 1 + n_boot))
+    with threadpool_limits(1):
+        for start in range(0, 1 + n_boot, CHUNK):
+            size = min(start + CHUNK, 1 + n_boot) - start
+            picks = rng.integers(0, n, size=(size, n)) + np.arange(size)[:, None] * n
+            counts = np.bincount(picks.ravel(), minlength=size * n).reshape(size, n).astype(float)
+            if start == 0:
+                counts[0] = 1.0  # draw 0: the observed items, each once
+            if kind == "mean":
+                out[:, start:start + size] = arrays[0] @ counts.T / n
+            else:
+                num, den, transform = arrays
+                out[:, start:start + size] = transform((num @ counts.T) / (den @ counts.T))
+    return out
+
+
 def draw(replicates: dict[str, list[VariantResult]], instruction: list[str],
          planes: list[Plane], n_boot: int = 2000, seed: int = 0) -> Draws:
     """Every variant's x (instruction mean) and y on each plane, observed and resampled.
@@ -107,19 +135,7 @@ def draw(replicates: dict[str, list[VariantResult]], instruction: list[str],
             raise ValueError(f"task {task}: no item is scored for every variant")
         items[task] = len(ids)
         kind, arrays = _task_matrix(kept, task, ids)
-        n = len(ids)
-        out = np.empty((len(rows), 1 + n_boot))
-        for start in range(0, 1 + n_boot, CHUNK):
-            stop = min(start + CHUNK, 1 + n_boot)
-            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(float)
-            if start == 0:
-                counts[0] = 1.0  # draw 0: the observed items, each once
-            if kind == "mean":
-                out[:, start:stop] = arrays[0] @ counts.T / n
-            else:
-                num, den, transform = arrays
-                out[:, start:stop] = transform((num @ counts.T) / (den @ counts.T))
-        task_stats[task] = out
+        task_stats[task] = _resampled(kind, arrays, len(ids), len(rows), n_boot, rng)
     # which seed each draw uses, per variant (one pick shared by all axes: x and y stay paired)
     picks = {}
     for name, reps in kept.items():
