@@ -169,7 +169,10 @@ def confirmation_sentence(c: Confirmation) -> str:
         parts += [f"{plane} vs SFT {d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}] (> 0: better)"
                   for plane, d in sft.planes.items()]
     parts += [f"{plane} vs the line {line_word(d)}" for plane, d in c.line_distance.items()]
-    verdict = (f"dominated beyond noise by {join(c.dominated)}" if c.dominated else
+    verdict = (f"dominated beyond noise by {join(c.dominated)}: the validation items did not "
+               "show that point meeting the target, so the choice stands as made on them; more "
+               "validation items (eval.validation_fraction) or a wider answer.margin would let "
+               "the decision see it" if c.dominated else
                "no measured point of the line dominates it beyond noise on any plane")
     return (f"On the {n} test items (not used to choose): {c.choice} has "
             + "; ".join(parts) + f"; {verdict}.") if parts else \
