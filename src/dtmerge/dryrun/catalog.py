@@ -55,3 +55,23 @@ ASSUMED_MFU = 0.35
 # LoRA on SmolLM2-135M and Gemma-3-270M both came to ~0.1 TFLOP/s in total, 4*N*tokens/s).
 # The same machine shared with other jobs (load ~7) gave ~10x less: see BENCHMARKS.md.
 CPU_TFLOPS_PER_CORE = 0.05
+
+# GPU kind (a substring of torch.cuda.get_device_name) -> (dense bf16/fp16 peak TFLOP/s, GiB).
+# Used for the time estimate on the visible GPU; --throughput replaces it with a measured rate.
+GPU_KINDS: dict[str, tuple[float, float]] = {
+    "H200": (989.0, 141), "H100": (989.0, 80), "A100-SXM4-80GB": (312.0, 80),
+    "A100 80GB": (312.0, 80), "A100": (312.0, 40), "L40S": (362.0, 48), "A10G": (125.0, 24),
+    "L4": (121.0, 24), "RTX 4090": (165.0, 24), "RTX 3090": (71.0, 24), "V100": (125.0, 32),
+    "T4": (65.0, 16),
+}
+
+# lm-eval task -> (test items, assumed forward tokens per item with every request of the item
+# and no few-shot examples, lm-eval's default few-shot count). Item counts are the tasks' test
+# splits; the token counts are assumptions, printed as such.
+KNOWN_TASKS: dict[str, tuple[int, int, int]] = {
+    "mmlu": (14_042, 4 * 120, 0), "arc_challenge": (1_172, 4 * 60, 0),
+    "openbookqa": (500, 4 * 40, 0), "race": (1_045, 4 * 450, 0),
+    "truthfulqa_mc2": (817, 8 * 60, 0), "gsm8k": (1_319, 150 + 256, 5),
+    "bbh": (6_511, 250 + 256, 3), "humaneval": (164, 150 + 512, 0),
+    "mbpp": (500, 100 + 512, 3), "ifeval": (541, 60 + 1280, 0),
+}

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from dtmerge.dryrun import catalog
+from dtmerge.dryrun.cost import Arch, add_costs, fmt_gib
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError
 from dtmerge.models.gguf import cached_conversion
@@ -29,18 +30,21 @@ _SAMPLE = 200  # examples tokenised to estimate the mean length
 _GIB = 1 << 30
 
 
-def make_plan(cfg: RunConfig) -> dict:
+def make_plan(cfg: RunConfig, throughput: float | None = None) -> dict:
     """Estimate a run without running it.
 
     Args:
         cfg: the run config.
+        throughput: measured trained tokens/s of one job (replaces the assumed FLOP rate).
 
     Returns:
         A JSON-able dict: stages, K, data (examples, per portion, source of the numbers),
         jobs (name, examples, steps, tokens), tokens (mean per example, total trained, how
         estimated), model (parameters, trainable, source), compute (FLOPs, GPU hours and the
-        assumptions behind them, CPU hours here), disk (needed vs free), notes, and problems
-        (strings starting "error:" or "note:"; see `check_inputs`; the disk check adds one).
+        assumptions behind them, CPU hours here), disk (needed vs free), each job's cost
+        (peak memory by part, seconds; see `dtmerge.dryrun.cost`), evaluation (tokens, seconds,
+        memory per variant), notes, and problems (strings starting "error:" or "note:"; see
+        `check_inputs`; the disk check and the GPU fit check add theirs).
     """
     problems = check_inputs(cfg)
     notes: list[str] = []
@@ -52,6 +56,7 @@ def make_plan(cfg: RunConfig) -> dict:
     compute = _compute_estimate(cfg, model, tokens["trained_total"])
     disk = _disk_estimate(cfg, model, data)
     problems += disk.pop("problems")
+    arch, dropout_width = model.pop("_arch", None), model.pop("_lora_dropout_width", 0)
     if data["per_portion"] == 0:
         problems.append(f"error: {data['train']} training examples cannot fill "
                         f"disperse.num_portions={cfg.disperse.num_portions} portions")
@@ -64,12 +69,14 @@ def make_plan(cfg: RunConfig) -> dict:
     if extra:  # recipe jobs are not estimated (their data exist only after the train stage)
         notes.append(f"recipes add {len(extra)} training jobs not counted above: "
                      + ", ".join(sorted(extra)))
-    return {
+    plan = {
         "name": cfg.name, "run_dir": str(cfg.run_dir), "stages": list(STAGES),
         "num_portions": cfg.disperse.num_portions, "strategy": cfg.disperse.strategy,
         "method": cfg.train.method, "data": data, "model": model, "tokens": tokens,
         "jobs": jobs, "compute": compute, "disk": disk, "notes": notes, "problems": problems,
     }
+    add_costs(plan, cfg, arch, dropout_width, throughput)
+    return plan
 
 
 def raise_for_problems(plan: dict) -> None:
@@ -142,6 +149,8 @@ def _token_estimate(cfg: RunConfig, data: dict, notes: list[str]) -> dict:
                     r["prompt"] + r["completion"], tokenize=True, return_dict=False)))
                     for r in sample]
                 return {"mean_per_example": round(sum(lengths) / len(lengths), 1),
+                        "max_per_example": max(lengths),
+                        "padding_factor": _padding_factor(lengths, cfg.train.batch_size),
                         "how": f"tokenised {len(lengths)} sampled examples with the model's "
                                f"tokenizer and chat template (capped at {max_len})"}
             except Exception as err:
@@ -153,6 +162,13 @@ def _token_estimate(cfg: RunConfig, data: dict, notes: list[str]) -> dict:
         mean = catalog.DEFAULT_TOKENS_PER_EXAMPLE
         how = f"assumed the default {mean} tokens/example (data or tokenizer not available here)"
     return {"mean_per_example": float(min(mean, max_len)), "how": how}
+
+
+def _padding_factor(lengths: list[int], batch: int) -> float:
+    """Tokens computed over tokens trained when random batches are padded to their longest."""
+    order = random.Random(0).sample(lengths, len(lengths))
+    batches = [order[i:i + batch] for i in range(0, len(order), batch)]
+    return round(sum(len(b) * max(b) for b in batches) / sum(order), 2)
 
 
 def _plan_tokenizer(cfg: RunConfig):
@@ -229,14 +245,20 @@ def _model_estimate(cfg: RunConfig, notes: list[str]) -> dict:
         model = AutoModelForCausalLM.from_config(config)
     out["architecture"] = getattr(config, "model_type", None)
     out["parameters"] = sum(p.numel() for p in model.parameters())
+    linear = sum(m.weight.numel() for name, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head"))
+    out["_arch"] = Arch.from_config(config, out["parameters"], linear)
     if cfg.train.method == "full":
         out["trainable"] = out["parameters"]
     else:
-        out["trainable"] = _lora_parameters(model, cfg, notes)
+        out["trainable"], widths = _lora_parameters(model, cfg, notes)
+        out["_lora_dropout_width"] = widths // max(1, out["_arch"].layers)
     return out
 
 
-def _lora_parameters(model, cfg: RunConfig, notes: list[str]) -> int | None:
+def _lora_parameters(model, cfg: RunConfig, notes: list[str]) -> tuple[int | None, int]:
+    """LoRA's trainable parameters, r x (d_in + d_out) per adapted matrix, and the summed
+    input widths of the adapted matrices (each keeps a dropped-out copy of its input)."""
     import torch
 
     spec = cfg.train.lora.target_modules
@@ -246,14 +268,15 @@ def _lora_parameters(model, cfg: RunConfig, notes: list[str]) -> int | None:
         targets = resolve_target_modules(model, spec)
     except Exception as err:
         notes.append(f"LoRA targets not resolved ({err})")
-        return None
-    r, total = cfg.train.lora.r, 0
+        return None, 0
+    r, total, widths = cfg.train.lora.r, 0, 0
     for name, module in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         if isinstance(module, torch.nn.Linear) and leaf != "lm_head" and (
                 targets == "all-linear" or leaf in targets):
             total += r * (module.in_features + module.out_features)
-    return total
+            widths += module.in_features
+    return total, widths
 
 
 # --------------------------------------------------------------------------- jobs and compute
@@ -359,6 +382,48 @@ def _fmt_count(x) -> str:
     return str(x)
 
 
+def _fmt_seconds(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def _memory_line(memory: dict) -> str:
+    parts = ", ".join(f"{k} {v / _GIB:.2f}" for k, v in memory["parts"].items())
+    return f"~{fmt_gib(memory['total_bytes'])} ({memory['where']}: {parts} GiB)"
+
+
+def _cost_lines(plan: dict) -> list[str]:
+    cost, ev = plan.get("cost") or {}, plan.get("evaluation")
+    if not plan["jobs"] or "cost" not in plan["jobs"][0]:
+        return [f"  cost: {cost.get('note', 'unknown')}"] if cost else []
+    job = plan["jobs"][0]["cost"]
+    longest = "the longest sampled example" if plan["tokens"].get("max_per_example") \
+        else "train.max_length"
+    lines = [f"  memory per training job at batch {job['memory']['batch']} x "
+             f"{job['memory']['length']} tokens ({longest}): " + _memory_line(job["memory"])]
+    if job["memory_gpu"]:
+        lines.append(f"    on a GPU: {_memory_line(job['memory_gpu'])}")
+    lines.append(f"  training time: ~{_fmt_seconds(cost['train_seconds'])} for the jobs above "
+                 f"({cost['rate']}; padding x{cost['padding_factor']}, "
+                 f"{cost['step_seconds']} s per optimizer step)")
+    if cost.get("train_seconds_gpu") is not None:
+        lines.append(f"    on a GPU: ~{_fmt_seconds(cost['train_seconds_gpu'])}, one job at a "
+                     f"time ({cost['gpu_rate']})")
+    if ev:
+        tasks = ", ".join(f"{n} {v['items']} items x{1 + v['fewshot']}"
+                          for n, v in ev["tasks"].items())
+        unknown = f"; not counted: {', '.join(ev['unknown_tasks'])}" if ev["unknown_tasks"] else ""
+        lines.append(f"  evaluation: {ev['variants']} variants x {_fmt_count(ev['tokens_per_variant'])}"
+                     f" tokens ({tasks}{unknown}) = ~{_fmt_seconds(ev['seconds'])}, "
+                     f"~{_fmt_seconds(ev['seconds_per_variant'])} and "
+                     f"{_memory_line(ev['memory'])} per variant"
+                     + (f"; on a GPU ~{_fmt_seconds(ev['seconds_gpu'])}"
+                        if ev.get("seconds_gpu") is not None else ""))
+        lines.append(f"    ({ev['how']})")
+    return lines
+
+
 def format_plan(plan: dict) -> str:
     """The plan as the text `dtm run --dry-run` prints."""
     d, m, t, c, disk = plan["data"], plan["model"], plan["tokens"], plan["compute"], plan["disk"]
@@ -373,9 +438,13 @@ def format_plan(plan: dict) -> str:
              f"  tokens: {t['mean_per_example']} per example ({t['how']})",
              "  jobs:"]
     for j in plan["jobs"]:
+        cost = j.get("cost")
+        spent = f" ~{_fmt_seconds(cost['seconds'])}, peak ~{fmt_gib(cost['memory']['total_bytes'])}" \
+            if cost else ""
         lines.append(f"    {j['name']:<8} {_fmt_count(j['examples']):>8} examples "
-                     f"{j['steps']:>7} steps {_fmt_count(j['tokens']):>9} tokens")
+                     f"{j['steps']:>7} steps {_fmt_count(j['tokens']):>9} tokens{spent}")
     lines.append(f"  tokens trained in total: {_fmt_count(t['trained_total'])}")
+    lines += _cost_lines(plan)
     if c.get("flops"):
         lines.append(f"  compute: {c['flops']:.2e} FLOPs ({c['flops_per_token']} per token) = "
                      f"~{c['gpu_hours']} GPU-hours ({c['assumptions']}); "
