@@ -4,7 +4,7 @@ Libraries each draw their own progress bars (datasets per map, transformers per 
 lm-eval per request type) and repeat the same deprecation warning for every job. `dtm`'s own
 process folds them (`quiet_libraries`, and the CLI's warning digest); pool workers are forked
 from a fork server, not from that process, so they apply the same policy on entry
-(`fold_library_output`, called by `executors.in_pool_worker`).
+(`fold_library_output`, called by `executors.pool.in_pool_worker`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dtmerge.executors import (SMALL_MODEL_BYTES, Placement, parallel_jobs, pool
 
 
 def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
-    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 8)
+    monkeypatch.setattr("dtmerge.executors.sizing.usable_cores", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads_per_job(None, 1) == 8
     assert threads_per_job(None, 4) == 2  # four jobs side by side share the cores
@@ -22,7 +22,7 @@ def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
 
 
 def test_auto_parallel_jobs_runs_small_cpu_models_side_by_side(tmp_path, monkeypatch):
-    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 2)
+    monkeypatch.setattr("dtmerge.executors.sizing.usable_cores", lambda: 2)
     small, large = tmp_path / "small", tmp_path / "large"
     small.mkdir(), large.mkdir()
     (small / "model.safetensors").write_bytes(b"0" * 1000)
@@ -38,8 +38,8 @@ def test_auto_parallel_jobs_runs_small_cpu_models_side_by_side(tmp_path, monkeyp
 
 def test_a_pool_is_expected_before_torch_is_imported(tmp_path, monkeypatch):
     """`dtm run` starts the pool's fork server early when a stage will pool its jobs."""
-    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 2)
-    monkeypatch.setattr("dtmerge.executors._nvidia_visible", lambda: False)
+    monkeypatch.setattr("dtmerge.executors.sizing.usable_cores", lambda: 2)
+    monkeypatch.setattr("dtmerge.executors.sizing.nvidia_visible", lambda: False)
     small = tmp_path / "small"
     small.mkdir()
     (small / "model.safetensors").write_bytes(b"0" * 1000)
@@ -47,10 +47,10 @@ def test_a_pool_is_expected_before_torch_is_imported(tmp_path, monkeypatch):
     assert pool_expected(1, ["0", "1"], small)  # one job per listed device
     assert pool_expected("auto", None, small)
     assert not pool_expected("auto", None, tmp_path / "org-hub-model")  # size unknown
-    monkeypatch.setattr("dtmerge.executors._nvidia_visible", lambda: True)
+    monkeypatch.setattr("dtmerge.executors.sizing.nvidia_visible", lambda: True)
     assert not pool_expected("auto", None, small)  # "auto" on a GPU: one job at a time
-    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 1)
-    monkeypatch.setattr("dtmerge.executors._nvidia_visible", lambda: False)
+    monkeypatch.setattr("dtmerge.executors.sizing.usable_cores", lambda: 1)
+    monkeypatch.setattr("dtmerge.executors.sizing.nvidia_visible", lambda: False)
     assert not pool_expected("auto", None, small)
 
 
@@ -124,13 +124,13 @@ def test_the_pool_preload_survives_a_library_that_fails_to_import(tmp_path, monk
     """A broken optional library must not take the fork server (and every job) down with it."""
     import sys
 
-    from dtmerge import executors
+    from dtmerge.executors import warmup
 
     (tmp_path / "broken_lib.py").write_text("raise RuntimeError('wrong CUDA runtime')\n")
     (tmp_path / "fine_lib.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(executors, "JOB_MODULES", ["broken_lib", "fine_lib"])
-    executors.preload_job_modules()
+    monkeypatch.setattr(warmup, "JOB_MODULES", ["broken_lib", "fine_lib"])
+    warmup.preload_job_modules()
     assert "fine_lib" in sys.modules and "broken_lib" not in sys.modules
 
 

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from dtmerge import executors
+from dtmerge.executors import devices
 from dtmerge.config import config_from_dict
 from dtmerge.errors import TrainingError
 from dtmerge.executors import pin_job_device
@@ -27,7 +27,7 @@ def _cfg(tmp_path, model_dir, **train):
 def four_gpus(monkeypatch):
     """CUDA as a process with four GPUs sees it: device_count follows CUDA_VISIBLE_DEVICES."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(executors, "gpu_driver_present", lambda: True)
+    monkeypatch.setattr(devices, "gpu_driver_present", lambda: True)
 
     def count():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -52,7 +52,7 @@ def test_a_job_sees_exactly_one_device(four_gpus, monkeypatch, given, env, pinne
 
 def test_no_gpu_or_hidden_cuda_is_left_alone(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(executors, "gpu_driver_present", lambda: False)
+    monkeypatch.setattr(devices, "gpu_driver_present", lambda: False)
     assert pin_job_device(None) is None and "CUDA_VISIBLE_DEVICES" not in os.environ
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert pin_job_device(None) is None and os.environ["CUDA_VISIBLE_DEVICES"] == "-1"

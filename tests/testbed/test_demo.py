@@ -59,7 +59,7 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch, capsys):
     from dtmerge.demo.testbed import demo
 
     monkeypatch.setattr(demo, "INTERPOLATION", [0.5])
-    monkeypatch.setattr("dtmerge.executors.usable_cores", lambda: 2)  # as on this 2-core box
+    monkeypatch.setattr("dtmerge.executors.sizing.usable_cores", lambda: 2)  # as on this 2-core box
     code = main(["demo", "--size", "tiny", "--seed", "1", "--num-portions", "2",
                  "--runs-dir", str(tmp_path / "runs")])
     assert code == 0

@@ -163,7 +163,7 @@ def entry() -> int:
     """The `dtm` command: `main` in a process that is dtmerge's own, start to exit."""
     from dtmerge.executors import claim_process
 
-    claim_process()  # in-process jobs may tune the collector (executors.warm_up_worker)
+    claim_process()  # in-process jobs may tune the collector (executors.warmup.warm_up_worker)
     code = main()
     # Python's shutdown runs full collections over every tracked object, ~480k once torch,
     # transformers and lm-eval are loaded: 1.7-2.0 s here after every command that loaded
