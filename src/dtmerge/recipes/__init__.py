@@ -5,7 +5,8 @@ Each recipe is one module behind `Recipe` (base.py) with one entry in `registry.
 pipeline's train and merge stages run them (`stages.py`).
 """
 
-from dtmerge.recipes.base import Recipe, RecipeParams, resolve_recipes
+from dtmerge.recipes.base import Recipe, RecipeParams
 from dtmerge.recipes.registry import RECIPES
+from dtmerge.recipes.resolve import resolve_recipes
 
 __all__ = ["RECIPES", "Recipe", "RecipeParams", "resolve_recipes"]

@@ -1,4 +1,4 @@
-"""The interface every recipe implements, and turning `recipes:` entries into recipes.
+"""The interface every recipe implements (`resolve.py` turns `recipes:` entries into recipes).
 
 A recipe (1) prepares the data its jobs need (`prepare`, in the prepare stage), (2) lists its
 training jobs, which the train stage runs on its executors with fingerprints and resume
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from dtmerge.errors import ConfigError
 from dtmerge.rundir import RunDir, hash_obj, hash_path, run_job
@@ -111,42 +111,3 @@ def default_entries(cfg: "RunConfig") -> list["RecipeEntry"]:
     if cfg.train.sft_baseline:
         entries.append(RecipeEntry(name="sft"))
     return entries
-
-
-def resolve_recipes(cfg: "RunConfig") -> list[Recipe]:
-    """The run's recipes with validated parameters.
-
-    Raises:
-        ConfigError: an unknown recipe (with close matches) or a bad parameter, naming the
-            entry, the recipe and its allowed keys.
-    """
-    from dtmerge.recipes.registry import RECIPES
-
-    entries = cfg.recipes if cfg.recipes is not None else default_entries(cfg)
-    out = []
-    for i, entry in enumerate(entries):
-        cls = RECIPES.get(entry.name)
-        try:
-            params = cls.Params.model_validate(entry.params)
-        except ValidationError as err:
-            raise ConfigError(_params_message(i, entry.name, cls.Params, err)) from None
-        recipe = cls(cfg, entry.variant, params)
-        recipe.check()
-        out.append(recipe)
-    return out
-
-
-def _params_message(i: int, name: str, params: type[RecipeParams], err: ValidationError) -> str:
-    allowed = ", ".join(sorted(params.model_fields)) or "none"
-    problems = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            problems.append(f"unknown parameter '{key}'")
-        elif e["type"] == "missing":
-            problems.append(f"missing parameter '{key}'")
-        else:
-            problems.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
-    return (f"recipes[{i}] ({name}): {'; '.join(problems)}. Parameters of {name}: "
-            f"{allowed} (plus name, label)")
-

@@ -8,7 +8,8 @@ interpolation line (when `eval.variants` asks for it), then every recipe's model
 
 from __future__ import annotations
 
-from dtmerge.recipes.base import Recipe, resolve_recipes
+from dtmerge.recipes.base import Recipe
+from dtmerge.recipes.resolve import resolve_recipes
 from dtmerge.rundir import RunDir, atomic_write_json
 from dtmerge.train.job import TrainJob
 
