@@ -42,15 +42,29 @@ rm -rf "$RUNS/gpu-check"
 start=$(date +%s)
 timeout 300 "$PY" -m dtmerge.cli.main run configs/gemma3-270m.yaml "${OVERRIDES[@]}"
 echo "end to end: $(( $(date +%s) - start )) s"
-"$PY" - "$RUNS/gpu-check" <<'PYEOF'
+"$PY" - "$RUNS/gpu-check" "${OVERRIDES[@]}" <<'PYEOF'
 import json, sys
 from pathlib import Path
+from dtmerge.config import load_config
+from dtmerge.dryrun.plan import make_plan
 jobs = json.loads((Path(sys.argv[1]) / "manifest.json").read_text())["jobs"]
+# The dry run's estimate for the same config, beside what each job measured. torch's peak
+# allocation leaves out the CUDA context, so the estimate is shown without its overhead too.
+plan = make_plan(load_config("configs/gemma3-270m.yaml", sys.argv[2:]))
+estimate = {f"train:{j['name']}": j.get("cost") for j in plan["jobs"]}
 for name, job in sorted(jobs.items()):
     if name.startswith("train:"):
         rate = job["tokens_seen"] / job["train_runtime"] if job.get("train_runtime") else 0
+        est = estimate.get(name)
+        beside = ""
+        if est:
+            mem = est["memory"]
+            tensors = (mem["total_bytes"] - mem["parts"]["overhead"]) / 2**30
+            beside = (f" | estimate {tensors:.2f} GiB in tensors ({mem['total_bytes'] / 2**30:.2f} "
+                      f"with the CUDA context), {est['seconds']:.0f} s vs {job['seconds']} s")
         print(f"{name:12s} {job['steps']} steps  {job['tokens_seen']} tokens  "
-              f"{rate:,.0f} trained tokens/s  peak GPU memory {job['peak_gpu_memory_gib']} GiB")
+              f"{rate:,.0f} trained tokens/s  peak GPU memory {job['peak_gpu_memory_gib']} GiB"
+              + beside)
     elif name.startswith("eval:"):
         print(f"{name:12s} " + ", ".join(f"{t}={s:.3f}" for t, s in job["scores"].items()))
 PYEOF

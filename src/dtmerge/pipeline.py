@@ -44,12 +44,12 @@ def check_stages(stages: list[str] | None) -> list[str]:
     return [s for s in STAGES if s in stages]  # always in pipeline order
 
 
-def validate_and_plan(cfg: RunConfig, log=print) -> dict:
+def validate_and_plan(cfg: RunConfig, log=print, throughput: float | None = None) -> dict:
     """Validate everything that needs no training and print the plan."""
     from dtmerge.dryrun.checks import checked_line
     from dtmerge.dryrun.plan import format_plan, make_plan, raise_for_problems
 
-    plan = make_plan(cfg)  # runs the input checks once; their findings are plan["problems"]
+    plan = make_plan(cfg, throughput)  # runs the input checks once; their findings are plan["problems"]
     log(format_plan(plan))
     raise_for_problems(plan)  # bad inputs, disk space, K larger than the data...
     log(checked_line(plan["problems"]))
@@ -57,7 +57,7 @@ def validate_and_plan(cfg: RunConfig, log=print) -> dict:
 
 
 def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool = False,
-                 log=print) -> RunDir:
+                 log=print, throughput: float | None = None) -> RunDir:
     """Run the chosen stages (all by default) of `cfg` in its run directory."""
     order = check_stages(stages)
     if not dry_run:
@@ -66,7 +66,7 @@ def run_pipeline(cfg: RunConfig, stages: list[str] | None = None, dry_run: bool 
 
     resolve_recipes(cfg)  # unknown recipes or parameters fail before any work
     if dry_run:
-        validate_and_plan(cfg, log)
+        validate_and_plan(cfg, log, throughput)
         return RunDir(cfg.run_dir)
     with run_lock(cfg.run_dir):  # one process per run directory, for the whole run
         return _run_stages(cfg, order, log)

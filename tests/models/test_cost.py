@@ -103,9 +103,10 @@ def test_evaluation_counts_items_shots_and_variants(tiny_dir, tmp_path):
     (tasks / "t.yaml").write_text(
         f"task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {tasks / 't.jsonl'}\n"
         "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{question}}'\n"
+        "doc_to_choice: '{{choices}}'\n"
         "process_docs: !function utils.process\n")
     one = cost.local_task_size([str(tasks)], "t")
-    assert one[0] == 10 and one[1] > 2 * 36 / 4  # two requests per item, each with the question
+    assert one == (10, 2 * (36 + 4) / 4, 0)  # one request per choice, each with the question
     cfg = _cfg(tmp_path, tiny_dir, write_alpaca(tmp_path / "d.jsonl", 20),
                eval={"tasks": ["t", "gsm8k"], "include_path": [str(tasks)],
                      "num_fewshot": {"t": 3}, "variants": ["base", "dtm", "submodels"]})

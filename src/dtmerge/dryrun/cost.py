@@ -162,9 +162,9 @@ _CHARS_PER_TOKEN = 4  # English text; the assumption is printed with the estimat
 
 def local_task_size(include_path: list[str], task: str) -> tuple[int, float, int] | None:
     """(items, forward tokens per item, default few-shot) of a task in a local directory:
-    rows of its data file, the row's characters / 4 per request (one request per choice for
-    multiple choice) plus max_gen_toks for generation. None when the task or its file is not
-    found here."""
+    rows of its data file, the characters of the fields its templates use / 4 (one request
+    per choice for multiple choice) plus max_gen_toks for generation. None when the task or
+    its file is not found here."""
     import json
     from pathlib import Path
 
@@ -185,7 +185,7 @@ def local_task_size(include_path: list[str], task: str) -> tuple[int, float, int
             rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
             if not rows:
                 return None
-            chars = sum(_request_chars(r) for r in rows)
+            chars = sum(_request_chars(r, doc) for r in rows)
             generated = int((doc.get("generation_kwargs") or {}).get("max_gen_toks", 0)) \
                 if doc.get("output_type") == "generate_until" else 0
             return len(rows), chars / _CHARS_PER_TOKEN / len(rows) + generated, \
@@ -206,18 +206,33 @@ def _task_loader():
 _TaskLoader = _task_loader()
 
 
-def _request_chars(row: dict) -> float:
-    """Characters lm-eval sends for one item: the row's text once, or for multiple choice
-    (a `choices` list) the context with each choice, one request per choice."""
+def _template_fields(template, row: dict) -> list[str]:
+    """Row fields a task's doc_to_* template uses: `{{name}}` references or a bare key."""
+    import re
+
+    if not isinstance(template, str):
+        return []
+    if template in row:
+        return [template]
+    return [f for f in re.findall(r"{{\s*(\w+)", template) if f in row]
+
+
+def _request_chars(row: dict, doc: dict) -> float:
+    """Characters lm-eval sends for one item: the fields the task's templates use (the whole
+    row when none is found), with the context once per choice for multiple choice."""
     import json
 
-    text = len(json.dumps(row, ensure_ascii=False))
-    choices = row.get("choices")
+    text_fields = _template_fields(doc.get("doc_to_text"), row)
+    choice_fields = _template_fields(doc.get("doc_to_choice"), row)
+    if doc.get("output_type") != "multiple_choice":
+        text_fields += _template_fields(doc.get("doc_to_target"), row)
+    if not text_fields and not choice_fields:
+        return len(json.dumps(row, ensure_ascii=False))
+    context = sum(len(str(row[f])) for f in dict.fromkeys(text_fields))
+    choices = row[choice_fields[0]] if choice_fields else None
     if not isinstance(choices, list) or not choices:
-        return text
-    choice_chars = [len(str(c)) for c in choices]
-    context = text - sum(choice_chars)
-    return sum(context + c for c in choice_chars)
+        return context
+    return sum(context + len(str(c)) for c in choices)
 
 
 def evaluation_tokens(tasks: list[str], include_path: list[str], shots, limit,
@@ -333,7 +348,7 @@ def add_costs(plan: dict, cfg, arch: Arch | None, lora_dropout_width: int,
                        "seconds_gpu": None if on_gpu or throughput else
                        job_seconds(job, gpu_rate_default, GPU_STEP_SECONDS)}
     cost.update(rate=rate_how if not throughput else f"{throughput:g} trained tokens/s (given)",
-                padding_factor=padding, step_seconds=step_s, jobs_at_once=at_once,
+                padding_factor=padding, step_seconds=None if throughput else step_s, jobs_at_once=at_once,
                 train_seconds=round(sum(j["cost"]["seconds"] for j in plan["jobs"]) / at_once, 1))
     if not on_gpu and not throughput:
         cost.update(gpu_rate=gpu_how, train_seconds_gpu=round(

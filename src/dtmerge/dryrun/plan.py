@@ -405,8 +405,9 @@ def _cost_lines(plan: dict) -> list[str]:
     if job["memory_gpu"]:
         lines.append(f"    on a GPU: {_memory_line(job['memory_gpu'])}")
     lines.append(f"  training time: ~{_fmt_seconds(cost['train_seconds'])} for the jobs above "
-                 f"({cost['rate']}; padding x{cost['padding_factor']}, "
-                 f"{cost['step_seconds']} s per optimizer step)")
+                 f"({cost['rate']}; padding x{cost['padding_factor']}"
+                 + (f", {cost['step_seconds']} s per optimizer step" if cost["step_seconds"] else "")
+                 + "; the knowledge monitor's probes not counted)")
     if cost.get("train_seconds_gpu") is not None:
         lines.append(f"    on a GPU: ~{_fmt_seconds(cost['train_seconds_gpu'])}, one job at a "
                      f"time ({cost['gpu_rate']})")
