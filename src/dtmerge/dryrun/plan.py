@@ -310,7 +310,8 @@ def _compute_estimate(cfg: RunConfig, model: dict, tokens: int) -> dict:
     per_token = 6 if cfg.train.method == "full" else 4
     out = {"flops_per_token": f"{per_token}*N", "assumptions":
            f"{catalog.GPU_NAME} at {catalog.GPU_PEAK_TFLOPS:g} TFLOP/s peak, "
-           f"{catalog.ASSUMED_MFU:.0%} utilisation; padding, evaluation and merging not counted"}
+           f"{catalog.ASSUMED_MFU:.0%} utilisation; trained tokens only: the time estimate "
+           "above adds padding, attention and per-step costs"}
     if not n or not tokens:
         out.update(flops=None, gpu_hours=None, cpu_hours_here=None)
         return out
