@@ -148,3 +148,15 @@ def test_the_plan_prints_memory_time_and_evaluation(tiny_dir, tmp_path):
     job = plan["jobs"][0]
     expected = job["tokens"] * plan["cost"]["padding_factor"] / 100.0
     assert job["cost"]["seconds"] == pytest.approx(expected, abs=0.1)
+
+
+def test_without_the_tokenizer_lengths_come_from_the_datas_characters(tiny_dir, tmp_path,
+                                                                      monkeypatch):
+    from dtmerge.dryrun import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "_plan_tokenizer", lambda cfg: None)
+    cfg = _cfg(tmp_path, tiny_dir, write_alpaca(tmp_path / "d.jsonl", 20))
+    tokens = make_plan(cfg)["tokens"]
+    assert "characters" in tokens["how"]
+    # "Add 19 and 20." + "The sum is 39.": 28 characters -> 7 tokens, + 30 for the template
+    assert tokens["max_per_example"] == 37 and 36 <= tokens["mean_per_example"] <= 37

@@ -155,6 +155,8 @@ def _token_estimate(cfg: RunConfig, data: dict, notes: list[str]) -> dict:
                                f"tokenizer and chat template (capped at {max_len})"}
             except Exception as err:
                 notes.append(f"could not tokenise a data sample ({type(err).__name__}: {err})")
+        else:
+            return _length_from_characters(cfg, records)
     if cfg.data.path in catalog.KNOWN_DATASETS:
         mean = catalog.KNOWN_DATASETS[cfg.data.path][1]
         how = f"assumed {mean} tokens/example for {cfg.data.path} (built-in table, not measured)"
@@ -162,6 +164,20 @@ def _token_estimate(cfg: RunConfig, data: dict, notes: list[str]) -> dict:
         mean = catalog.DEFAULT_TOKENS_PER_EXAMPLE
         how = f"assumed the default {mean} tokens/example (data or tokenizer not available here)"
     return {"mean_per_example": float(min(mean, max_len)), "how": how}
+
+
+def _length_from_characters(cfg: RunConfig, records: list[dict]) -> dict:
+    """Token lengths of local data when the tokenizer is not here: 4 characters per token plus
+    a prompt template's ~30 tokens (an assumption, said so)."""
+    max_len = cfg.train.max_length
+    lengths = [min(max_len, 30 + sum(len(str(m.get("content", ""))) for m in
+                                     r["prompt"] + r["completion"]) // 4)
+               for r in _normalised_sample(cfg, records)]
+    return {"mean_per_example": round(sum(lengths) / len(lengths), 1),
+            "max_per_example": max(lengths),
+            "padding_factor": _padding_factor(lengths, cfg.train.batch_size),
+            "how": f"estimated from the characters of {len(lengths)} sampled examples (4 per "
+                   f"token, +30 for the template; the tokenizer is not available here)"}
 
 
 def _padding_factor(lengths: list[int], batch: int) -> float:
