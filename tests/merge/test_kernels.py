@@ -73,6 +73,34 @@ def test_ties_kernel_equals_eager_operators(case, weights, sign_method):
         assert tie_blocks  # the tie path was exercised
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bracket_kernel_compares_bit_patterns_as_the_values(dtype):
+    """The gather's one unsigned compare of bit patterns keeps exactly lo <= |d| <= hi,
+    with infinities, NaN, signed zeros, bounds at 0 and on values, NaN and empty brackets."""
+    gen = torch.Generator().manual_seed(3)
+    deltas = torch.randn(6, 5000, generator=gen, dtype=dtype)
+    deltas[:, ::97] = 0.0
+    deltas[:, 1::97] = -0.0
+    deltas[:, 2::211] = float("inf")
+    deltas[:, 3::211] = -float("inf")
+    deltas[:, 4::307] = float("nan")
+    magnitude = deltas.abs().numpy()
+    on_value = float(magnitude[0, 10])
+    nan = float("nan")
+    lo = np.array([0.0, -1.0, on_value, 0.5, nan, 2.0])
+    hi = np.array([np.inf, 0.0, on_value, 1.5, nan, 1.0])  # the last: hi < lo, nothing
+    above = np.zeros(6, dtype=np.int64)
+    got = kernels.BracketGatherer(lo, hi)(deltas, above)
+    for k in range(6):
+        low, high = (np.asarray(b, dtype=magnitude.dtype) for b in (lo[k], hi[k]))
+        row = magnitude[k]
+        assert np.array_equal(got[k], row[(row >= low) & (row <= high)]), k
+        assert above[k] == np.count_nonzero(row > high), k
+    assert len(got[0]) == np.count_nonzero(~np.isnan(magnitude[0]))  # every non-NaN, inf too
+    assert len(got[1]) == np.count_nonzero(magnitude[1] == 0)  # +0 and -0
+    assert len(got[4]) == len(got[5]) == 0
+
+
 def test_ties_kernel_keeps_nan():
     deltas = torch.randn(3, 10)
     deltas[1, 4] = float("nan")

@@ -100,20 +100,30 @@ def _ties_merge(buf, count, stride, n, keep_above, weights, weighted, frequency,
 
 
 @_jit
-def _bracket_pass(buf, count, stride, n, lo, hi, gathered, inside, above):  # pragma: no cover
-    """Per model k: add to above[k] the count of |d| > hi[k]; write the |d| in [lo[k], hi[k]]
-    to gathered[k, :inside[k]] in storage order. NaN bounds or values count nowhere."""
+def _bracket_pass(buf, bits, count, stride, n, hi, lo_bits, width, gathered, inside,
+                  above):  # pragma: no cover
+    """Per model k: add to above[k] the count of |d| > hi[k]; write the |d| in the bracket
+    to gathered[k, :inside[k]] in storage order. NaN values count nowhere.
+
+    `bits` is `buf` seen as unsigned integers of its width. For |d| >= 0 (sign bit cleared)
+    the bit patterns order as the values do, NaN above inf, so lo <= |d| <= hi is one
+    unsigned compare, (pattern - lo's pattern) <= width: two float compares and an `and`
+    fewer per value in the serial loop (25% of the pass here). `bracket_bits` gives
+    lo_bits and width, and width = -1 (all ones) for "nothing inside"."""
+    none = width.dtype.type(-1)
+    magnitude = none >> width.dtype.type(1)  # every bit but the sign bit
     for k in range(count):
-        low, high = lo[k], hi[k]
+        high, low, span = hi[k], lo_bits[k], width[k]
         row, into = buf[k * stride:k * stride + n], gathered[k]
+        pattern = bits[k * stride:k * stride + n]
         over = 0
         for j in range(n):  # vectorised: a count
             over += abs(row[j]) > high
         filled = 0
-        for j in range(n):  # serial in `filled`, but without a branch to mispredict
-            a = abs(row[j])
-            into[filled] = a  # written always, kept only when inside
-            filled += (a >= low) & (a <= high)
+        if span != none:
+            for j in range(n):  # serial in `filled`, but without a branch to mispredict
+                into[filled] = abs(row[j])  # written always, kept only when inside
+                filled += ((pattern[j] & magnitude) - low) <= span
         above[k] += over
         inside[k] = filled
 
@@ -204,6 +214,22 @@ def ties_merge(deltas: torch.Tensor, keep_above: list[float], weights: list[floa
     return torch.from_numpy(out).view(deltas.shape[1:])
 
 
+def bracket_bits(lo: np.ndarray, hi: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Per model, lo's bit pattern and hi's minus it, as unsigned integers of `dtype`'s width,
+    so that lo <= |d| <= hi exactly when (pattern(|d|) - lo_bits) <= width (unsigned).
+    Bounds are rounded to `dtype` first (exact: they are values of it). A bound <= 0 is 0
+    (|d| is never below it); an empty or NaN bracket gets width all ones ("nothing")."""
+    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    low = np.maximum(lo.astype(dtype), 0).astype(dtype)  # also turns -0.0 into +0.0
+    high = hi.astype(dtype)
+    empty = ~(low <= high)  # NaN bounds or high below low
+    high = np.where(empty, low, high).astype(dtype)
+    lo_bits = low.view(unsigned).copy()
+    width = (high.view(unsigned) - lo_bits).astype(unsigned)
+    width[empty] = np.iinfo(unsigned).max
+    return lo_bits, width
+
+
 class BracketGatherer:
     """The threshold pass of `magnitude_cuts` on a reused (K, block) buffer."""
 
@@ -211,14 +237,17 @@ class BracketGatherer:
         self.lo, self.hi = lo, hi
         self.gathered = None
         self.inside = np.zeros(len(lo), dtype=np.int64)
+        self._bits: dict = {}  # dtype -> the bounds as `_bracket_pass` compares them
 
     def __call__(self, block: torch.Tensor, above: np.ndarray) -> list[np.ndarray]:
         """Add the counts above hi to `above`; returns, per model, the |d| in [lo, hi]."""
         buf, count, stride, n = _rows(block)
         if self.gathered is None or self.gathered.shape[1] < n or self.gathered.dtype != buf.dtype:
             self.gathered = np.empty((count, n), dtype=buf.dtype)
-        _bracket_pass(buf, count, stride, n, self.lo.astype(buf.dtype),
-                      self.hi.astype(buf.dtype), self.gathered, self.inside, above)
+        lo_bits, width = self._bits.get(buf.dtype) or self._bits.setdefault(
+            buf.dtype, bracket_bits(self.lo, self.hi, buf.dtype))
+        _bracket_pass(buf, buf.view(lo_bits.dtype), count, stride, n, self.hi.astype(buf.dtype),
+                      lo_bits, width, self.gathered, self.inside, above)
         return [self.gathered[k, :self.inside[k]].copy() for k in range(count)]
 
 
