@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU readiness check (at most ~5 minutes on one GPU): the Gemma-3-270M config of
 # configs/gemma3-270m.yaml shrunk to a few steps in bfloat16 -- K=2 sub-models + SFT trained,
-# merged, evaluated -- then prints trained tokens/s and peak GPU memory per training job.
+# merged, evaluated -- then prints trained tokens/s and peak GPU memory per training job,
+# each beside the dry run's estimate for the same config.
 #
 #   scripts/gpu_check.sh                 # from the repository root, with dtmerge[gemma] installed
 #   PYTHON=.venv/bin/python RUNS_DIR=/tmp/gpu-check scripts/gpu_check.sh
@@ -46,25 +47,13 @@ echo "end to end: $(( $(date +%s) - start )) s"
 import json, sys
 from pathlib import Path
 from dtmerge.config import load_config
+from dtmerge.dryrun.cost import beside_measured
 from dtmerge.dryrun.plan import make_plan
 jobs = json.loads((Path(sys.argv[1]) / "manifest.json").read_text())["jobs"]
-# The dry run's estimate for the same config, beside what each job measured. torch's peak
-# allocation leaves out the CUDA context, so the estimate is shown without its overhead too.
+# Each training job's measurement beside the dry run's estimate for the same config.
 plan = make_plan(load_config("configs/gemma3-270m.yaml", sys.argv[2:]))
-estimate = {f"train:{j['name']}": j.get("cost") for j in plan["jobs"]}
+print("\n".join(beside_measured(plan, jobs)))
 for name, job in sorted(jobs.items()):
-    if name.startswith("train:"):
-        rate = job["tokens_seen"] / job["train_runtime"] if job.get("train_runtime") else 0
-        est = estimate.get(name)
-        beside = ""
-        if est:
-            mem = est["memory"]
-            tensors = (mem["total_bytes"] - mem["parts"]["overhead"]) / 2**30
-            beside = (f" | estimate {tensors:.2f} GiB in tensors ({mem['total_bytes'] / 2**30:.2f} "
-                      f"with the CUDA context), {est['seconds']:.0f} s vs {job['seconds']} s")
-        print(f"{name:12s} {job['steps']} steps  {job['tokens_seen']} tokens  "
-              f"{rate:,.0f} trained tokens/s  peak GPU memory {job['peak_gpu_memory_gib']} GiB"
-              + beside)
-    elif name.startswith("eval:"):
+    if name.startswith("eval:"):
         print(f"{name:12s} " + ", ".join(f"{t}={s:.3f}" for t, s in job["scores"].items()))
 PYEOF

@@ -160,3 +160,27 @@ def test_without_the_tokenizer_lengths_come_from_the_datas_characters(tiny_dir, 
     assert "characters" in tokens["how"]
     # "Add 19 and 20." + "The sum is 39.": 28 characters -> 7 tokens, + 30 for the template
     assert tokens["max_per_example"] == 37 and 36 <= tokens["mean_per_example"] <= 37
+
+
+def test_a_finished_jobs_measurement_is_printed_beside_the_estimate(tiny_dir, tmp_path):
+    cfg = _cfg(tmp_path, tiny_dir, write_alpaca(tmp_path / "d.jsonl", 20))
+    plan = make_plan(cfg)
+    est = plan["jobs"][0]["cost"]
+    manifest = {"data": {"seconds": 1.0},
+                "train:sub_0": {"steps": 10, "tokens_seen": 5000, "train_runtime": 5.0,
+                                "seconds": 9.1, "peak_gpu_memory_gib": 1.7},
+                "train:elsewhere": {"steps": 1, "trained_tokens": 10, "seconds": 1.0}}
+    lines = cost.beside_measured(plan, manifest)
+    assert len(lines) == 2
+    sub = next(line for line in lines if line.startswith("train:sub_0"))
+    tensors = est["memory"]["total_bytes"] - est["memory"]["parts"]["overhead"]
+    assert "1,000 trained tokens/s" in sub and "peak GPU memory 1.7 GiB" in sub
+    assert f"estimate {cost.fmt_gib(tensors)} in tensors" in sub and "vs 9.1 s" in sub
+    assert "estimate" not in next(line for line in lines if "elsewhere" in line)
+
+
+def test_gpu_check_prints_the_estimate_beside_the_measurement():
+    from pathlib import Path
+
+    script = (Path(__file__).parents[2] / "scripts" / "gpu_check.sh").read_text()
+    assert "beside_measured(plan, jobs)" in script and "make_plan(load_config(" in script

@@ -408,3 +408,28 @@ def _fit_problems(memory: dict, gpus: list[dict], cfg) -> list[str]:
             f"{fmt_gib(best['total'])}: lower train.batch_size (raise train.grad_accum to keep "
             "the effective batch) or train.max_length, or set model.gradient_checkpointing / "
             "model.load_in_4bit"]
+
+
+def beside_measured(plan: dict, manifest_jobs: dict) -> list[str]:
+    """One line per trained job of a finished run: what it measured (steps, tokens/s, peak GPU
+    memory, seconds) beside the dry run's estimate for the same config. torch's peak
+    allocation leaves out the CUDA context, so the estimate is shown without its overhead too.
+    """
+    estimate = {f"train:{j['name']}": j.get("cost") for j in plan["jobs"]}
+    lines = []
+    for name, job in sorted(manifest_jobs.items()):
+        if not name.startswith("train:"):
+            continue
+        tokens = job.get("tokens_seen") or job.get("trained_tokens") or 0
+        rate = tokens / job["train_runtime"] if job.get("train_runtime") else 0
+        line = (f"{name:12s} {job.get('steps')} steps  {tokens} tokens  {rate:,.0f} trained "
+                f"tokens/s  peak GPU memory {job.get('peak_gpu_memory_gib')} GiB")
+        est = estimate.get(name)
+        if est:
+            mem = est["memory"]
+            tensors = mem["total_bytes"] - mem["parts"]["overhead"]
+            line += (f" | estimate {fmt_gib(tensors)} in tensors ({fmt_gib(mem['total_bytes'])} "
+                     f"with the overhead, {mem['where']}), {est['seconds']:.0f} s vs "
+                     f"{job.get('seconds')} s")
+        lines.append(line)
+    return lines
