@@ -27,3 +27,8 @@ class MergeError(DtmError):
 
 class TrainingError(DtmError):
     """Training diverged (NaN/inf loss) or failed for a reason the user can act on."""
+
+
+class DamagedStateError(DtmError):
+    """A file dtmerge itself wrote into a run directory is truncated or garbled (a disk that
+    filled, a copy cut short, a hand edit); the message names the file and how to recover."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, DtmError
 from dtmerge.process_guard import run_lock
-from dtmerge.rundir import STAGE_ALIASES, STAGES, RunDir, atomic_write_text, retire_stale_variants
+from dtmerge.rundir import (STAGE_ALIASES, STAGES, RunDir, retire_stale_variants,
+                            write_run_config)
 
 # stage -> "module:function"; every function takes (cfg, run, log=print).
 STAGE_FUNCTIONS = {
@@ -101,7 +102,7 @@ def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:
     run.root.mkdir(parents=True, exist_ok=True)
     if shutil.disk_usage(run.root).free < 200 * 2**20:
         raise DtmError(f"less than 200 MB free under {run.root}: free some disk space first")
-    atomic_write_text(run.root / "config.yaml", cfg.to_yaml())
+    write_run_config(run.root, cfg.to_yaml())
     retire_stale_variants(cfg, run, log)
     replicated = cfg.seeds == 1
     for stage in order:

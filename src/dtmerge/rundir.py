@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from dtmerge.errors import DtmError
+from dtmerge.errors import DamagedStateError, DtmError
 from dtmerge.process_guard import fault_point
 
 # data -> the recipes' prepare, train and build (DTM is one of the recipes) -> eval -> report
@@ -58,6 +58,59 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+_REQUIRED = object()
+
+
+def rerun_hint(command: str) -> str:
+    """The usual way back from a damaged file: the command that writes it again."""
+    return f"delete it (or move it aside) and rerun `{command}`, which writes it again"
+
+
+def read_state_json(path: str | Path, recover: str, *, default: Any = _REQUIRED,
+                    kind: type = dict) -> Any:
+    """A JSON file dtmerge wrote into a run directory, or a DamagedStateError naming it.
+
+    Every such file is written atomically, so one that does not parse was damaged after the
+    fact (a disk that filled, a copy cut short, a hand edit): the error says so and how to
+    `recover` (see `rerun_hint`) instead of a traceback, and nothing is written. A missing
+    file returns `default` (an error when there is none).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if default is _REQUIRED:
+            raise DamagedStateError(f"{path} not found; to recover: {recover}") from None
+        return default
+    except OSError as err:
+        raise damaged_state(path, f"cannot be read: {err.strerror}", recover) from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged_state(path, "not UTF-8 text", recover) from None
+    except json.JSONDecodeError as err:
+        what = ("empty" if not raw.strip() else
+                f"not valid JSON at line {err.lineno} column {err.colno}: {err.msg}")
+        raise damaged_state(path, what, recover) from None
+    if kind is not None and not isinstance(data, kind):
+        raise damaged_state(path, f"holds a JSON {type(data).__name__} where dtmerge wrote "
+                            f"a {'object' if kind is dict else kind.__name__}", recover)
+    return data
+
+
+def rebuild_hint(model_dir: Path) -> str:
+    """The way back from a damaged file inside a model directory the build stage wrote."""
+    return (f"delete {model_dir} and rerun `dtm merge {Path(model_dir).parent.parent}`, "
+            "which builds it again")
+
+
+def damaged_state(path: Path, what: str, recover: str) -> DamagedStateError:
+    return DamagedStateError(
+        f"{path} is damaged ({what}). dtmerge wrote it whole, so it was cut short or edited "
+        f"since (a full disk, an interrupted copy, a hand edit). To recover: {recover}. "
+        "Nothing in the run was changed.")
 
 
 @contextlib.contextmanager
@@ -131,6 +184,57 @@ def hash_path(path: Path) -> str:
                 entries.append((rel, st.st_size, int(st.st_mtime)))
     return hash_obj(entries)
 
+# What a damaged manifest costs: it is the only record of which jobs finished with which config.
+MANIFEST_RECOVERY = (
+    "put back a copy of manifest.json if you have one (a backup, the run copied elsewhere). "
+    "Otherwise move it aside and rerun the same `dtm run`: the models, eval results and "
+    "report stay where they are, but without the manifest dtmerge cannot tell finished work "
+    "from a killed job, so every stage runs again and replaces its outputs (hours of training "
+    "for a real model)")
+
+
+# config.yaml of a run begins and ends with these lines, so a copy cut short (still valid YAML,
+# with the later keys silently back to their defaults) is told from the file dtm run wrote.
+CONFIG_HEADER = "# The resolved config of this run, written by dtm run; it ends with an end line.\n"
+CONFIG_FOOTER = "# end of config.yaml\n"
+
+
+def write_run_config(root: Path, yaml_text: str) -> None:
+    atomic_write_text(Path(root) / "config.yaml", CONFIG_HEADER + yaml_text + CONFIG_FOOTER)
+
+
+def load_run_config(root: str | Path, overrides: list[str] | None = None):
+    """The resolved config a run directory holds (config.yaml), with `overrides` applied; a
+    DamagedStateError when it was cut short or garbled (a hand edit that keeps it valid YAML
+    is honoured; one that breaks a key is a ConfigError naming the key)."""
+    import yaml
+
+    from dtmerge.config import load_config
+
+    path = Path(root) / "config.yaml"
+    recover = ("rerun `dtm run` with the config file you ran (it writes config.yaml again and "
+               "keeps the finished work whose config is unchanged), or restore a copy; "
+               f"`dtm config show {path}` shows it once it reads")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise damaged_state(path, "not UTF-8 text", recover) from None
+    except OSError:
+        text = None  # missing: load_config says so
+    if text is not None:
+        if not text.strip() or CONFIG_HEADER.startswith(text):
+            raise damaged_state(path, "empty", recover)
+        if text.startswith(CONFIG_HEADER) and not text.rstrip("\n").endswith(CONFIG_FOOTER.strip()):
+            raise damaged_state(path, f"cut short: its last line `{CONFIG_FOOTER.strip()}` is "
+                                "missing (if you edited it by hand, put that line back)", recover)
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise damaged_state(path, f"not valid YAML{where}", recover) from None
+    return load_config(path, overrides)
+
 
 class RunDir:
     """Paths and the manifest of one run directory."""
@@ -181,9 +285,12 @@ class RunDir:
 
     # -- manifest
     def read_manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.exists():
+        manifest = read_state_json(self.manifest_path, MANIFEST_RECOVERY, default=None)
+        if manifest is None:
             return {"jobs": {}}
-        return json.loads(self.manifest_path.read_text())
+        if not isinstance(manifest.get("jobs"), dict):
+            raise damaged_state(self.manifest_path, "no 'jobs' object", MANIFEST_RECOVERY)
+        return manifest
 
     def job(self, name: str) -> dict[str, Any] | None:
         return self.read_manifest()["jobs"].get(name)
@@ -212,6 +319,15 @@ class RunDir:
             name, status="done", finished=now,
             seconds=round(now - job.get("started", now), 2), **extra,
         )
+
+    def put_back_job(self, name: str, record: dict[str, Any] | None) -> None:
+        """Restore job `name`'s manifest record as it was (None: it had none)."""
+        manifest = self.read_manifest()
+        if record is None:
+            manifest["jobs"].pop(name, None)
+        else:
+            manifest["jobs"][name] = record
+        atomic_write_json(self.manifest_path, manifest)
 
     def mark_failed(self, name: str, error: str) -> None:
         self.update_job(name, status="failed", error=error, finished=time.time())
@@ -293,9 +409,13 @@ def run_job(run: RunDir, name: str, fingerprint: str, work, *, inputs: dict[str,
     """
     if not run.needs_run(name, fingerprint, outputs, log):
         return False
+    before = run.job(name)
     run.mark_started(name, fingerprint, inputs)
     try:
         extra = work() or {}
+    except DamagedStateError:
+        run.put_back_job(name, before)  # refused to start on a damaged input: the run as it was
+        raise
     except BaseException as err:
         run.mark_failed(name, f"{type(err).__name__}: {err}")
         raise

@@ -75,14 +75,14 @@ def _show(target: str, overrides: list[str]) -> str:
 
     from dtmerge.config import load_config
     from dtmerge.errors import ConfigError
+    from dtmerge.rundir import load_run_config
 
     path = Path(target)
     if path.is_dir():
-        path = path / "config.yaml"
-        if not path.is_file():
+        if not (path / "config.yaml").is_file():
             raise ConfigError(f"{target} is not a run directory (no config.yaml in it); give a "
                               "run directory (runs/NAME) or a config YAML")
-    cfg = load_config(path, overrides)
+    cfg = load_run_config(path, overrides) if path.is_dir() else load_config(path, overrides)
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dtmerge.config import load_config
 from dtmerge.errors import ConfigError
+from dtmerge.rundir import load_run_config
 from dtmerge.pipeline import run_pipeline
 
 # The stages each command runs: its own (disperse also makes the data it splits).
@@ -25,7 +26,7 @@ def resolve_config(target: str, overrides: list[str]):
         if not (path / "config.yaml").exists():
             raise ConfigError(f"{path} has no config.yaml: give a run directory made by dtm run, "
                               "or a config file")
-        cfg = load_config(path / "config.yaml", overrides)
+        cfg = load_run_config(path, overrides)
         # A run dir may have been moved: its config stays valid relative to where it is now.
         if cfg.run_dir.resolve() != path.resolve():
             cfg = cfg.model_copy(update={"runs_dir": str(path.parent), "name": path.name})

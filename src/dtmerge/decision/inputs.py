@@ -9,7 +9,6 @@ replicates (`seeds: N`, <run>/seeds/seed<k>/) enter as `<name>@seed<k>`, replica
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from dtmerge.results.records import (
     ReportError, VariantResult, interp_t, lm_loss_tasks, load_eval_dir, load_eval_file,
     restrict_variant, split_tasks, sub_index,
 )
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 
 FRONTIER_FILE = Path("frontier") / "frontier.json"
 _SEED = re.compile(r"^(?P<name>.+)@seed(?P<seed>\d+)$")
@@ -77,11 +76,7 @@ def line_points(run: RunDir, names: list[str]) -> dict[str, float]:
                                     else interp_t(n)) is not None}
     recipes = run.root / "recipes.json"
     if recipes.is_file():
-        try:
-            described = json.loads(recipes.read_text())
-        except json.JSONDecodeError as err:
-            raise ReportError(f"{recipes}: not valid JSON (line {err.lineno}); rerun "
-                              "`dtm merge` on this run to rewrite it") from None
+        described = read_state_json(recipes, rerun_hint(f"dtm merge {run.root}"))
         for label, info in described.items():
             if isinstance(info, dict) and info.get("recipe") == "wise_ft" and label in names:
                 line[label] = float((info.get("params") or {}).get("t", 0.5))
@@ -99,9 +94,9 @@ def frontier_results(run: RunDir, which: str) -> dict[str, VariantResult]:
     if not path.is_file():
         return {}
     try:
-        summary = json.loads(path.read_text())
+        summary = read_state_json(path, rerun_hint(f"dtm frontier {run.root}"))
         names = [c["name"] for c in summary["candidates"]]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise ReportError(f"{path}: damaged (not the file `dtm frontier` writes); rerun "
                           f"`dtm frontier {run.root}` to rewrite it") from None
     out = {}

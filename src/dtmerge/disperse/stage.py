@@ -11,7 +11,8 @@ from dtmerge.data.jsonl import JsonlRecords, split_lines_by_label
 from dtmerge.disperse.registry import STRATEGIES
 from dtmerge.disperse.summary import summarise_portions
 from dtmerge.errors import DataError
-from dtmerge.rundir import OWN_DTM, RunDir, atomic_write_json, hash_file, hash_obj, run_job
+from dtmerge.rundir import (OWN_DTM, RunDir, atomic_write_json, hash_file, hash_obj,
+                            read_state_json, rerun_hint, run_job)
 
 JOB_NAME = "disperse"
 
@@ -82,7 +83,7 @@ def disperse_portions(cfg: RunConfig, run: RunDir, log=print) -> dict:
     run_job(run, JOB_NAME, fingerprint, work, inputs={"all.jsonl": data_hash}, outputs=outputs,
             log=log)
 
-    return json.loads(summary_path.read_text())
+    return read_state_json(summary_path, rerun_hint(f"dtm disperse {run.root}"))
 
 
 def _disperse(cfg: RunConfig, run: RunDir, log) -> dict:

@@ -203,7 +203,7 @@ def bias_stage(cfg, run, log=print, max_records: int = 64) -> dict:
     def work():
         per_variant = {}
         for p in files:
-            result = json.loads(p.read_text())
+            result = read_state_json(p, rerun_hint(f"dtm eval {run.root}"))
             per_variant[result.get("variant", p.stem)] = eval_bias(result)
         out = {"variants": per_variant, "tokens": None}
         if models and run.all_data.exists():
@@ -212,7 +212,7 @@ def bias_stage(cfg, run, log=print, max_records: int = 64) -> dict:
         return {"outputs": [str(eval_dir / "bias.json")]}
 
     run_job(run, "eval:bias", fp, work, outputs=[eval_dir / "bias.json"], log=log)
-    return json.loads((eval_dir / "bias.json").read_text())
+    return read_state_json(eval_dir / "bias.json", rerun_hint(f"dtm eval {run.root}"))
 
 
 def _token_analysis(cfg, run, names: list[str], max_records: int) -> dict:

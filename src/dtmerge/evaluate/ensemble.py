@@ -11,7 +11,6 @@ A model directory of kind "ensemble" holds `dtmerge_model.json`:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from lm_eval.api.model import TemplateLM
 
 from dtmerge.errors import ModelError
+from dtmerge.rundir import read_state_json, rebuild_hint
 
 MARKER_FILE = "dtmerge_model.json"
 
@@ -28,7 +28,7 @@ def model_kind(path: str | Path | None) -> str | None:
     marker = Path(path) / MARKER_FILE if path is not None else None
     if marker is None or not marker.is_file():
         return None
-    return json.loads(marker.read_text()).get("kind")
+    return read_state_json(marker, rebuild_hint(marker.parent)).get("kind")
 
 
 def write_ensemble_dir(out_dir: Path, members: list[str], base_model: str,
@@ -81,7 +81,7 @@ class EnsembleLM(TemplateLM):
     def from_dir(cls, path: str | Path, device: str = "cpu", tokenizer=None) -> "EnsembleLM":
         from transformers import AutoTokenizer
 
-        spec = json.loads((Path(path) / MARKER_FILE).read_text())
+        spec = read_state_json(Path(path) / MARKER_FILE, rebuild_hint(Path(path)))
         members = [_load_member(m, spec["base_model"], device) for m in spec["members"]]
         tok = tokenizer or AutoTokenizer.from_pretrained(spec["members"][0])
         limit = getattr(members[0].config, "max_position_embeddings", 2048) or 2048

@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dtmerge.rundir import read_state_json, rerun_hint
+
 JUDGE_TASK = "llm_judge"
 
 
@@ -56,10 +58,7 @@ def reusable_results(out: Path, job: dict | None,
     """
     if not job or job.get("status") != "done" or not out.is_file():
         return {}
-    try:
-        result = json.loads(out.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    result = read_state_json(out, rerun_hint(f"dtm eval {out.parent.parent}"))
     if not isinstance(result, dict) or not isinstance(result.get("tasks"), dict):
         return {}
     if job.get("fingerprint") not in set(fingerprints_for(previous_tasks(job, result))):
@@ -70,7 +69,7 @@ def reusable_results(out: Path, job: dict | None,
 def merge_results(previous: Path, fresh: dict, reused: dict[str, Any], order: list[str]) -> dict:
     """The variant's result with reused and freshly scored tasks, in `order`; the settings
     record merges both runs' task versions and shot counts."""
-    old = json.loads(previous.read_text())
+    old = read_state_json(previous, rerun_hint(f"dtm eval {previous.parent.parent}"))
     settings = dict(fresh["settings"])
     for key in ("task_versions", "n_shot"):
         merged = {t: v for t, v in (old.get("settings", {}).get(key) or {}).items() if t in reused}

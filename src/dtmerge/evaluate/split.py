@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from dtmerge.rundir import atomic_write_json
+from dtmerge.rundir import atomic_write_json, damaged_state, read_state_json, rerun_hint
 
 SPLIT_FILE = "split.json"  # eval/split.json: the run's split, read by the report
 PARTS = ("validation", "test")
@@ -63,8 +63,12 @@ def read_split_file(eval_dir: Path) -> ItemSplit | None:
     path = Path(eval_dir) / SPLIT_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
-    return ItemSplit(float(data["validation_fraction"]), int(data.get("seed", 0)))
+    recover = rerun_hint(f"dtm eval {Path(eval_dir).parent}")
+    data = read_state_json(path, recover)
+    try:
+        return ItemSplit(float(data["validation_fraction"]), int(data.get("seed", 0)))
+    except (KeyError, TypeError, ValueError):
+        raise damaged_state(path, "no numeric 'validation_fraction'", recover) from None
 
 
 def record_split(eval_cfg, eval_dir: Path) -> None:

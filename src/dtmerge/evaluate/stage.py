@@ -23,7 +23,8 @@ from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_var
 from dtmerge.evaluate.split import SPLIT_KEYS, record_split
 from dtmerge.process_guard import fault_point
 from dtmerge.rundir import (OWN_DTM, RunDir, atomic_write_json, hash_file, hash_model, hash_obj,
-                            interp_name, producer_job, sub_model_name)
+                            interp_name, producer_job, read_state_json, rerun_hint,
+                            sub_model_name)
 
 # eval.variants entries that name a kind of variant rather than a model directory
 VARIANT_KEYWORDS = ("base", "sft", "dtm", "submodels", "interpolation", "best")
@@ -86,10 +87,9 @@ def best_is_final(run: RunDir, best_dir: Path) -> str | None:
     """Why `models/<job>_best` is not a variant of its own (its best step is the job's last:
     the same weights as `<job>`), or None when it is an earlier step."""
     job = best_dir.name.removesuffix("_best")
-    try:
-        step = json.loads((best_dir / "best.json").read_text()).get("step")
-    except (OSError, ValueError):
-        return None
+    step = read_state_json(best_dir / "best.json", (
+        f"delete {best_dir} (the variant {best_dir.name} is then not scored; to get it back, "
+        f"delete models/{job} too and rerun `dtm train {run.root}`)"), default={}).get("step")
     final = (run.job(f"train:{job}") or {}).get("steps")
     if step is None or final is None or step != final:
         return None
@@ -202,7 +202,7 @@ def _share_identical(calls: list, records: dict, log) -> tuple[list, dict]:
 
 def _copy_scores(run: RunDir, source: str, name: str, record: dict, log) -> None:
     """Write `source`'s result as variant `name` (same weights and settings: same scores)."""
-    result = json.loads(run.eval_file(source).read_text())
+    result = read_state_json(run.eval_file(source), rerun_hint(f"dtm eval {run.root}"))
     result.update(variant=name, model=record["variant"].model, same_model_as=source)
     run.mark_started(f"eval:{name}", record["fp"], {"model": record["variant"].model})
     atomic_write_json(run.eval_file(name), result)
@@ -295,7 +295,7 @@ def _score_variant(cfg: RunConfig, v: Variant, adapter: str | None, base: str, o
         fresh = evaluate_model(adapter or v.model, cfg.eval, part, v.name, tasks=missing, **kwargs)
         part.unlink(missing_ok=True)
     else:  # tasks were only dropped: keep the file's record with fewer tasks
-        fresh = dict(json.loads(out.read_text()), tasks={})
+        fresh = dict(read_state_json(out, rerun_hint(f"dtm eval {out.parent.parent}")), tasks={})
     result = merge_results(out, fresh, reused, wanted)
     atomic_write_json(out, result)
     return result

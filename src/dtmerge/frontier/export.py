@@ -8,7 +8,6 @@ scored is refused: its scores would not describe the exported model.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dtmerge.errors import ConfigError
@@ -16,7 +15,7 @@ from dtmerge.frontier.grid import Candidate
 from dtmerge.frontier.score import FrontierContext, merge_candidate
 from dtmerge.frontier.stage import RESULT_FILE
 from dtmerge.publish import write_model_card
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 
 
 def export_candidate(cfg, run: RunDir, name: str, out: str | Path | None = None,
@@ -26,7 +25,7 @@ def export_candidate(cfg, run: RunDir, name: str, out: str | Path | None = None,
     path = run.root / "frontier" / RESULT_FILE
     if not path.is_file():
         raise ConfigError(f"{path} not found: run `dtm frontier {run.root}` before --export")
-    summary = json.loads(path.read_text())
+    summary = read_state_json(path, rerun_hint(f"dtm frontier {run.root}"))
     if name == "chosen":
         name = summary["chosen"]["name"]
         if not summary["chosen"].get("frontier_candidate", True):

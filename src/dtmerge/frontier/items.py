@@ -7,13 +7,12 @@ first pass on a subsample of them), and only the chosen one is scored on test it
 
 from __future__ import annotations
 
-import json
 
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import ItemSplit, doc_indices, split_of
 from dtmerge.results.analysis import TradeoffPoint, tradeoff_points
 from dtmerge.results.records import VariantResult, restrict_variant, split_tasks
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 
 REFERENCE_VARIANTS = ("sft", "dtm", "base")  # whose eval file lists the run's items
 PRUNE_SEED = 7919  # the first pass's subsample of validation items: its own hash stream
@@ -33,7 +32,7 @@ def run_items(run: RunDir) -> dict[str, list]:
     for name in REFERENCE_VARIANTS:
         path = run.eval_file(name)
         if path.is_file():
-            tasks = json.loads(path.read_text()).get("tasks", {})
+            tasks = read_state_json(path, rerun_hint(f"dtm eval {run.root}")).get("tasks", {})
             return {t: [it["doc_id"] for it in r.get("items") or []] for t, r in tasks.items()}
     raise ConfigError(f"{run.root}: no eval/sft.json, eval/dtm.json or eval/base.json; run "
                       "`dtm eval` on this run first (the frontier scores the same items)")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dtmerge.errors import ModelError
+from dtmerge.rundir import read_state_json, rebuild_hint
 
 CONFIG_FILE = "lora_moe_config.json"
 WEIGHTS_FILE = "lora_moe.safetensors"
@@ -92,7 +93,7 @@ def load_lora_moe(path: str | Path, dtype=None, device: str | None = None):
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
-    settings = json.loads((path / CONFIG_FILE).read_text())
+    settings = read_state_json(path / CONFIG_FILE, rebuild_hint(path))
     base = settings.pop("base_model")
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or torch.float32)

@@ -27,10 +27,11 @@ def hub_id(path: str | None) -> str | None:
     return path
 
 
-def _read_json(path: Path) -> dict | None:
-    from dtmerge.report.runinfo import read_json
+def _read_json(path: Path, writer: str) -> dict | None:
+    """A state file of the run (None when missing); damaged: an error saying how to recover."""
+    from dtmerge.rundir import read_state_json, rerun_hint
 
-    return read_json(path)
+    return read_state_json(path, rerun_hint(writer), default=None)
 
 
 def _interval(d: dict | None) -> str:
@@ -47,7 +48,7 @@ def _score(report: dict, variant: str, task: str) -> str:
 
 def _task_metrics(run: RunDir, variant: str) -> dict[str, str]:
     """The metric name of each task in eval/<variant>.json (for the model-index)."""
-    data = _read_json(run.eval_file(variant)) or {}
+    data = _read_json(run.eval_file(variant), f"dtm eval {run.root}") or {}
     return {t: str(raw.get("metric", "score")) for t, raw in (data.get("tasks") or {}).items()
             if isinstance(raw, dict)}
 
@@ -153,11 +154,11 @@ def card_text(run: RunDir, variant: str, model_dir: Path) -> str:
     import yaml
     from huggingface_hub import ModelCard, ModelCardData
 
-    from dtmerge.config import load_config
+    from dtmerge.rundir import load_run_config
 
-    cfg = load_config(run.root / "config.yaml")
-    report = _read_json(run.report_dir / "report.json")
-    recipes = _read_json(run.root / "recipes.json") or {}
+    cfg = load_run_config(run.root)
+    report = _read_json(run.report_dir / "report.json", f"dtm report {run.root}")
+    recipes = _read_json(run.root / "recipes.json", f"dtm merge {run.root}") or {}
     adapter = (Path(model_dir) / "adapter_config.json").is_file()
     data = ModelCardData(
         base_model=hub_id(cfg.model.path), library_name="peft" if adapter else "transformers",

@@ -25,7 +25,7 @@ DECISION_FILE = "decision.json"
 def export_answer(run_dir: str | Path, dest: str | Path, adapter_only: bool = False,
                   log=print) -> tuple[str, Path]:
     """Export the decision's choice of the run at `run_dir` to `dest`; (choice, dest)."""
-    from dtmerge.config import load_config
+    from dtmerge.rundir import load_run_config
     from dtmerge.decision import confirm, decide_run
     from dtmerge.decision.inputs import frontier_results
     from dtmerge.errors import DtmError
@@ -37,7 +37,7 @@ def export_answer(run_dir: str | Path, dest: str | Path, adapter_only: bool = Fa
         raise DtmError(f"{run.root} is not a run directory (no config.yaml)")
     if dest.exists():
         raise DtmError(f"{dest} already exists: choose a new --out directory (nothing is overwritten)")
-    cfg = load_config(run.root / "config.yaml")
+    cfg = load_run_config(run.root)
     rd = decide_run(run, cfg.answer, cfg.report.knowledge_tasks, cfg.report.instruction_tasks,
                     cfg.report.bootstrap_samples, cfg.seed, cfg.eval.split_seed)
     if rd is None:
@@ -69,7 +69,7 @@ def export_variant(run_dir: str | Path, variant: str, dest: str | Path, adapter_
     Raises:
         DtmError: no such run or variant, or `dest` already exists.
     """
-    from dtmerge.config import load_config
+    from dtmerge.rundir import load_run_config
     from dtmerge.errors import DtmError
     from dtmerge.rundir import RunDir, atomic_dir
 
@@ -91,7 +91,7 @@ def export_variant(run_dir: str | Path, variant: str, dest: str | Path, adapter_
             from dtmerge.evaluate.weights import load_variant
             from dtmerge.models import load_tokenizer
 
-            cfg = load_config(run.root / "config.yaml")
+            cfg = load_run_config(run.root)
             load_variant(cfg, src).save_pretrained(tmp)
             tokenizer = src if (src / "tokenizer_config.json").is_file() else None
             if tokenizer is not None:

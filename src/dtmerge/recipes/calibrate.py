@@ -36,7 +36,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from dtmerge.errors import ConfigError, DataError
 from dtmerge.recipes.base import RecipeParams
-from dtmerge.rundir import RunDir, atomic_write_json, hash_obj
+from dtmerge.rundir import RunDir, atomic_write_json, hash_obj, read_state_json, rerun_hint
 
 AUTO = "auto"
 DEFAULT_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -76,7 +76,8 @@ def calibration_path(run: RunDir, label: str) -> Path:
 
 def read_calibration(run: RunDir, label: str) -> dict | None:
     path = calibration_path(run, label)
-    return json.loads(path.read_text()) if path.is_file() else None
+    # the finished sweep runs stay in the manifest: a rerun only writes this file again
+    return read_state_json(path, rerun_hint(f"dtm train {run.root}"), default=None)
 
 
 def check_auto(recipe) -> None:

@@ -140,7 +140,7 @@ def job_rows(run: RunDir, now: float | None = None) -> list[dict[str, Any]]:
     Progress comes from the trainer's progress.json (step, max_steps, loss) when present.
     """
     now = time.time() if now is None else now
-    manifest = read_json(run.manifest_path) or {"jobs": {}}
+    manifest = run.read_manifest()
     rows = []
     for name, job in (manifest.get("jobs") or {}).items():
         status = job.get("status", "?")

@@ -15,7 +15,7 @@ from typing import Any
 
 from dtmerge.config import RunConfig
 from dtmerge.mlflow_store import import_mlflow, tracking_uri
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 
 _PARAM_MAX = 500  # MLflow rejects long param values; config values are short anyway
 
@@ -38,7 +38,6 @@ def _key(text: str) -> str:
 def final_metrics(run: RunDir) -> dict[str, float]:
     """Scores per variant and task, the tax, and DTM minus SFT, from eval/ and report.json."""
     from dtmerge.results.records import load_eval_dir
-    from dtmerge.report.runinfo import read_json
 
     metrics: dict[str, float] = {}
     eval_dir = run.root / "eval"
@@ -49,7 +48,8 @@ def final_metrics(run: RunDir) -> dict[str, float]:
             metrics[_key(f"{name}/{task}")] = r.score
             if base is not None and task in base.tasks and name != "base":
                 metrics[_key(f"tax/{name}/{task}")] = r.score - base.tasks[task].score
-    report = read_json(run.report_dir / "report.json") or {}
+    report = read_state_json(run.report_dir / "report.json", rerun_hint(f"dtm report {run.root}"),
+                             default={})
     for merged, per_task in (report.get("dtm_vs_sft") or {}).items():
         for task, d in per_task.items():
             metrics[_key(f"{merged}_minus_sft/{task}")] = d["mean"]
@@ -117,9 +117,9 @@ def log_run(cfg: RunConfig, run: RunDir, experiment: str | None = None) -> dict[
 def tax_rows(run: RunDir) -> list[list]:
     """The tax table of report.json, one row per (variant, task): tax against base with its
     paired interval, and each merged model minus SFT; read, never recomputed."""
-    from dtmerge.report.runinfo import read_json
 
-    report = read_json(run.report_dir / "report.json") or {}
+    report = read_state_json(run.report_dir / "report.json", rerun_hint(f"dtm report {run.root}"),
+                             default={})
     intervals = report.get("tax_intervals") or {}
     vs_sft = report.get("dtm_vs_sft") or {}
     rows = []

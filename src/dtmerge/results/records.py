@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dtmerge.errors import DtmError
+from dtmerge.errors import DamagedStateError, DtmError
 from dtmerge.evaluate.lm_loss import (
     LOWER_IS_BETTER, RATIO_METRICS, item_parts, metric_label, ratio_value,
 )
 from dtmerge.evaluate.split import ItemSplit
 from dtmerge.evaluate.stats import standard_error
+from dtmerge.rundir import read_state_json, rerun_hint
 
 # Files in eval/ that are not per-variant results.
 NON_VARIANT_FILES = {"bias", "split"}
@@ -148,6 +149,14 @@ def _parse_task(where: str, name: str, raw: Any) -> TaskResult:
     )
 
 
+def _eval_recovery(path: Path) -> str:
+    """eval/<variant>.json is written by `dtm eval`, frontier/eval/<name>.<items>.json by
+    `dtm frontier`: the command that writes a damaged one again."""
+    if path.parent.parent.name == "frontier":
+        return rerun_hint(f"dtm frontier {path.parent.parent.parent}")
+    return rerun_hint(f"dtm eval {path.parent.parent}")
+
+
 def load_eval_file(path: str | Path, variant: str | None = None) -> VariantResult:
     """Read one evaluation result file.
 
@@ -162,9 +171,9 @@ def load_eval_file(path: str | Path, variant: str | None = None) -> VariantResul
     if not path.is_file():
         raise ReportError(f"evaluation file {path} not found")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from None
+        data = read_state_json(path, _eval_recovery(path), kind=None)
+    except DamagedStateError as err:
+        raise ReportError(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
         raise ReportError(
             f"{path}: not an evaluation result (needs a 'tasks' object); "

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from dtmerge.config import RunConfig, config_from_dict
-from dtmerge.rundir import RunDir, atomic_dir, atomic_write_json, hash_path
+from dtmerge.rundir import (RunDir, atomic_dir, atomic_write_json, hash_path, read_state_json,
+                            rerun_hint)
 
 LINKED_RUNS = "linked_runs.json"  # variant -> the run directory that trained it
 LONG_FACTOR = 3  # dtm_long: sub-models see LONG_FACTOR times the epochs of SFT
@@ -138,7 +139,7 @@ def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
     run/eval/*.json."""
     out: dict[str, dict[str, float]] = {}
     for path in sorted((run.root / "eval").glob("*.json")):
-        result = json.loads(path.read_text())
+        result = read_state_json(path, rerun_hint(f"dtm eval {run.root}"))
         if not isinstance(result, dict) or "tasks" not in result:
             continue  # e.g. bias.json
         row = {}
@@ -159,7 +160,7 @@ def line_gaps(run: RunDir) -> dict[str, float]:
     path = run.root / "report" / "report.json"
     if not path.exists():
         return {}
-    report = json.loads(path.read_text())
+    report = read_state_json(path, rerun_hint(f"dtm report {run.root}"))
     tradeoff = report.get("tradeoff") or {}
     gaps = {name: v["distance"] for name, v in (tradeoff.get("verdicts") or {}).items()
             if v.get("distance") is not None}
@@ -172,7 +173,7 @@ def line_gaps(run: RunDir) -> dict[str, float]:
 def recipe_seconds(run: RunDir) -> dict[str, float]:
     """Recipe -> wall seconds of its jobs, as the report's recipes section counted them."""
     path = run.root / "report" / "report.json"
-    report = json.loads(path.read_text()) if path.exists() else {}
+    report = read_state_json(path, rerun_hint(f"dtm report {run.root}"), default={})
     costs = (report.get("recipes") or {}).get("cost") or {}
     return {name: c["seconds"] for name, c in costs.items() if c.get("seconds") is not None}
 

@@ -7,7 +7,6 @@ the Answer's: the frontier makes the same decision (`dtmerge.decision`), so they
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dtmerge.report import plots
@@ -15,6 +14,7 @@ from dtmerge.results.analysis import TradeoffPoint
 from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.results.records import ReportError, load_eval_file
+from dtmerge.rundir import read_state_json, rerun_hint
 
 TITLE = "Frontier: merged candidates chosen on validation, confirmed on test"
 
@@ -31,9 +31,9 @@ def frontier_section(root: Path) -> list[Section]:
     if not path.is_file():
         return []
     try:
-        summary = json.loads(path.read_text())
+        summary = read_state_json(path, rerun_hint(f"dtm frontier {root}"))
         chosen = summary["chosen"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise ReportError(f"{path}: damaged (not the file `dtm frontier` writes); rerun "
                           f"`dtm frontier {root}` to rewrite it") from None
     if "decision" not in summary:

@@ -21,8 +21,8 @@ from dtmerge.results.analysis import (
 from dtmerge.report import plots
 from dtmerge.report.context import Part, ReportContext
 from dtmerge.report.document import Image, Paragraph, Section, Table
-from dtmerge.report.runinfo import format_seconds, read_json
-from dtmerge.rundir import RunDir
+from dtmerge.report.runinfo import format_seconds
+from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 
 RECIPES_FILE = "recipes.json"
 _STEPS = ("prepare", "disperse", "build", "merge")  # a recipe's non-training jobs
@@ -91,7 +91,7 @@ def undominated_sentence(points: list[RecipePoint]) -> tuple[str, list[str]]:
 def recipe_costs(run: RunDir, described: dict) -> dict[str, dict]:
     """label -> training jobs, trained tokens (None when a job did not record them), wall
     seconds of its jobs (training, data preparation, merge/build) and inference cost."""
-    jobs = (read_json(run.manifest_path) or {}).get("jobs") or {}
+    jobs = run.read_manifest()["jobs"]
     out = {}
     for label, info in described.items():
         trained = [jobs.get(f"train:{j}") or {} for j in info.get("train_jobs", [])]
@@ -211,7 +211,8 @@ def strength_sentences(described: dict) -> list[str]:
 def recipes_section(ctx: ReportContext) -> Part:
     """The recipes section (no section for runs with only sft and dtm) and report.json's
     `recipes` key (the undominated recipes, their points and costs)."""
-    described = read_json(ctx.run.root / RECIPES_FILE) or {}
+    described = read_state_json(ctx.run.root / RECIPES_FILE,
+                                rerun_hint(f"dtm merge {ctx.run.root}"), default={})
     if not set(described) - {"sft", "dtm"}:
         return Part()
     variants, know, instr = ctx.variants, ctx.knowledge, ctx.instruction

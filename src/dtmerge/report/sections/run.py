@@ -14,9 +14,9 @@ from dtmerge.report.sections.bias import bias_section
 from dtmerge.report.context import Part, ReportContext, fmt
 from dtmerge.report.document import Image, Paragraph, Section, Table
 from dtmerge.results.records import VariantResult, sub_index
-from dtmerge.rundir import RunDir
+from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 from dtmerge.report.runinfo import (
-    format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, read_json, series,
+    format_seconds, job_rows, last_alert, monitor_curves, monitor_summary, series,
 )
 
 
@@ -36,7 +36,8 @@ def error_set_section(ctx: ReportContext) -> Part:
 
 
 def bias_measures_section(ctx: ReportContext) -> Part:
-    bias = read_json(ctx.eval_dir / "bias.json")
+    bias = read_state_json(ctx.eval_dir / "bias.json", rerun_hint(f"dtm eval {ctx.run.root}"),
+                           default=None)
     if not bias:
         return Part.of(Section("Bias of the instruction data", [Paragraph(
             "Empty: this run has no eval/bias.json (the bias measures run with `dtm eval` "
@@ -57,7 +58,8 @@ def monitor_section(ctx: ReportContext) -> Part:
 def _linked_jobs(ctx: ReportContext) -> list[dict]:
     """Jobs of the runs that trained a variant copied into this one (linked_runs.json, e.g.
     the demo's longer-trained DTM), named '<variant> ← <job>'."""
-    linked = read_json(ctx.run.root / "linked_runs.json") or {}
+    linked = read_state_json(ctx.run.root / "linked_runs.json", "rerun `dtm demo` (it links the "
+                             "longer-trained run again)", default={})
     out = []
     for variant, path in linked.items():
         if isinstance(path, str) and Path(path).is_dir() and Path(path) != ctx.run.root:
