@@ -182,3 +182,24 @@ def test_seed_config_shifts_every_training_seed_and_skips_the_base(tmp_path):
     assert rep.run_dir == tmp_path / "r" / "seeds" / "seed2"
     assert rep.eval.variants == ["sft", "dtm", "interpolation"]
     assert rep.data == cfg.data and rep.eval.tasks == cfg.eval.tasks
+
+
+def test_sft_by_default_names_the_line_point_the_items_could_not_prove(tmp_path):
+    # interp_0.75 answers SFT's instruction items but for a few flips either way: its
+    # difference to SFT is about -0.02 with an interval far wider than the 0.05 margin
+    root = write_run(tmp_path, {"dtm": (0.40, 0.70, 0.10)})
+    sft = json.loads((root / "eval" / "sft.json").read_text())
+    path = root / "eval" / "interp_0.75.json"
+    data = json.loads(path.read_text())
+    items = [dict(it) for it in sft["tasks"]["follow"]["items"][:60]]
+    ones = [i for i, it in enumerate(items) if it["score"] == 1.0]
+    zeros = [i for i, it in enumerate(items) if it["score"] == 0.0]
+    for i in ones[:6]:
+        items[i]["score"] = 0.0
+    for i in zeros[:5]:
+        items[i]["score"] = 1.0
+    data["tasks"]["follow"]["items"] = items
+    path.write_text(json.dumps(data))
+    d = decide(root).decision
+    assert d.choice == "sft", d.headline
+    assert "interp_0.75 might meet it" in d.headline and "answer.margin" in d.headline

@@ -243,12 +243,39 @@ def decide(draws: Draws, candidates: list[str], line: dict[str, float], planes: 
     choice = max(meets, key=keep_key) if primary else ("sft" if "sft" in meets else meets[-1])
     if choice == "sft":
         head = (f"Ship sft: no method beat training less on this run ({why}), and no point "
-                f"of the line toward the base meets the target ({target}) with less forgetting.")
+                f"of the line toward the base meets the target ({target}) with less forgetting."
+                + _unproven_line_point(draws, settings, line_names, primary))
         return Decision("sft", "sft", head, **common)
     return Decision(choice, "line", (
         f"Train less: ship {choice} (t = {line[choice]:g} of the way from the base to SFT). No "
         f"method beat training less on this run ({why}); {choice} meets the target ({target}) "
         f"with the least forgetting on validation items."), **common)
+
+
+def _unproven_line_point(draws: Draws, s: Settings, line: list[str],
+                         primary: Plane | None) -> str:
+    """When SFT is the answer only because the items are too few: the line point that keeps
+    the most of those whose observed instruction following is within the margin of the
+    target (but whose interval is not), in one clause."""
+    if primary is None:
+        return ""
+    maybe = []
+    for n in line:
+        gap = _target_gap(draws, s, n)
+        if n == "sft" or gap is None:
+            continue
+        iv = _interval(gap)
+        kept = primary.sign * (draws.of(primary.name, n) - draws.of(primary.name, "sft"))
+        if iv.value >= -s.margin and kept[0] > 0:
+            maybe.append((kept[0], n, iv, _interval(kept)))
+    if not maybe:
+        return ""
+    _, n, iv, kept = max(maybe)
+    return (f" {n} might meet it (instruction following minus the target {iv.value:+.3f} "
+            f"[{iv.low:+.3f}, {iv.high:+.3f}]) while keeping {kept.value:+.3f} "
+            f"[{kept.low:+.3f}, {kept.high:+.3f}] more {primary.name}, but these validation "
+            "items cannot show it within the margin: score more items or set a wider "
+            "answer.margin if that trade suits you.")
 
 
 def _why_none(verdicts: list[CandidateVerdict], moving: dict[str, bool], line: list[str]) -> str:
