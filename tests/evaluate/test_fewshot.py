@@ -26,15 +26,31 @@ def test_one_count_applies_to_every_task():
         {"a": 2, "b": 2}
 
 
-def test_a_task_not_in_eval_tasks_is_refused_with_the_names(tmp_path):
+def test_a_task_not_in_eval_tasks_is_refused_before_the_run_with_the_names(tmp_path):
+    from dtmerge.dryrun.checks import check_inputs
+
     path = tmp_path / "run.yaml"
     path.write_text("name: x\nmodel: {path: m}\ndata: {path: d.jsonl}\n"
                     "eval: {tasks: [paper], num_fewshot: {gsm8k: 8, gsm8: 5}}\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    assert "eval.num_fewshot names gsm8" in str(err.value) and "(paper)" in str(err.value)
+    errors = [f for f in check_inputs(load_config(path)) if "num_fewshot" in f]
+    assert len(errors) == 1 and errors[0].startswith("error: eval.num_fewshot names gsm8,")
+    assert "(paper)" in errors[0]
+    fine = load_config(path, ["eval.num_fewshot={gsm8k: 8, paper: 0}"])
+    assert not [f for f in check_inputs(fine) if "num_fewshot" in f]
     with pytest.raises(ConfigError, match="must be 0 or more"):
         load_config(path, ["eval.num_fewshot={gsm8k: -1}"])
+
+
+def test_a_local_tags_tasks_may_be_named(tmp_path, task_dir):
+    from dtmerge.dryrun.checks import check_inputs
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"name: x\nmodel: {{path: m}}\ndata: {{path: d.jsonl}}\n"
+                    f"eval: {{tasks: [knowledge], include_path: ['{task_dir}'], "
+                    "num_fewshot: {tiny_mc: 1}}\n")
+    assert not [f for f in check_inputs(load_config(path)) if "num_fewshot" in f]
+    bad = load_config(path, ["eval.num_fewshot={tiny_gen: 1}"])  # in the directory, not the tag
+    assert [f for f in check_inputs(bad) if "names tiny_gen" in f]
 
 
 def test_each_task_is_scored_with_its_own_count_and_the_setting_is_recorded(

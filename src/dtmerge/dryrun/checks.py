@@ -249,6 +249,24 @@ def _local_task_names(include_path: list[str]) -> set[str]:
     return names
 
 
+def _local_tag_members(include_path: list[str], tags: set[str]) -> set[str]:
+    """Local tasks tagged with one of `tags` (a tag in eval.tasks scores each of them)."""
+    import yaml
+
+    members = set()
+    for d in include_path:
+        for f in Path(d).expanduser().rglob("*.yaml"):
+            try:
+                spec = yaml.safe_load(f.read_text()) or {}
+            except yaml.YAMLError:
+                continue
+            tag = spec.get("tag") if isinstance(spec, dict) else None
+            tag = [tag] if isinstance(tag, str) else tag or []
+            if isinstance(spec.get("task"), str) and tags.intersection(tag):
+                members.add(spec["task"])
+    return members
+
+
 def _check_eval(cfg: RunConfig, found: list[str]) -> None:
     ec = cfg.eval
     for d in ec.include_path:
@@ -264,6 +282,13 @@ def _check_eval(cfg: RunConfig, found: list[str]) -> None:
     if hub_tasks and offline():
         found.append(f"note: {NOT_CHECKED}the data sets of eval tasks {', '.join(hub_tasks)} "
                      "(lm-eval built-ins whose data come from the Hub: needs network)")
+    if isinstance(ec.num_fewshot, dict):
+        members = _local_tag_members(ec.include_path, set(ec.tasks))
+        unknown = sorted(set(ec.num_fewshot) - set(ec.tasks) - set(tasks) - members)
+        if unknown:
+            found.append(f"error: eval.num_fewshot names {', '.join(unknown)}, not in eval.tasks "
+                         f"({', '.join(ec.tasks) or 'empty'}); use the names eval.tasks lists "
+                         "or a task of a group it lists (e.g. gsm8k of paper)")
     if not ec.tasks:
         found.append("note: eval.tasks is empty: variants will not be scored")
     if "sft" in ec.variants and not cfg.train.sft_baseline:
