@@ -349,6 +349,12 @@ def sign_consensus_merge_(stacked: torch.Tensor, weights: list[float], sign_meth
     return merged.div_(divisor)
 
 
+def scaled_(merged: torch.Tensor, scaling: float) -> torch.Tensor:
+    """merged * scaling in place; no pass at all for the default 1.0, where x * 1.0 == x for
+    every value (signed zeros, infinities and NaN included)."""
+    return merged if scaling == 1.0 else merged.mul_(scaling)
+
+
 class _SparseMethod(MergeMethod):
     space = "deltas"
     compiled = True
@@ -387,7 +393,7 @@ class Ties(_SparseMethod):
         else:
             prune_by_magnitude_(stacked, block.state, offset)
             merged = sign_consensus_merge_(stacked, block.weights, sign_method)
-        return merged.mul_(block.params["scaling"])
+        return scaled_(merged, block.params["scaling"])
 
 
 class DareLinear(_SparseMethod):
@@ -424,4 +430,4 @@ class DareTies(_SparseMethod):
                                      sign_method)
         else:
             merged = sign_consensus_merge_(kept, block.weights, sign_method)
-        return merged.mul_(block.params["scaling"])
+        return scaled_(merged, block.params["scaling"])
