@@ -103,4 +103,4 @@ def test_answer_block_of_a_loss_only_run(tmp_path):
     title, top, height, text = _answer_in_browser(run, tmp_path)
     assert title == "Answer" and top < 200
     assert "heldout bits per byte" in text and "(within noise)" in text
-    assert "dtm does not beat training less in loss on heldout" in text
+    assert "dtm does not beat training less on loss on heldout" in text
