@@ -438,7 +438,8 @@ def producer_job(variant: str) -> str | None:
 def retire_stale_variants(cfg, run: RunDir, log=print) -> list[Path]:
     """Retire the models and eval results of variants `cfg` no longer produces: sub-models
     k >= K after K was lowered, interpolation points no longer asked for, the SFT baseline
-    once switched off. The run directory then describes the current config only."""
+    once switched off; and the eval results of models deleted since they were scored. The run
+    directory then describes the current config and models only."""
     stale: dict[str, list[str]] = {}
     for folder, suffix in ((run.models_dir, ""), (run.root / "eval", ".json")):
         for p in folder.glob(f"*{suffix}") if folder.is_dir() else []:
@@ -455,7 +456,28 @@ def retire_stale_variants(cfg, run: RunDir, log=print) -> list[Path]:
         jobs = [j for n in sorted(names) for j in (producer_job(n), f"eval:{n}")]
         dest = run.retire(paths, jobs, reason, log)
         moved += [dest] if dest else []
+    orphans = scored_models_gone(run)
+    if orphans:  # the model was deleted (to rebuild it, or to free disk): not a current result
+        dest = run.retire([run.eval_file(n) for n in orphans], [f"eval:{n}" for n in orphans],
+                          "the model it scored (models/<variant>) was deleted since", log)
+        moved += [dest] if dest else []
     return moved
+
+
+def scored_models_gone(run: RunDir) -> list[str]:
+    """Variants with an eval result whose model, a directory of this run's models/, is gone.
+
+    The eval job records the model it scored; only models/<variant> itself counts (the base
+    model, or another run's model, is not this run's to lose).
+    """
+    jobs = run.read_manifest()["jobs"]
+    gone = []
+    for path in sorted((run.root / "eval").glob("*.json")):
+        model = ((jobs.get(f"eval:{path.stem}") or {}).get("inputs") or {}).get("model")
+        if (model and Path(model).parts[-2:] == ("models", path.stem)
+                and not run.model(path.stem).exists()):
+            gone.append(path.stem)
+    return gone
 
 
 def _stale_reason(cfg, name: str) -> str | None:

@@ -30,6 +30,8 @@ def report_inputs(run: RunDir) -> dict[str, str]:
             inputs[str(path.relative_to(run.root))] = hash_file(path)
     if (run.root / "recipes.json").exists():  # what each recipe is (the recipes section)
         inputs["recipes.json"] = hash_file(run.root / "recipes.json")
+    if (run.root / "linked_runs.json").exists():  # the timings of runs linked in (the demo's)
+        inputs["linked_runs.json"] = hash_file(run.root / "linked_runs.json")
     return inputs
 
 

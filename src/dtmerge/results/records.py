@@ -149,6 +149,10 @@ def _parse_task(where: str, name: str, raw: Any) -> TaskResult:
     )
 
 
+class DamagedEvalFile(ReportError, DamagedStateError):
+    """An eval result file that is truncated or garbled (both a report and a state error)."""
+
+
 def _eval_recovery(path: Path) -> str:
     """eval/<variant>.json is written by `dtm eval`, frontier/eval/<name>.<items>.json by
     `dtm frontier`: the command that writes a damaged one again."""
@@ -173,7 +177,7 @@ def load_eval_file(path: str | Path, variant: str | None = None) -> VariantResul
     try:
         data = read_state_json(path, _eval_recovery(path), kind=None)
     except DamagedStateError as err:
-        raise ReportError(str(err)) from None
+        raise DamagedEvalFile(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
         raise ReportError(
             f"{path}: not an evaluation result (needs a 'tasks' object); "
