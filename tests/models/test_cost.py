@@ -184,3 +184,19 @@ def test_gpu_check_prints_the_estimate_beside_the_measurement():
 
     script = (Path(__file__).parents[2] / "scripts" / "gpu_check.sh").read_text()
     assert "beside_measured(plan, jobs)" in script and "make_plan(load_config(" in script
+
+
+def test_dtm_run_dry_run_takes_a_measured_throughput(tiny_dir, tmp_path, capsys):
+    import yaml
+
+    from dtmerge.cli.main import main
+
+    data = write_alpaca(tmp_path / "d.jsonl", 20)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "t", "runs_dir": str(tmp_path / "runs"), "model": {"path": str(tiny_dir)},
+        "data": {"path": str(data)}, "eval": {"tasks": []},
+        "train": {"lora": {"r": 4, "alpha": 8, "target_modules": "mlp"}}}))
+    assert main(["run", str(path), "--dry-run", "--throughput", "250"]) == 0
+    out = capsys.readouterr().out
+    assert "250 trained tokens/s (given)" in out and "memory per training job" in out
