@@ -248,3 +248,25 @@ def test_an_eval_result_of_a_deleted_model_is_retired_not_reported(reported_run,
     retired = list((reported_run / "retired").glob("*/eval/sub_2.json"))
     assert len(retired) == 1 and not run.eval_file("sub_2").exists()
     assert "eval:sub_2" not in run.read_manifest()["jobs"]
+
+
+def test_monitor_curve_read_back_by_a_resumed_training(tmp_path):
+    """A cut between two lines leaves a shorter curve that is still true (the points kept are
+    the ones measured): read as such. A cut inside a line, or garbage, is damage."""
+    from dtmerge.evaluate.monitor import read_monitor_lines
+
+    path = tmp_path / "run" / "monitor" / "sub_0" / "monitor.jsonl"
+    path.parent.mkdir(parents=True)
+    rows = [{"step": s, "probe_acc": 0.5 + s / 1000} for s in range(0, 100, 20)]
+    intact = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    refused = 0
+    for seed in SEEDS:
+        for how, damaged in damaged_versions(intact, seed):
+            path.write_bytes(damaged)
+            if damaged == intact[:len(damaged)] and damaged.endswith(b"\n") or not damaged:
+                assert read_monitor_lines(path, 60) == rows[:damaged.count(b"\n")], how
+                continue
+            with pytest.raises(DamagedStateError, match="dtm train"):
+                read_monitor_lines(path, 60)
+            refused += 1
+    assert refused >= len(SEEDS) * 2  # the garbage, and cuts inside lines

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from dtmerge.evaluate.alerts import Alert, AlertSinks, send_alert
 from dtmerge.evaluate.best_checkpoint import TRADEOFF, BestKeeper, TradeoffKeeper
-from dtmerge.rundir import atomic_write_json, atomic_write_text
+from dtmerge.rundir import atomic_write_json, atomic_write_text, damaged_state
 
 log = logging.getLogger("dtmerge.monitor")
 
@@ -74,6 +74,19 @@ def bias_ratio(train_first: float | None, train_now: float | None, held_first: f
     if abs(held_drop) < eps:
         return None
     return (train_first - train_now) / held_drop
+
+
+def read_monitor_lines(path: Path, step: int) -> list[dict]:
+    """The curve a resumed job measured before (written whole, so a bad line is damage)."""
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except ValueError:
+        raise damaged_state(path, "a line is not valid JSON", (
+            f"delete it and rerun the same `dtm train`: training resumes from step {step} "
+            "and the monitor's curve starts again there (the points before are lost)")) from None
+    if not all(isinstance(r, dict) for r in rows):
+        raise damaged_state(path, "a line is not a JSON object", "delete it and rerun `dtm train`")
+    return rows
 
 
 class KnowledgeMonitor(TrainerCallback):
@@ -225,8 +238,7 @@ class KnowledgeMonitor(TrainerCallback):
             self.tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
         if state.global_step > 0 and self.out_path is not None and self.out_path.exists():
             # resumed from a checkpoint: keep the curve measured before the interruption
-            lines = self.out_path.read_text().splitlines()
-            self.records = [r for r in map(json.loads, filter(None, lines))
+            self.records = [r for r in read_monitor_lines(self.out_path, state.global_step)
                             if r.get("step", 0) <= state.global_step]
             last = [r["train_loss"] for r in self.records if r.get("train_loss") is not None]
             self._last_loss = last[-1] if last else None
