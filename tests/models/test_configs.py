@@ -75,7 +75,7 @@ def test_gemma_config_dry_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     build_realdata(tmp_path / "runs" / "realdata", num_examples=100)
     cfg = load_config(CONFIGS[0].parent / "gemma3-270m.yaml")
-    assert [r.name for r in cfg.recipes] == ["sft", "dtm", "wise_ft", "l2", "replay"]
+    assert [r.name for r in cfg.recipes] == ["sft", "dtm", "wise_ft", "l2", "ewc", "replay"]
     assert validate_inputs(cfg) == []
     plan = make_plan(cfg)
     assert 2.6e8 < plan["model"]["parameters"] < 2.8e8

@@ -185,9 +185,10 @@ def bias_stage(cfg, run, log=print, max_records: int = 64) -> dict:
     The token analysis scores the held-out records (or the first training records) with the
     base model and every trained variant found under `models/`.
     """
-    import json
-
-    from dtmerge.rundir import atomic_write_json, hash_obj, hash_path, run_job, sub_model_name
+    from dtmerge.rundir import (
+        atomic_write_json, hash_obj, hash_path, read_state_json, rerun_hint, run_job,
+        sub_model_name,
+    )
 
     eval_dir = Path(run.eval_file("x")).parent
     from dtmerge.evaluate.split import SPLIT_FILE

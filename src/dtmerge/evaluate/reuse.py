@@ -15,7 +15,6 @@ looked for without such keys.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 

@@ -58,7 +58,6 @@ def split_of(eval_cfg) -> ItemSplit | None:
 
 def read_split_file(eval_dir: Path) -> ItemSplit | None:
     """The split recorded in `eval_dir/split.json` by the evaluate stage, if any."""
-    import json
 
     path = Path(eval_dir) / SPLIT_FILE
     if not path.is_file():

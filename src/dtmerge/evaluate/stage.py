@@ -10,7 +10,6 @@ adding one benchmark scores only that benchmark.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from dtmerge.rundir import RunDir, atomic_write_text
 
@@ -140,7 +139,7 @@ def _recommendation_lines(report: dict, variant: str) -> list[str]:
                 "knowledge task)."]
     ship = answer.get("ship")
     lines = list(answer.get("sentences") or [answer.get("reason", "")])
-    lines.append(f"**This model is the run's recommendation.**" if ship == variant else
+    lines.append("**This model is the run's recommendation.**" if ship == variant else
                  f"The run recommends `{ship}`; this card describes `{variant}`.")
     return lines
 

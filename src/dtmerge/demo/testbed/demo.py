@@ -12,7 +12,6 @@ instruction-following level: the honest comparison, whichever way it comes out.
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import time
