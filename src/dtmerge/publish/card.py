@@ -99,18 +99,18 @@ def _tax_table(report: dict, variant: str) -> list[str]:
     intervals = report.get("tax_intervals") or {}
     vs_sft = (report.get("dtm_vs_sft") or {}).get(variant) or {}
     lower = [t for t, up in (report.get("higher_is_better") or {}).items() if up is False]
-    cols = ["benchmark", "base", "sft", variant, f"{variant} − base [95%]", "sft − base [95%]"]
-    if variant != "sft":
-        cols.append(f"{variant} − sft [95%]")
+    own = variant != "sft"  # the card of SFT itself has no separate SFT columns
+    cols = ["benchmark", "base", "sft", *([variant] if own else []), f"{variant} − base [95%]",
+            *(["sft − base [95%]", f"{variant} − sft [95%]"] if own else [])]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for task in tasks:
         row = [task + (" (lower is better)" if task in lower else ""),
-               _score(report, "base", task), _score(report, "sft", task),
-               _score(report, variant, task),
-               _interval(intervals.get(task, {}).get(variant)),
-               _interval(intervals.get(task, {}).get("sft"))]
-        if variant != "sft":
-            row.append(_interval(vs_sft.get(task)))
+               _score(report, "base", task), _score(report, "sft", task)]
+        if own:
+            row.append(_score(report, variant, task))
+        row.append(_interval(intervals.get(task, {}).get(variant)))
+        if own:
+            row += [_interval(intervals.get(task, {}).get("sft")), _interval(vs_sft.get(task))]
         lines.append("| " + " | ".join(row) + " |")
     planes = ((report.get("answer") or {}).get("vs_sft") or {}).get(variant) or {}
     if planes:
