@@ -101,3 +101,11 @@ def test_settings_mismatch_is_reported(tmp_path):
     write_eval(tmp_path, "sft", {"k": ("knowledge", [1, 0])}, settings={"num_fewshot": 5})
     problems = settings_mismatches(load_eval_dir(tmp_path / "eval"))
     assert len(problems) == 1 and "num_fewshot" in problems[0]
+
+
+def test_past_the_line_with_a_paired_interval_is_read_against_its_end():
+    line = [P("base", 0.2, 0.6), P("interp_0.5", 0.5, 0.5), P("sft", 0.8, 0.4)]
+    beyond = distance_to_line(P("dtm_long", 0.9, 0.8), line, paired=(0.40, 0.05, 0.55))
+    assert beyond.better is True and "better than training less" in beyond.text
+    unsure = distance_to_line(P("dtm_long", 0.9, 0.45), line, paired=(0.05, -0.1, 0.2))
+    assert unsure.better is None and "within noise" in unsure.text

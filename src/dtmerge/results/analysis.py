@@ -211,6 +211,28 @@ def _off_the_line(point: TradeoffPoint, line: list[TradeoffPoint], axis: Axis) -
     return LineVerdict(name, None, None, not y_sure, head + tail, False if y_sure else None)
 
 
+def _past_the_line(point: TradeoffPoint, line: list[TradeoffPoint], axis: Axis,
+                   paired: tuple[float, float, float]) -> LineVerdict:
+    """Past the line's best instruction following, with the paired interval: the line is read
+    as flat at that end (as the decision reads it), so the distance is to the end's y."""
+    name, f = point.variant, axis.digits
+    end = max(line, key=lambda p: p.instruction)
+    value, low, high = paired  # > 0: the better side, in the plane's direction
+    d = value if not axis.lower_is_better else -value
+    where = (f"{name} follows instructions better ({point.instruction:.3f}) than every point of "
+             f"the base→SFT line (best: {end.variant}, {end.instruction:.3f}); against that end "
+             f"its {axis.noun} is {value:+.{f}f}{axis.unit} [{low:+.{f}f}, {high:+.{f}f}] on the "
+             "better side (paired 95% interval, x resampled)")
+    if low > 0:
+        return LineVerdict(name, end.knowledge, d, False, where + ": better than training less.",
+                           True, (high - low) / 2)
+    if high < 0:
+        return LineVerdict(name, end.knowledge, d, False, where + ": worse than training less.",
+                           False, (high - low) / 2)
+    return LineVerdict(name, end.knowledge, d, True, where + ": within noise.", None,
+                       (high - low) / 2)
+
+
 def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
                      axis: Axis = KNOWLEDGE,
                      paired: tuple[float, float, float] | None = None) -> LineVerdict:
@@ -231,6 +253,8 @@ def distance_to_line(point: TradeoffPoint, line: list[TradeoffPoint],
                            f"measured point(s); {LINE_POINTS} are needed (base, SFT and at least "
                            "one interp_<t> variant, see eval.interpolation).")
     values, ses = _line_at(line, x)
+    if not values and paired is not None and x > max(p.instruction for p in line):
+        return _past_the_line(point, line, axis, paired)
     if not values:
         return _off_the_line(point, line, axis)
     sign = -1.0 if axis.lower_is_better else 1.0
