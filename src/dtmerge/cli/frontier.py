@@ -22,7 +22,10 @@ def run(args) -> int:
     cfg = resolve_config(args.target, args.overrides)
     run_dir = RunDir(cfg.run_dir)
     if args.export:
+        from dtmerge.publish import write_model_card
+
         dest = export_candidate(cfg, run_dir, args.export, args.out, args.overwrite)
+        write_model_card(run_dir.root, args.export, dest)  # README.md: the Hub card
         print(f"exported {args.export} to {dest}")
         return 0
     summary = frontier_stage(cfg, run_dir)

@@ -14,7 +14,6 @@ from dtmerge.errors import ConfigError
 from dtmerge.frontier.grid import Candidate
 from dtmerge.frontier.score import FrontierContext, merge_candidate
 from dtmerge.frontier.stage import RESULT_FILE
-from dtmerge.publish import write_model_card
 from dtmerge.rundir import RunDir, read_state_json, rerun_hint
 
 
@@ -52,5 +51,4 @@ def export_candidate(cfg, run: RunDir, name: str, out: str | Path | None = None,
                           "directory")
     log(f"[frontier] exporting {name} (scored on {', '.join(scored)} items) to {dest}")
     merge_candidate(ctx, cand, dest)
-    write_model_card(run.root, name, dest)  # README.md: the Hub card with the evidence
     return dest

@@ -30,6 +30,7 @@ def export_answer(run_dir: str | Path, dest: str | Path, adapter_only: bool = Fa
     from dtmerge.decision.inputs import frontier_results
     from dtmerge.errors import DtmError
     from dtmerge.frontier import export_candidate
+    from dtmerge.publish.card import write_model_card
     from dtmerge.rundir import RunDir, atomic_write_json
 
     run, dest = RunDir(run_dir), Path(dest)
@@ -56,6 +57,7 @@ def export_answer(run_dir: str | Path, dest: str | Path, adapter_only: bool = Fa
     shutil.rmtree(staging, ignore_errors=True)  # ours, left by a killed export
     if choice in frontier_results(run, "validation") and not run.eval_file(choice).is_file():
         export_candidate(cfg, run, choice, out=staging, log=log)
+        write_model_card(run.root, choice, staging)  # README.md: the Hub card
     else:
         export_variant(run.root, choice, staging, adapter_only)
     atomic_write_json(staging / DECISION_FILE, record)
