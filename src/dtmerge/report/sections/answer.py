@@ -185,9 +185,10 @@ def answer_section(ctx: ReportContext) -> Part:
         return Part.of(Section(TITLE, [Paragraph(
             "No SFT result (eval/sft.json), so no method can be compared with plain fine-tuning; "
             "the scores below stand alone.")]), answer=None)
-    methods = [n for n in ctx.names if is_method(n)]
     rd = decide_run(ctx.run, ctx.answer or AnswerConfig(), ctx.requested_knowledge,
                     ctx.requested_instruction, ctx.n_boot, ctx.seed, ctx.split_seed)
+    # wise_ft recipes are points of the line (training less), not methods judged against it
+    methods = [n for n in ctx.names if is_method(n) and (rd is None or n not in rd.line)]
     lines = line_distances(ctx.run, rd, methods, ctx.n_boot, ctx.seed) if rd else {}
     against = {n: axes(ctx, "sft", n) for n in ctx.names if n != "sft" and n != "base"
                and (is_method(n) or interp_t(n) is not None)}
