@@ -16,7 +16,7 @@ from dtmerge.decision.inputs import (
     RunDecision, frontier_results, group_seeds, on_part, run_variants,
 )
 from dtmerge.decision.line import MIN_POINTS, distance
-from dtmerge.decision.rule import Interval, _interval
+from dtmerge.decision.rule import Interval, interval
 from dtmerge.results.records import VariantResult
 from dtmerge.rundir import RunDir
 
@@ -63,25 +63,39 @@ def test_replicates(run: RunDir, rd: RunDecision) -> dict[str, list[VariantResul
     return group_seeds(on_part(every, rd.split, "test"))
 
 
-def line_distances(run: RunDir, rd: RunDecision, names: list[str], n_boot: int = 2000,
-                   seed: int = 0) -> dict[str, dict[str, Interval]]:
-    """Method -> plane -> its distance to the line on test items (> 0: the better side),
-    paired with the line's points and with the method's own x resampled; empty when the line
-    has fewer than MIN_POINTS points."""
-    test = test_replicates(run, rd)
-    line = [n for n, _ in sorted(rd.line.items(), key=lambda kv: kv[1]) if n in test]
-    names = [n for n in names if n in test and n not in rd.line]
-    if len(line) < MIN_POINTS or not names:
+def distances_to_line(replicates: dict[str, list[VariantResult]], line: dict[str, float],
+                      instruction: list[str], planes: list, names: list[str], n_boot: int = 2000,
+                      seed: int = 0) -> dict[str, dict[str, Interval]]:
+    """Variant -> plane -> its distance to the line (> 0: the better side), paired with the
+    line's points and with the variant's own x resampled in the same draws; empty when fewer
+    than MIN_POINTS points of `line` are among `replicates`."""
+    order = [n for n, _ in sorted(line.items(), key=lambda kv: kv[1]) if n in replicates]
+    names = [n for n in names if n in replicates and n not in line]
+    if len(order) < MIN_POINTS or not names:
         return {}
-    draws = draw({n: test[n] for n in [*line, *names]}, rd.instruction, rd.planes, n_boot, seed)
-    return {n: {p.name: _interval(distance(draws, line, p, n)) for p in rd.planes}
+    draws = draw({n: replicates[n] for n in [*order, *names]}, instruction, planes, n_boot, seed)
+    order = [n for n in order if n in draws.variants]
+    if len(order) < MIN_POINTS:
+        return {}
+    return {n: {p.name: interval(distance(draws, order, p, n)) for p in planes}
             for n in names if n in draws.variants}
 
 
-def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0) -> Confirmation:
-    """The decision's choice on the test items of the decision's split."""
+def line_distances(run: RunDir, rd: RunDecision, names: list[str], n_boot: int = 2000,
+                   seed: int = 0, test: dict[str, list[VariantResult]] | None = None
+                   ) -> dict[str, dict[str, Interval]]:
+    """Method -> plane -> its distance to the line on the decision's test items (`test`: the
+    run's `test_replicates`, read here when not given)."""
+    test = test_replicates(run, rd) if test is None else test
+    return distances_to_line(test, rd.line, rd.instruction, rd.planes, names, n_boot, seed)
+
+
+def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0,
+            test: dict[str, list[VariantResult]] | None = None) -> Confirmation:
+    """The decision's choice on the test items of the decision's split (`test`: the run's
+    `test_replicates`, read here when not given)."""
     choice = rd.decision.choice
-    test = test_replicates(run, rd)
+    test = test_replicates(run, rd) if test is None else test
     if choice not in test:
         return Confirmation(choice, {}, [], {}, missing=(
             f"{choice} has no result on test items (a frontier candidate is scored there only "
@@ -93,10 +107,10 @@ def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0) -> 
     for point in names:
         if point == choice:
             continue
-        dx = _interval(draws.of(X_AXIS, choice) - draws.of(X_AXIS, point))
+        dx = interval(draws.of(X_AXIS, choice) - draws.of(X_AXIS, point))
         planes, dominated = {}, []
         for plane in rd.planes:
-            dy = _interval(plane.sign * (draws.of(plane.name, choice) - draws.of(plane.name, point)))
+            dy = interval(plane.sign * (draws.of(plane.name, choice) - draws.of(plane.name, point)))
             planes[plane.name] = dy
             if (_beaten(dx) and dy.low <= 0) or (_beaten(dy) and dx.low <= 0):
                 dominated.append(plane.name)
@@ -104,5 +118,5 @@ def confirm(run: RunDir, rd: RunDecision, n_boot: int = 2000, seed: int = 0) -> 
     line = [n for n, _ in sorted(rd.line.items(), key=lambda kv: kv[1]) if n in draws.variants]
     distances = {}
     if choice not in rd.line and len(line) >= MIN_POINTS:
-        distances = {p.name: _interval(distance(draws, line, p, choice)) for p in rd.planes}
+        distances = {p.name: interval(distance(draws, line, p, choice)) for p in rd.planes}
     return Confirmation(choice, draws.items, rows, distances)

@@ -114,7 +114,7 @@ class Decision:
                 "bootstrap_draws": self.n_boot, "notes": self.notes}
 
 
-def _interval(values: np.ndarray, p: float | None = None) -> Interval:
+def interval(values: np.ndarray, p: float | None = None) -> Interval:
     tail = (1 - LEVEL) / 2
     low, high = np.quantile(values[1:], [tail, 1 - tail])
     return Interval(float(values[0]), float(low), float(high), p)
@@ -131,7 +131,7 @@ def plane_moves(draws: Draws, plane: Plane) -> tuple[bool, Interval | None]:
     if "sft" not in draws.variants or "base" not in draws.variants:
         return False, None
     d = draws.of(plane.name, "sft") - draws.of(plane.name, "base")
-    iv = _interval(d)
+    iv = interval(d)
     return bool(np.ptp(d[1:]) > 0 and (iv.low > 0 or iv.high < 0)), iv
 
 
@@ -149,7 +149,7 @@ def judge(draws: Draws, name: str, line: list[str], planes: list[Plane],
     """One candidate's tests: the target, and its side of the line on every plane."""
     gap = _target_gap(draws, s, name)
     p_target = 1.0 if gap is None else _p_at_most(gap, -s.margin)
-    vs_target = _interval(gap if gap is not None else np.zeros(draws.n_boot + 1), p_target)
+    vs_target = interval(gap if gap is not None else np.zeros(draws.n_boot + 1), p_target)
     verdicts, ps = [], [p_target]
     for plane in planes:
         if len(line) < MIN_POINTS:
@@ -159,10 +159,10 @@ def judge(draws: Draws, name: str, line: list[str], planes: list[Plane],
             continue
         d = distance(draws, line, plane, name)
         if np.ptp(d[1:]) == 0:
-            verdicts.append(PlaneVerdict(plane.name, moving[plane.name], _interval(d),
+            verdicts.append(PlaneVerdict(plane.name, moving[plane.name], interval(d),
                                          "no verdict (zero noise estimate)"))
             continue
-        iv = _interval(d, _p_at_most(d, 0.0))
+        iv = interval(d, _p_at_most(d, 0.0))
         word = "better" if iv.low > 0 else "worse" if iv.high < 0 else "within noise"
         verdicts.append(PlaneVerdict(plane.name, moving[plane.name], iv, word))
         if moving[plane.name]:
@@ -264,10 +264,10 @@ def _unproven_line_point(draws: Draws, s: Settings, line: list[str],
         gap = _target_gap(draws, s, n)
         if n == "sft" or gap is None:
             continue
-        iv = _interval(gap)
+        iv = interval(gap)
         kept = primary.sign * (draws.of(primary.name, n) - draws.of(primary.name, "sft"))
         if iv.value >= -s.margin and kept[0] > 0:
-            maybe.append((kept[0], n, iv, _interval(kept)))
+            maybe.append((kept[0], n, iv, interval(kept)))
     if not maybe:
         return ""
     _, n, iv, kept = max(maybe)

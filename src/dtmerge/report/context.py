@@ -85,32 +85,22 @@ class ReportContext:
         base→SFT line on the report's items: paired bootstrap with each variant's own x
         resampled in the same draws (`dtmerge.decision`), > 0 on the better side. Empty
         without a line of at least three points."""
-        from dtmerge.decision.draws import draw
+        from dtmerge.decision.confirm import distances_to_line
         from dtmerge.decision.inputs import group_seeds, line_points, planes_of
-        from dtmerge.decision.line import MIN_POINTS, distance
-        from dtmerge.decision.rule import _interval
 
         instr, planes = planes_of(self.variants, self.requested_knowledge,
                                   self.requested_instruction)
         replicates = group_seeds(self.variants)
         line = line_points(self.run, list(replicates))
-        if not instr or not planes or len(line) < MIN_POINTS:
+        if not instr or not planes:
             return {}
         try:
-            draws = draw(replicates, instr, planes, self.n_boot, self.seed)
-        except ValueError:
+            found = distances_to_line(replicates, line, instr, planes, list(replicates),
+                                      self.n_boot, self.seed)
+        except ValueError:  # no variant has every task of the planes
             return {}
-        order = [n for n, _ in sorted(line.items(), key=lambda kv: kv[1]) if n in draws.variants]
-        if len(order) < MIN_POINTS:
-            return {}
-        out = {}
-        for name in draws.variants:
-            if name not in line:
-                out[name] = {}
-                for p in planes:
-                    iv = _interval(distance(draws, order, p, name))
-                    out[name][p.name] = (iv.value, iv.low, iv.high)
-        return out
+        return {n: {p: (iv.value, iv.low, iv.high) for p, iv in d.items()}
+                for n, d in found.items()}
 
     def line_interval(self, variant: str, plane: str) -> tuple[float, float, float] | None:
         return self.line_intervals.get(variant, {}).get(plane)

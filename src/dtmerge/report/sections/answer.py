@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dtmerge.config import AnswerConfig
 from dtmerge.decision import Confirmation, confirm, decide_run
-from dtmerge.decision.confirm import line_distances
+from dtmerge.decision.confirm import line_distances, test_replicates
 from dtmerge.decision.rule import Interval
 from dtmerge.evaluate.stats import PairedDiff, stratified_paired_bootstrap, unpaired_normal
 from dtmerge.results.analysis import mean_with_se
@@ -189,7 +189,8 @@ def answer_section(ctx: ReportContext) -> Part:
                     ctx.requested_instruction, ctx.n_boot, ctx.seed, ctx.split_seed)
     # wise_ft recipes are points of the line (training less), not methods judged against it
     methods = [n for n in ctx.names if is_method(n) and (rd is None or n not in rd.line)]
-    lines = line_distances(ctx.run, rd, methods, ctx.n_boot, ctx.seed) if rd else {}
+    test = test_replicates(ctx.run, rd) if rd else {}  # read once for both uses below
+    lines = line_distances(ctx.run, rd, methods, ctx.n_boot, ctx.seed, test) if rd else {}
     against = {n: axes(ctx, "sft", n) for n in ctx.names if n != "sft" and n != "base"
                and (is_method(n) or interp_t(n) is not None)}
     in_words = methods if len(methods) <= SENTENCES_FOR_AT_MOST else \
@@ -201,7 +202,7 @@ def answer_section(ctx: ReportContext) -> Part:
         sentences.append("No decision: it needs an instruction-following task and a knowledge "
                          "or held-out loss task scored for SFT and the candidates.")
     else:
-        confirmation = confirm(ctx.run, rd, ctx.n_boot, ctx.seed)
+        confirmation = confirm(ctx.run, rd, ctx.n_boot, ctx.seed, test)
         sentences += [rd.decision.headline, confirmation_sentence(confirmation)]
         sentences += rd.decision.notes
     sentences += [versus(m, "SFT", against[m]) + "".join(
