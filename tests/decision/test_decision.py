@@ -203,3 +203,26 @@ def test_sft_by_default_names_the_line_point_the_items_could_not_prove(tmp_path)
     d = decide(root).decision
     assert d.choice == "sft", d.headline
     assert "interp_0.75 might meet it" in d.headline and "answer.margin" in d.headline
+
+
+def test_compare_states_each_runs_decision_and_compares_what_they_ship(tmp_path, capsys):
+    from dtmerge.cli.main import main
+    from dtmerge.config import ReportConfig
+
+    a = write_run(tmp_path / "a", {"dtm": (0.66, 0.85, 0.02)})  # beats the line: ships dtm
+    b = write_run(tmp_path / "b", {"dtm": (0.58, 0.80, 0.05)})  # does not: trains less
+    heads = {n: decide_run(RunDir(r), ANSWER, n_boot=ReportConfig().bootstrap_samples).decision
+             for n, r in (("a", a), ("b", b))}  # as compare decides a run without config.yaml
+    assert heads["a"].choice == "dtm" and heads["b"].choice != "dtm"
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(a), str(b), "--variant", "answer", "--bootstrap", "200",
+                 "--json", str(out)]) in (0, 1)
+    printed = capsys.readouterr().out
+    assert f"A's run decides: {heads['a'].headline}" in printed
+    assert f"B's run decides: {heads['b'].headline}" in printed
+    compared = json.loads(out.read_text())
+    assert compared["a"].endswith("eval/dtm.json")
+    assert compared["b"].endswith(f"eval/{heads['b'].choice}.json")
+    # comparing another variant still states the decision, and says what was compared
+    main(["compare", str(a), str(b), "--bootstrap", "200"])
+    assert f"B's run decides (compared here: dtm): {heads['b'].headline}" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """`dtm compare A B`: per-benchmark B - A with paired intervals; exit 1 on a regression.
 
-A and B: run directories (their eval/<variant>.json), eval JSON files, or model directories
-(evaluated with --eval-config). Exit codes: 0 no significant regression beyond the
+A and B: run directories (their eval/<variant>.json; `--variant answer`: what each run's
+decision ships), eval JSON files, or model directories (evaluated with --eval-config). For a
+run directory the run's own decision is printed too: compare reports, the decision advises. Exit codes: 0 no significant regression beyond the
 tolerance, 1 regression, 2 usage error.
 """
 
@@ -17,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("b", metavar="B", help="candidate: run dir, eval JSON file or model dir")
     p.add_argument("--tolerance", type=float, default=0.01,
                    help="drop (absolute score) B may show before it counts (default 0.01)")
-    p.add_argument("--variant", default="dtm", help="eval/<variant>.json of a run dir (default dtm)")
+    p.add_argument("--variant", default="dtm",
+                   help="eval/<variant>.json of a run dir (default dtm); 'answer': the model "
+                        "the run's decision ships (as the report's Answer)")
     p.add_argument("--variant-b", default=None, help="variant of B when it differs from --variant")
     p.add_argument("--eval-config", default=None,
                    help="YAML with the eval section; needed when A or B is a model directory")
@@ -29,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dtmerge.report.compare import compare_results, load_side
+    from dtmerge.report.compare import compare_results, load_side, run_answer
     from dtmerge.report.document import table_to_text
     from dtmerge.rundir import atomic_write_json
 
@@ -38,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
     b = load_side(args.b, args.variant_b or args.variant, label="B", **side)
     result = compare_results(a, b, tolerance=args.tolerance, n_boot=args.bootstrap, seed=args.seed)
     print(table_to_text(result.table()))
+    for name, spec, variant in (("A", args.a, args.variant),
+                                ("B", args.b, args.variant_b or args.variant)):
+        if Path(spec).is_dir() and (Path(spec) / "eval").is_dir():
+            answer = run_answer(spec)
+            if answer is not None:
+                shown = "" if variant in ("answer", answer.choice) else \
+                    f" (compared here: {variant})"
+                print(f"{name}'s run decides{shown}: {answer.headline}")
     for name, missing in (("A", result.only_in_a), ("B", result.only_in_b)):
         if missing:
             print(f"note: only {name} has {', '.join(missing)} (not compared)")

@@ -1,7 +1,10 @@
 """A/B comparison of two evaluated models: the library behind `dtm compare`.
 
-Either side may be a run directory (its eval/<variant>.json), an evaluation JSON file, or a
-model directory (evaluated here with `dtmerge.evaluate.evaluate_model`). Benchmarks are
+Either side may be a run directory (its eval/<variant>.json, or with variant "answer" the model
+the run's one decision ships, `dtmerge.decision`), an evaluation JSON file, or a model
+directory (evaluated here with `dtmerge.evaluate.evaluate_model`). For a run directory the
+comparison also states that run's decision, so `dtm compare` never advises apart from the
+report, `dtm frontier` and `dtm export RUN answer`. Benchmarks are
 compared on the items both sides scored, with a paired bootstrap interval; a benchmark is a
 regression when B is significantly worse than A (the 95% interval lies below zero) and the
 drop is larger than the tolerance, so a CI gate ignores both noise and negligible drops.
@@ -115,13 +118,54 @@ def load_eval_config(path: str | Path):
         raise ConfigError(format_validation_error(err, str(path))) from None
 
 
+ANSWER = "answer"  # --variant answer: the model the run's decision ships
+
+
+@dataclass
+class RunAnswer:
+    """A run directory's decision, as `dtm compare` states it."""
+
+    run: str
+    choice: str
+    headline: str
+    file: Path | None  # the choice's eval file (None: the decision chose nothing scored)
+
+
+def run_answer(path: str | Path) -> RunAnswer | None:
+    """The one decision of the run at `path` (its config.yaml's answer and report settings,
+    else the defaults); None when the run cannot decide (no eval results, or no
+    instruction-following task to read the target on)."""
+    from dtmerge.config import AnswerConfig, ReportConfig
+    from dtmerge.decision import decide_run
+    from dtmerge.decision.inputs import FRONTIER_FILE
+    from dtmerge.rundir import RunDir, load_run_config
+
+    run = RunDir(path)
+    if (run.root / "config.yaml").is_file():
+        cfg = load_run_config(run.root)
+        answer, report, seed, split_seed = cfg.answer, cfg.report, cfg.seed, cfg.eval.split_seed
+    else:
+        answer, report, seed, split_seed = AnswerConfig(), ReportConfig(), 0, 0
+    rd = decide_run(run, answer, report.knowledge_tasks, report.instruction_tasks,
+                    report.bootstrap_samples, seed, split_seed)
+    if rd is None:
+        return None
+    choice = rd.decision.choice
+    frontier = run.root / FRONTIER_FILE.parent / "eval"
+    file = next((f for f in (run.eval_file(choice), frontier / f"{choice}.test.json",
+                             frontier / f"{choice}.validation.json") if f.is_file()), None)
+    return RunAnswer(str(run.root), choice, rd.decision.headline, file)
+
+
 def load_side(spec: str, variant: str = "dtm", eval_config: str | None = None,
               base_model: str | None = None, label: str = "A", workdir: Path | None = None) -> VariantResult:
     """Resolve one side of a comparison to evaluation results.
 
     Args:
         spec: a run directory, an eval JSON file, or a model (or LoRA adapter) directory.
-        variant: which eval/<variant>.json of a run directory.
+        variant: which eval/<variant>.json of a run directory; "answer": the model the run's
+            decision ships (a frontier candidate: its scored items, so the comparison is on
+            the items both sides share).
         eval_config: YAML with the evaluation settings, required for a model directory.
         base_model: base model of a LoRA adapter directory.
         label: "A" or "B", for messages and the variant name of evaluated models.
@@ -137,6 +181,15 @@ def load_side(spec: str, variant: str = "dtm", eval_config: str | None = None,
         raise ReportError(f"{label}: {spec} does not exist (give a run directory, an eval JSON "
                           "file or a model directory)")
     if (path / "eval").is_dir() or (path / "manifest.json").exists():
+        if variant == ANSWER:
+            answer = run_answer(path)
+            if answer is None or answer.file is None:
+                why = ("it cannot decide (it needs an instruction-following task and SFT "
+                       "scored)" if answer is None else f"its decision ships {answer.choice}, "
+                       "which has no scored results")
+                raise ReportError(f"{label}: run {path}: --variant answer, but {why}; pick a "
+                                  "variant with --variant")
+            return load_eval_file(answer.file, answer.choice)
         file = path / "eval" / f"{variant}.json"
         if not file.exists():
             have = sorted(p.stem for p in (path / "eval").glob("*.json")) if (path / "eval").is_dir() else []
