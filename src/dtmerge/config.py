@@ -427,8 +427,11 @@ class FrontierConfig(_Section):
     budget: int | None = Field(None, ge=1, description="Most candidates scored (nearest lambda=1 first)")
     prune_fraction: float | None = Field(
         0.25, gt=0.0, le=1.0,
-        description="Share of validation items of the cheap first pass (unset: no first pass)")
-    prune_keep: int = Field(6, ge=1, description="Candidates the first pass lets through")
+        description="Share of validation items of the cheap first pass, which leaves out "
+                    "candidates its subsample already shows below the line or short of the "
+                    "target (unset: no first pass)")
+    prune_keep: int = Field(6, ge=1, description="Most candidates the first pass lets through "
+                                                 "(the strongest evidence first)")
     keep_models: bool = Field(False, description="Keep every candidate's merged model")
 
     @model_validator(mode="before")

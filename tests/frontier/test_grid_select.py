@@ -1,4 +1,4 @@
-"""The candidate grid and the choice among scored candidates (no model needed)."""
+"""The candidate grid and the first pass's screening of scored candidates (no model needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from dtmerge.config import RunConfig
 from dtmerge.errors import ConfigError, MergeError
 from dtmerge.frontier.grid import build_grid
-from dtmerge.frontier.select import pareto_front, pareto_layers
+from dtmerge.decision.rule import CandidateVerdict, Interval, PlaneVerdict
+from dtmerge.frontier.select import pareto_front, screen
 from dtmerge.results.analysis import TradeoffPoint
 
 
@@ -42,15 +43,30 @@ def _pts(**xy):
     return {n: TradeoffPoint(n, i, k, 0.0) for n, (i, k) in xy.items()}
 
 
-def test_pareto_front_and_layers():
+def test_pareto_front_is_the_accuracy_plane_front():
     pts = _pts(a=(0.2, 0.9), b=(0.5, 0.8), c=(0.4, 0.7), d=(0.8, 0.5), e=(0.3, 0.6))
     assert pareto_front(pts) == ["a", "b", "d"]
-    assert pareto_layers(pts, 4) == ["a", "b", "d", "c"]
-    assert pareto_layers(pts, 2) == ["a", "b", "d"]  # the front is not cut
-    same = _pts(x=(0.5, 0.5), y=(0.5, 0.5), z=(0.5, 0.5), w=(0.1, 0.1))
-    assert pareto_layers(same, 2) == ["x", "y"]  # equal scores: in grid order
-    wide = _pts(p=(0.1, 0.9), q=(0.9, 0.1), r=(0.1, 0.9), s=(0.5, 0.5))
-    assert pareto_layers(wide, 2) == ["p", "q", "s"]  # every distinct front point
+
+
+def _verdict(name, p, loss="better", target=(0.0, -0.02, 0.03), moves=True):
+    planes = [PlaneVerdict("knowledge", moves, Interval(0.1, 0.05, 0.15), "better"),
+              PlaneVerdict("loss on heldout", moves, Interval(-0.1, -0.15, -0.05), loss)]
+    return CandidateVerdict(name, 0.6, Interval(*target), True, planes, p)
+
+
+def test_first_pass_leaves_out_only_what_the_subsample_excludes_then_keeps_the_strongest():
+    verdicts = [_verdict("ties_x4", 0.001, loss="worse"),  # accuracy fine, loss below the line
+                _verdict("short", 0.001, target=(-0.3, -0.4, -0.2)),  # far below the target
+                _verdict("weak", 0.4, loss="within noise"),
+                _verdict("strong", 0.01),
+                _verdict("still", 0.3, loss="worse", moves=False)]  # a plane that does not move
+    out = screen(verdicts, ["ties_x4", "short", "weak", "strong", "still", "unscored"], 2, 0.05)
+    assert out.survivors == ["strong", "still"]  # grid order; smallest p first to fill `keep`
+    assert out.why["ties_x4"] == "left out: beyond noise below the line on loss on heldout"
+    assert out.why["short"].startswith("left out: beyond noise short of the target")
+    assert out.why["weak"].startswith("left out: not among the 2") and "p 0.4" in out.why["weak"]
+    assert out.why["unscored"].startswith("left out: not among")  # no verdict: weakest evidence
+    assert screen(verdicts, ["weak", "strong"], 6, 0.05).survivors == ["weak", "strong"]
 
 
 def test_frontier_target_moved_to_the_answer():

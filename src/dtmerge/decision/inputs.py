@@ -152,17 +152,31 @@ def decide_run(run: RunDir, answer, knowledge: list[str] | None = None,
                        if n not in validation})
     if not validation:
         return None
-    instr, planes = planes_of(validation, knowledge, instruction)
-    if not instr or not planes:
+    line = line_points(run, list(group_seeds(validation)))
+    made = decide_variants(validation, line, answer, knowledge, instruction, n_boot, seed)
+    if made is None:
         return None
-    replicates = group_seeds(validation)
-    line = line_points(run, list(replicates))
-    candidates = [n for n in replicates if is_candidate(n, line)]
-    draws = draw(replicates, instr, planes, n_boot, seed)
-    decision = decide(draws, candidates, line, planes, Settings.from_config(answer))
+    decision, planes, instr = made
     if not recorded:
         decision.notes.append(
             f"The run has no item split (eval.validation_fraction): the decision used "
             f"{split.fraction:g} of each task's items (by hash, seed {split.seed}) and its "
             "confirmation the rest.")
     return RunDecision(decision, split, recorded, planes, instr, line)
+
+
+def decide_variants(variants: dict[str, VariantResult], line: dict[str, float], answer,
+                    knowledge: list[str] | None = None, instruction: list[str] | None = None,
+                    n_boot: int = 2000, seed: int = 0
+                    ) -> tuple[Decision, list[Plane], list[str]] | None:
+    """The rule over `variants` as given (already on the items to decide on; seed replicates
+    named `<name>@seed<k>`) with `line` (variant -> t); (decision, planes, instruction tasks),
+    or None without an instruction task or a y plane. The frontier's first pass calls it on
+    its subsample of validation items."""
+    instr, planes = planes_of(variants, knowledge, instruction)
+    if not instr or not planes:
+        return None
+    replicates = group_seeds(variants)
+    candidates = [n for n in replicates if is_candidate(n, line)]
+    draws = draw(replicates, instr, planes, n_boot, seed)
+    return decide(draws, candidates, line, planes, Settings.from_config(answer)), planes, instr

@@ -41,13 +41,16 @@ def frontier_section(root: Path) -> list[Section]:
             f"{path} was written by an older dtmerge that chose on the accuracy plane alone; "
             f"rerun `dtm frontier {root}` (finished candidates are not scored again).")])]
     qualified = [c["name"] for c in summary["candidates"] if c.get("qualified")]
+    pruned = sum(not c["validation"] for c in summary["candidates"])
+    first = (f" A first pass on a subsample of them left out {pruned} (why: below); the rest "
+             "were scored on all of them." if pruned else "")
     blocks: list = [Paragraph(
         f"`dtm frontier` scored {len(summary['candidates'])} merged candidates of the sub-models "
         f"on VALIDATION items ({summary['split']['validation_fraction']:g} of each task's items) "
-        f"in {summary['seconds']:.0f} s; {len(qualified)} beat the train-less line on every "
-        f"moving plane at the target ({', '.join(qualified) or 'none'}). The decision over them "
-        f"and every other scored variant: {chosen['why']} Its numbers on test items are in the "
-        "Answer.")]
+        f"in {summary['seconds']:.0f} s.{first} {len(qualified)} beat the train-less line on "
+        f"every moving plane at the target ({', '.join(qualified) or 'none'}). The decision "
+        f"over them and every other scored variant: {chosen['why']} Its numbers on test items "
+        "are in the Answer.")]
     blocks += _plane(summary, _validation_losses(Path(root), summary))
     return [Section(TITLE, blocks)]
 
@@ -81,14 +84,23 @@ def _plane(summary: dict, losses: dict[str, dict[str, float]]) -> list:
              "yes" if c["pareto"] else "", "yes" if c.get("qualified") else "",
              "◀" if c["name"] == summary["chosen"]["name"] else ""]
             for c in cands]
-    pruned = [c["name"] for c in summary["candidates"] if not c["validation"]]
-    blocks: list = [Table(["candidate", "method", "λ", "sub-models", "instruction (val)",
+    pruned = [c for c in summary["candidates"] if not c["validation"]]
+    blocks: list = [] if not cands else [Table(["candidate", "method", "λ", "sub-models", "instruction (val)",
                            "knowledge (val)", *[f"{t} (val, lower is better)" for t in loss_tasks],
                            "Pareto (with base, SFT, line)", "beats the line", "chosen"], rows,
                           "Candidates on validation items")]
-    if pruned:
+    if pruned and all(c.get("first_pass") for c in pruned):
+        blocks.append(Table(["candidate", "method", "λ", "instruction (subsample)",
+                             "knowledge (subsample)", "first pass"],
+                            [[c["name"], c["method"], f"{c['scale']:g}",
+                              _fmt((c["prune"] or {}).get("instruction")),
+                              _fmt((c["prune"] or {}).get("knowledge")),
+                              c["first_pass"].removeprefix("left out: ")] for c in pruned],
+                            "Left out by the first pass (the decision's tests on a subsample of "
+                            "validation items)"))
+    elif pruned:  # a frontier.json written before the first pass gave reasons
         blocks.append(Paragraph(f"Dropped by the first pass (a subsample of validation items): "
-                                f"{', '.join(pruned)}."))
+                                f"{', '.join(c['name'] for c in pruned)}."))
     chart = plots.tradeoff_chart(list(refs.values()) + [point(c["name"], c["validation"])
                                                          for c in cands], line)
     if chart:
