@@ -150,3 +150,43 @@ def test_recipe_trainer_adds_the_penalty_to_the_sft_loss(tmp_path, tiny_model_di
     with_penalty = trainer.compute_loss(trainer.model, dict(inputs)).item()
     penalty = trainer.penalty(trainer.model).item()
     assert penalty > 0 and with_penalty == pytest.approx(plain + penalty, rel=1e-5)
+
+
+def test_ewc_fisher_is_estimated_once_per_run_and_reestimated_when_its_inputs_change(
+        tiny_model_dir, tmp_path, monkeypatch):
+    """The sweep's runs and the recipe's own job share one Fisher file; a damaged file or a
+    different text is estimated again."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import dtmerge.train.penalties as penalties
+    from dtmerge.train.recipe_trainer import FISHER_CACHE, _build_penalty
+
+    torch.set_num_threads(1)
+    text = tmp_path / "general.txt"
+    text.write_text("\n".join(TEXTS))
+    cfg = SimpleNamespace(runs_dir=str(tmp_path / "runs"), run_dir=tmp_path / "runs" / "r",
+                          model=SimpleNamespace(path=str(tiny_model_dir), revision=None,
+                                                dtype="float32", load_in_4bit=False),
+                          train=SimpleNamespace(method="full", max_length=64))
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    estimated = []
+    real = penalties.fisher_diagonal
+    monkeypatch.setattr(penalties, "fisher_diagonal",
+                        lambda *a, **k: estimated.append(1) or real(*a, **k))
+    spec = {"kind": "ewc", "coef": 1.0, "fisher_text": str(text), "fisher_docs": 3,
+            "normalize": True, "text_hash": "h1"}
+    first = _build_penalty(cfg, spec, model, tok).weights
+    again = _build_penalty(cfg, {**spec, "coef": 5.0}, model, tok).weights  # coef: same Fisher
+    assert len(estimated) == 1 and first.keys() == again.keys()
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    (files,) = [list((cfg.run_dir / FISHER_CACHE).glob("*.safetensors"))]
+    assert len(files) == 1 and not list((cfg.run_dir / FISHER_CACHE).glob(".*"))
+    files[0].write_bytes(b"garbage")  # damaged: estimated again and replaced
+    assert torch.equal(_build_penalty(cfg, spec, model, tok).weights[n := next(iter(first))],
+                       first[n])
+    _build_penalty(cfg, {**spec, "text_hash": "h2"}, model, tok)  # the text changed
+    assert len(estimated) == 3
+    assert len(list((cfg.run_dir / FISHER_CACHE).glob("*.safetensors"))) == 2

@@ -152,9 +152,59 @@ def _build_penalty(cfg, penalty: dict, model, tokenizer):
 
     if torch.cuda.is_available() and not cfg.model.load_in_4bit:
         model.to("cuda")  # Trainer would move it there anyway; the Fisher's backward is faster
-    try:
-        fisher = fisher_diagonal(model, tokenizer, texts, min(cfg.train.max_length, 512), names,
-                                 normalize=penalty.get("normalize", True))
-    except ValueError as err:
-        raise DataError(f"{source}: {err}") from None
+    max_length = min(cfg.train.max_length, 512)
+    cache = _fisher_cache(cfg, penalty, names, max_length)
+    fisher = _read_fisher(cache, next(model.parameters()).device)
+    if fisher is None:
+        try:
+            fisher = fisher_diagonal(model, tokenizer, texts, max_length, names,
+                                     normalize=penalty.get("normalize", True))
+        except ValueError as err:
+            raise DataError(f"{source}: {err}") from None
+        _write_fisher(cache, fisher)
     return WeightPenalty(penalty["coef"], fisher)
+
+
+FISHER_CACHE = Path("cache") / "fisher"  # under the run directory
+
+
+def _fisher_cache(cfg, penalty: dict, names: set[str] | None, max_length: int) -> Path:
+    """Where the base model's Fisher for this penalty is kept: one file per (model, text,
+    documents, length, parameters, normalisation), so the sweep's runs and the recipe's own
+    job (up to six jobs) estimate it once; any change of those inputs is a new file."""
+    from dtmerge.rundir import hash_model, hash_obj
+
+    key = hash_obj({"model": hash_model(cfg.model.path), "revision": cfg.model.revision,
+                    "dtype": cfg.model.dtype, "text": penalty.get("text_hash"),
+                    "source": penalty["fisher_text"], "docs": penalty.get("fisher_docs", 64),
+                    "max_length": max_length, "normalize": penalty.get("normalize", True),
+                    "names": sorted(names) if names is not None else None})
+    return Path(cfg.run_dir) / FISHER_CACHE / f"{key}.safetensors"
+
+
+def _read_fisher(path: Path, device):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError):
+        return None  # damaged (written by hand or cut short): estimated again, then replaced
+
+
+def _write_fisher(path: Path, fisher: dict) -> None:
+    """Atomically (temp then rename); a run directory that cannot be written only loses the
+    cache, never the job."""
+    import os
+
+    from safetensors.torch import save_file
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({n: t.detach().cpu().contiguous() for n, t in fisher.items()}, str(tmp))
+        os.replace(tmp, path)
+    except OSError:
+        pass
