@@ -63,3 +63,59 @@ def test_tradeoff_writes_no_best_when_the_final_step_wins(tmp_path):
         keeper.offer(_Model(s), s, loss, acc)
     keeper.finish(None, final_step=30, final_loss=1.0)
     assert not (tmp_path / "sft_best").exists() and "no earlier step" in keeper.why
+
+
+def _items(acc: float, n: int = 200, shift: int = 0) -> list[int]:
+    """Per-item probe results with accuracy `acc`; `shift` rotates which items are right."""
+    right = round(acc * n)
+    base = [1] * right + [0] * (n - right)
+    return base[shift:] + base[:shift]
+
+
+def test_tradeoff_keeps_an_earlier_step_only_beyond_the_probes_noise(tmp_path):
+    from dtmerge.evaluate.best_checkpoint import TradeoffKeeper
+
+    # step 20 probes 0.51 against the final 0.50 on 200 items: the noise of the probe
+    keeper = TradeoffKeeper(tmp_path / "a" / "sft_best")
+    final = _items(0.50)
+    keeper.offer(_Model(20), 20, 1.03, 0.51, _items(0.51))
+    keeper.offer(_Model(40), 40, 1.00, 0.50, final)
+    keeper.finish(None, final_step=40, final_loss=1.00, final_correct=final)
+    assert not (tmp_path / "a" / "sft_best").exists()
+    assert "within the probe's noise" in keeper.why and "step 20" in keeper.why
+    # step 20 probes 0.70: 40 more items right, none fewer: kept, and the why says so
+    keeper = TradeoffKeeper(tmp_path / "b" / "sft_best")
+    keeper.offer(_Model(20), 20, 1.03, 0.70, _items(0.70))
+    keeper.offer(_Model(40), 40, 1.00, 0.50, final)
+    keeper.finish(None, final_step=40, final_loss=1.00, final_correct=final)
+    assert (tmp_path / "b" / "sft_best" / "weights.txt").read_text() == "20"
+    assert "beyond the probe's noise" in keeper.why
+
+
+def test_the_monitor_passes_per_item_probe_results_to_the_keeper(tmp_path):
+    from dtmerge.evaluate.best_checkpoint import TradeoffKeeper
+    from dtmerge.evaluate.monitor import KnowledgeMonitor
+
+    class Probe:
+        def __init__(self):
+            self.script = iter([_items(0.5), _items(0.52, shift=3), _items(0.5)])
+
+        def __len__(self):
+            return 200
+
+        def correct(self, model):
+            return next(self.script)
+
+    keeper = TradeoffKeeper(tmp_path / "sft_best")
+    mon = KnowledgeMonitor(Probe(), every_steps=1, job_name="sft", keeper=keeper)
+    mon._heldout_loss = (lambda it: (lambda model: next(it)))(iter([1.5, 1.02, 1.0]))
+    from types import SimpleNamespace
+
+    for step in (0, 1, 2):
+        mon.on_step_end(None, SimpleNamespace(global_step=step), SimpleNamespace(),
+                        model=_Model(step))
+    mon.on_train_end(SimpleNamespace(output_dir=None), SimpleNamespace(global_step=2),
+                     SimpleNamespace(), model=_Model(2))
+    assert [r["probe_acc"] for r in mon.records] == [0.5, 0.52, 0.5]
+    assert all("correct" in f for f in keeper.front)
+    assert "within the probe's noise" in mon.summary["kept_why"]

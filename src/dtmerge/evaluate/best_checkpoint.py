@@ -110,9 +110,10 @@ class TradeoffKeeper(BestKeeper):
     `<job>_best` is written: it would be the job's own model (the summary says so).
     """
 
-    def __init__(self, out_dir: str | Path, loss_margin: float = 0.05):
+    def __init__(self, out_dir: str | Path, loss_margin: float = 0.05, alpha: float = 0.05):
         super().__init__(out_dir, TRADEOFF)
         self.loss_margin = loss_margin
+        self.alpha = alpha
         self.front: list[dict] = []  # {"step", "heldout_loss", "probe_acc"} of kept steps
         self.why: str | None = None
 
@@ -120,8 +121,10 @@ class TradeoffKeeper(BestKeeper):
     def steps_dir(self) -> Path:
         return self.out_dir.with_name(self.out_dir.name + ".steps")
 
-    def offer(self, model, step: int, loss: float | None, acc: float | None) -> bool:
-        """Keep this step's weights if no kept step is as good on both; True when kept."""
+    def offer(self, model, step: int, loss: float | None, acc: float | None,
+              correct: list[int] | None = None) -> bool:
+        """Keep this step's weights if no kept step is as good on both; True when kept.
+        `correct`: the probe's per-item results (1 right, 0 wrong), for `finish`'s test."""
         if loss is None or acc is None:
             return False
         if any(f["heldout_loss"] <= loss and f["probe_acc"] >= acc for f in self.front):
@@ -134,14 +137,22 @@ class TradeoffKeeper(BestKeeper):
 
             shutil.rmtree(self.steps_dir / f"step-{f['step']}", ignore_errors=True)
         self.front = [f for f in self.front if f not in beaten]
-        self.front.append({"step": step, "heldout_loss": loss, "probe_acc": acc})
+        self.front.append({"step": step, "heldout_loss": loss, "probe_acc": acc,
+                           **({"correct": list(correct)} if correct is not None else {})})
         from dtmerge.rundir import atomic_write_json
 
         atomic_write_json(self.steps_dir / FRONT_FILE, self.front)
         return True
 
-    def finish(self, tokenizer, final_step: int, final_loss: float | None) -> None:
-        """Choose among the kept steps and write `<out>` (or nothing, for the final step)."""
+    def finish(self, tokenizer, final_step: int, final_loss: float | None,
+               final_correct: list[int] | None = None) -> None:
+        """Choose among the kept steps and write `<out>` (or nothing, for the final step).
+
+        With the probe's per-item results of the pick and of the final step, an earlier pick
+        must also keep more knowledge than the final step beyond the probe's noise (a
+        one-sided paired sign test on the items where they differ, at `alpha`): a probe of a
+        few hundred items otherwise picks whichever step its noise favours, and the `_best`
+        model is no better than the final one."""
         import shutil
 
         if final_loss is None or not self.front:
@@ -151,10 +162,13 @@ class TradeoffKeeper(BestKeeper):
         target = final_loss * (1 + self.loss_margin)
         meets = [f for f in self.front if f["heldout_loss"] <= target]
         pick = max(meets, key=lambda f: (f["probe_acc"], f["step"])) if meets else None
-        if pick is None or pick["step"] >= final_step:
+        noise = None if pick is None or pick["step"] >= final_step else \
+            _within_noise(pick, final_correct, self.alpha)
+        if pick is None or pick["step"] >= final_step or noise:
             self.step, self.score = final_step, None
             self.why = (f"no earlier step keeps more knowledge at the final step's instruction "
-                        f"level (held-out loss within {self.loss_margin:.0%} of {final_loss:.4f})")
+                        f"level (held-out loss within {self.loss_margin:.0%} of {final_loss:.4f})"
+                        + (f": {noise}" if noise else ""))
             shutil.rmtree(self.out_dir, ignore_errors=True)
         else:
             src = self.steps_dir / f"step-{pick['step']}"
@@ -167,9 +181,12 @@ class TradeoffKeeper(BestKeeper):
                     "heldout_loss": pick["heldout_loss"], "final_step": final_step,
                     "final_heldout_loss": final_loss, "target_heldout_loss": target}) + "\n")
             self.step, self.score = pick["step"], pick["probe_acc"]
-            self.why = (f"step {pick['step']} keeps probe accuracy {pick['probe_acc']:.3f} at "
-                        f"held-out loss {pick['heldout_loss']:.4f}, within {self.loss_margin:.0%} "
-                        f"of the final step's {final_loss:.4f}")
+            tested = "" if final_correct is None or "correct" not in pick else \
+                f" (more than the final step's {sum(final_correct) / len(final_correct):.3f} " \
+                f"beyond the probe's noise, p {_sign_test(pick['correct'], final_correct):.3g})"
+            self.why = (f"step {pick['step']} keeps probe accuracy {pick['probe_acc']:.3f}"
+                        f"{tested} at held-out loss {pick['heldout_loss']:.4f}, within "
+                        f"{self.loss_margin:.0%} of the final step's {final_loss:.4f}")
         shutil.rmtree(self.steps_dir, ignore_errors=True)
 
     def forget(self) -> None:
@@ -185,3 +202,29 @@ class TradeoffKeeper(BestKeeper):
         except (OSError, ValueError):
             self.front = []
         self.front = [f for f in self.front if (self.steps_dir / f"step-{f['step']}").is_dir()]
+
+
+def _sign_test(better: list[int], than: list[int]) -> float:
+    """One-sided p of "`better` is not right more often than `than`" on paired items: an
+    exact binomial test on the items where exactly one is right (McNemar's exact form)."""
+    from scipy.stats import binomtest
+
+    wins = sum(1 for a, b in zip(better, than) if a > b)
+    losses = sum(1 for a, b in zip(better, than) if a < b)
+    if wins + losses == 0:
+        return 1.0
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
+def _within_noise(pick: dict, final_correct: list[int] | None, alpha: float) -> str | None:
+    """Why `pick` is not shown to keep more than the final step, or None (it is, or the
+    per-item results to test it are missing)."""
+    if final_correct is None or "correct" not in pick or len(pick["correct"]) != len(final_correct):
+        return None
+    p = _sign_test(pick["correct"], final_correct)
+    if p <= alpha:
+        return None
+    final_acc = sum(final_correct) / max(len(final_correct), 1)
+    return (f"the best candidate, step {pick['step']}, probes {pick['probe_acc']:.3f} against "
+            f"the final step's {final_acc:.3f} on the same {len(final_correct)} validation "
+            f"items, within the probe's noise (paired sign test p {p:.3g} > {alpha:g})")

@@ -132,6 +132,7 @@ class KnowledgeMonitor(TrainerCallback):
         self.sinks = sinks or AlertSinks()
         self.alerts: list[dict] = []  # every alert sent, with its failed channels
         self._since_best = 0
+        self._correct: list[int] | None = None  # the last probe, per item
         self._stopped_by: str | None = None
 
     # -- measurements
@@ -147,7 +148,13 @@ class KnowledgeMonitor(TrainerCallback):
 
     def _measure(self, step: int, model) -> dict:
         t0 = time.perf_counter()
-        acc = self.probe.accuracy(model) if self.probe is not None else None
+        if self.probe is None:
+            self._correct, acc = None, None
+        elif hasattr(self.probe, "correct"):
+            self._correct = self.probe.correct(model)
+            acc = sum(self._correct) / max(len(self._correct), 1)
+        else:  # a probe that reports only its accuracy: no paired test of two steps
+            self._correct, acc = None, self.probe.accuracy(model)
         held = self._heldout_loss(model)
         first = next((r for r in self.records if r["train_loss"] is not None
                       and r["heldout_loss"] is not None), None)
@@ -210,7 +217,7 @@ class KnowledgeMonitor(TrainerCallback):
             return
         if isinstance(self.keeper, TradeoffKeeper):
             improved = self.keeper.offer(model, rec["step"], rec.get("heldout_loss"),
-                                         rec.get("probe_acc"))
+                                         rec.get("probe_acc"), self._correct)
             self._since_best = 0 if improved else self._since_best + 1
             if self.patience is not None and self._since_best >= self.patience:
                 self._stop(control, "patience")
@@ -267,7 +274,7 @@ class KnowledgeMonitor(TrainerCallback):
         self._check(control)
         if isinstance(self.keeper, TradeoffKeeper) and self.records:
             self.keeper.finish(self.tokenizer, self.records[-1]["step"],
-                               self.records[-1].get("heldout_loss"))
+                               self.records[-1].get("heldout_loss"), self._correct)
             self.summary["kept_why"] = self.keeper.why
         self._restore_if_stopped(model)
         ckpt = Path(args.output_dir) / f"checkpoint-{self.summary.get('best_step')}" \

@@ -51,9 +51,13 @@ class ProbeSet:
                 best[i] = (s, j)
         return [best[i][1] for i in range(len(self.gold))]
 
+    def correct(self, model, batch_size: int = 32) -> list[int]:
+        """1 where the most likely choice is the gold one, per item (paired comparisons of
+        two steps need the items, not only the mean)."""
+        return [int(p == g) for p, g in zip(self.predictions(model, batch_size), self.gold)]
+
     def accuracy(self, model, batch_size: int = 32) -> float:
-        preds = self.predictions(model, batch_size)
-        return sum(p == g for p, g in zip(preds, self.gold)) / max(len(self.gold), 1)
+        return sum(self.correct(model, batch_size)) / max(len(self.gold), 1)
 
 
 def build_probe_from_items(items: Iterable[tuple[str, list[str], int]], tokenizer,
