@@ -66,8 +66,8 @@ def test_ties_kernel_equals_eager_operators(case, weights, sign_method):
             tie_blocks += 1
             sparse.prune_by_magnitude_(mine, cuts, start)
             keep_above = [-1.0] * count
-        got = kernels.ties_merge(mine, keep_above, torch.tensor(w).to(block.dtype).tolist(),
-                                 weights == "weighted", sign_method == "frequency")
+        got, _ = kernels.ties_merge(mine, keep_above, torch.tensor(w).to(block.dtype).tolist(),
+                                    weights == "weighted", sign_method == "frequency")
         assert torch.equal(got, expected), (start, (got - expected).abs().max())
     if case == "quantized":
         assert tie_blocks  # the tie path was exercised
@@ -105,7 +105,8 @@ def test_ties_kernel_keeps_nan():
     deltas = torch.randn(3, 10)
     deltas[1, 4] = float("nan")
     deltas[2, 7] = float("inf")
-    got = kernels.ties_merge(deltas, [0.1, 0.1, 0.1], [1.0] * 3, False, False)
+    got, bad = kernels.ties_merge(deltas, [0.1, 0.1, 0.1], [1.0] * 3, False, False)
+    assert bad == 2
     assert torch.isnan(got[4]) and torch.isnan(got[7])
     assert torch.isfinite(got[[0, 1, 2, 3, 5, 6, 8, 9]]).all()
 

@@ -14,6 +14,11 @@ memory each. Measured on the 4 x 1.07 GB benchmark models, a linear merge spends
 reading 4.3 GB, ~0.15 s adding and ~0.5 s writing 1.07 GB (page-cache allocation of the new
 file), against 2-3x more per pass with 16 MB blocks. Reads through mappings of the inputs
 (zero-copy) cost more than the copy: a page fault per 4-64 KB.
+
+Two loops share this: methods combining task vectors with torch operators (linear, task
+arithmetic, Fisher) merge each block in the main thread while threads read the next ones
+(`merge_tensor`); the compiled methods (TIES, DARE) hand each block's whole work to worker
+threads, kernels included, and the main thread only writes (`merge_tasks`, see there).
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from dtmerge.errors import MergeError
 from dtmerge.merge.adapter_out import write_concat_adapter
 from dtmerge.merge.finish import NonFiniteMerge, finish_block, write_scaled
-from dtmerge.merge.methods import get_method, kernels
+from dtmerge.merge.methods import get_method, kernels, sparse
 from dtmerge.merge.methods.base import Block
 from dtmerge.merge.options import MergeJob, MergeOptions
 from dtmerge.merge.sources import FullModelSource, open_source
@@ -240,6 +246,29 @@ class BlockReader:
                     row.add_(base)
         return out
 
+    def raw(self, name: str, rows, info: TensorInfo, work: torch.dtype, key: str
+            ) -> torch.Tensor:
+        """(K, *block): full models' weights as stored (cast to `work`), LoRA adapters' updates
+        (zero where an adapter does not touch the tensor); `raw_rows` says which is which."""
+        shape = block_shape(info, rows)
+        numel = math.prod(shape)
+        out = self._buffer(key, numel * len(self.sources), work).view(len(self.sources), *shape)
+        for k, src in enumerate(self.sources):
+            row = out[k]
+            if src.kind == "full":
+                if info.dtype == work:
+                    src.read(name, rows, row)
+                else:
+                    row.copy_(src.read(name, rows))
+                continue
+            delta = src.delta(name, rows)
+            row.zero_() if delta is None else row.copy_(delta)
+        return out
+
+    def raw_rows(self) -> list[bool]:
+        """Which rows of `raw` hold model weights (their task vector is weights - base)."""
+        return [src.kind == "full" for src in self.sources]
+
     def sample(self, name: str, work: torch.dtype, positions: torch.Tensor) -> torch.Tensor:
         """Every model's task vector at sorted flat `positions` of tensor `name`: (K, m).
 
@@ -289,7 +318,8 @@ def flat_range(info: TensorInfo, rows) -> tuple[int, int]:
 
 
 def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]:
-    """The tensor-by-tensor, block-by-block merge loop; returns a description of the output.
+    """The tensor-by-tensor, block-by-block merge loop (one of the two, see the module's
+    notes); returns a description of the output.
 
     Torch runs single-threaded here: cache-sized blocks make each op a few dozen microseconds,
     and with two threads every op waits for the second one; on a busy machine (measured: load
@@ -305,12 +335,15 @@ def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="dtm-merge-read") as read_pool:
-            if job.method.compiled:  # loaded while the first tensor is read and sampled
-                read_pool.submit(kernels.warm, (torch.float32,))
-            wholes = WholeTensors(job, reader, read_pool, names)
-            for name in names:
-                merge_tensor(name, job, reader, writers, read_pool, wholes)
+        if job.method.compiled and job.method.space == "deltas":
+            kernels.load_in_background((torch.float32,))  # the eager operators meanwhile
+            with ThreadPoolExecutor(WORKERS, thread_name_prefix="dtm-merge-work") as pool:
+                run_in_order(pool, merge_tasks(job, reader, writers, names), IN_FLIGHT)
+        else:
+            with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="dtm-merge-read") as pool:
+                wholes = WholeTensors(job, reader, pool, names)
+                for name in names:
+                    merge_tensor(name, job, reader, writers, pool, wholes)
     finally:
         torch.set_num_threads(threads)
     return [{"format": "full", "tensors": len(names), "files": sorted(set(files.values())),
@@ -445,6 +478,283 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
             base_again = reader.base(name, rows, info, work, "blame")  # not a read slot
             deltas = reader.stacked(name, rows, info, work, base_again, True, key="blame")
             raise MergeError(blame_non_finite(name, base_again, deltas, base_src, sources)) from None
+
+
+# ----------------------------------------------------------------- the compiled methods' loop
+#
+# TIES and DARE run compiled kernels (`kernels.py`) that release the GIL, so a block's whole
+# work (reading it, the threshold pass or the merge) runs in a worker thread, WORKERS blocks
+# at a time, and the main thread only writes the merged blocks, in order: on two idle cores
+# both compute. The kernels take the models' weights as read and the base (d = w - base in
+# their loop) and write base + update: no subtraction or addition passes of their own. A
+# tensor's threshold search (TIES) runs while the tensor before it merges. Blocks the
+# kernels do not take (the one holding a model's last kept tie, several update scales, a
+# base interpolation, blocks merged while the kernels load) form the task vectors and go
+# through the method's `combine`, with the same results. Memory: IN_FLIGHT + 1 slots of
+# block buffers (about 4(K + 3) MB each, fp32) and, for TIES, two whole-tensor buffers.
+
+WORKERS = 2  # worker threads (the machines this runs on have few cores)
+IN_FLIGHT = 4  # tasks submitted ahead of the one whose result the main thread handles
+
+
+class Task:
+    """One unit of the loop: `run(slot)` in a worker (slot: which reused buffers are its
+    own), then `done(result, slot)` in the main thread, in stream order. Submitted only
+    once `ready()` (which looks at what earlier `done` calls recorded)."""
+
+    def __init__(self, run: Callable, done: Callable | None = None,
+                 ready: Callable[[], bool] | None = None):
+        self.run, self.done = run, done or (lambda result, slot: None)
+        self.ready = ready or (lambda: True)
+
+
+def run_in_order(pool: ThreadPoolExecutor, tasks: Iterator[Task], depth: int) -> None:
+    """Run a lazy stream of tasks in `pool`, up to `depth` at a time, handing each result
+    to its `done` in stream order; `depth` + 1 buffer slots rotate (a task's slot is free
+    again once its `done` returned). An error stops the stream after the tasks in flight."""
+    free = deque(range(depth + 1))
+    pending: deque = deque()
+    stream = iter(tasks)
+    waiting: list = []  # the next task of the stream, not yet ready
+
+    def top_up() -> None:
+        while len(pending) < depth and free:
+            if not waiting:
+                task = next(stream, None)
+                if task is None:
+                    return
+                waiting.append(task)
+            if not waiting[0].ready():
+                return
+            task, slot = waiting.pop(), free.popleft()
+            pending.append((task, slot, pool.submit(task.run, slot)))
+
+    try:
+        while True:
+            top_up()
+            if not pending:
+                if waiting:  # nothing in flight can make it ready
+                    raise RuntimeError("merge loop: a task waits on nothing in flight")
+                return
+            task, slot, future = pending.popleft()
+            result = future.result()
+            top_up()  # the workers go on while this result is handled
+            task.done(result, slot)
+            free.append(slot)
+    finally:
+        for _, _, future in pending:
+            future.cancel() or future.exception()
+
+
+def merge_tasks(job: MergeJob, reader: BlockReader, writers: list[ShardWriter],
+                names: list[str]) -> Iterator[Task]:
+    """Every tensor's tasks: its threshold search (TIES), then its blocks' merges; the
+    next tensor's search is streamed before this tensor's merges, to run beside them."""
+    shared = {"holders": {}, "scratch": {}}  # whole-tensor slot -> its tensor; slot -> dict
+    tensors, wholes = [], 0
+    for name in names:
+        tensors.append(TensorTasks(name, job, reader, writers, shared, wholes % 2))
+        wholes += tensors[-1].whole
+    if tensors:
+        yield from tensors[0].search_tasks()
+    for i, tensor in enumerate(tensors):
+        if i + 1 < len(tensors):
+            yield from tensors[i + 1].search_tasks()
+        yield from tensor.merge_tasks()
+
+
+class TensorTasks:
+    """The tasks of one tensor (see `merge_tasks`). TIES' threshold search: a tensor read
+    whole (`reads_whole`) is read, sampled and searched in one task, into one of two
+    alternating whole-tensor buffers; a larger one is sampled in one task, gathered block by
+    block in as many, and its cuts found in one more."""
+
+    def __init__(self, name: str, job: MergeJob, reader: BlockReader,
+                 writers: list[ShardWriter], shared: dict, whole_slot: int):
+        self.name, self.job, self.reader, self.writers = name, job, reader, writers
+        self.shared, self.whole_slot = shared, whole_slot
+        self.info = info = job.base_src.info(name)
+        self.work = work_dtype(info)
+        self.merged = merges(job, name)
+        self.blocks = list(row_blocks(info, min(job.block_elements, CACHE_BLOCK_ELEMENTS)))
+        self.whole = reads_whole(job, name)
+        self.searches = self.merged and job.method.needs_prepare
+        self.state = None  # TIES' cuts, once searched
+        self.searched = not self.searches
+        self.written = 0  # blocks written
+        self.count = len(job.sources)
+        self.raw_rows = reader.raw_rows()
+        self.fused_finish = len(writers) == 1 and job.scales[0] is None
+        self.density = float(job.params.get("density", 1.0))
+
+    # --- the threshold search (TIES)
+
+    def search_tasks(self) -> Iterator[Task]:
+        if not self.searches:
+            return
+        if self.whole:
+            holders = self.shared["holders"]
+            previous = holders.get(self.whole_slot)  # done with the buffer once written
+            holders[self.whole_slot] = self
+            yield Task(self._search_whole, self._searched,
+                       ready=lambda: previous is None or previous.finished())
+            return
+        if self.info.numel == 0 or self.density >= 1.0:  # every entry kept
+            self._searched([sparse.MagnitudeCut(0.0, 0.0)] * self.count, None)
+            return
+        bounds: list = []
+        above, parts = [], [[] for _ in range(self.count)]
+
+        def gathered(result, slot):
+            counts, offset, values = result
+            above.append(counts)
+            for k, v in enumerate(values):
+                parts[k].append((offset, v))
+
+        yield Task(lambda slot: self._bounds(), lambda result, slot: bounds.append(result))
+        for rows in self.blocks:
+            yield Task(lambda slot, rows=rows: self._gather(bounds[0], rows, slot), gathered,
+                       ready=lambda: bool(bounds))
+        yield Task(lambda slot: bounds[0].finish(sum(above), parts, self._delta_stream(slot)),
+                   self._searched, ready=lambda: len(above) == len(self.blocks))
+
+    def _bounds(self) -> sparse.CutSearch:
+        return sparse.CutSearch.bounds(
+            self.info.numel, self.count, self.density,
+            lambda positions: self.reader.sample(self.name, self.work, positions))
+
+    def _gather(self, search, rows, slot):
+        base, stack = self._read(rows, slot)
+        above = np.zeros(self.count, dtype=np.int64)
+        values = self._gather_block(search, base, stack, above, slot)
+        return above, flat_range(self.info, rows)[0], values
+
+    def _gather_block(self, search, base, stack, above, slot):
+        flat = stack.reshape(self.count, -1)
+        if kernels.enabled(flat.numel()):
+            return search.gather(flat, above, base=base.reshape(-1), raw=self.raw_rows,
+                                 scratch=self.shared["scratch"].setdefault(slot, {}))
+        return search.gather(self._deltas(base, stack, slot).reshape(self.count, -1), above)
+
+    def _search_whole(self, slot):
+        info, count = self.info, self.count
+        s = self.whole_slot
+        base = self.reader.base(self.name, None, info, self.work, f"whole{s}").view(-1)
+        stack = self.reader.raw(self.name, None, info, self.work, f"whole_stack{s}"
+                                ).view(count, -1)
+        self.whole_data = (base, stack)
+
+        def sample(positions):
+            out = stack[:, positions]
+            for k, raw in enumerate(self.raw_rows):
+                if raw:
+                    out[k].sub_(base[positions])
+            return out
+
+        search = sparse.CutSearch.bounds(info.numel, count, self.density, sample)
+        if search is None:
+            return [sparse.MagnitudeCut(0.0, 0.0)] * count
+        above = np.zeros(count, dtype=np.int64)
+        parts = [[] for _ in range(count)]
+        for rows in self.blocks:
+            b, st = self._slice(rows)
+            for k, v in enumerate(self._gather_block(search, b, st, above, slot)):
+                parts[k].append((flat_range(info, rows)[0], v))
+        return search.finish(above, parts, self._delta_stream(slot))
+
+    def _searched(self, state, slot):
+        self.state, self.searched = state, True
+
+    def _delta_stream(self, slot):
+        """A fresh pass over the tensor's task vectors (a bracket that missed)."""
+        def stream():
+            for rows in self.blocks:
+                base, stack = self._read(rows, f"again{slot}")
+                yield self._deltas(base, stack, f"again{slot}").reshape(self.count, -1)
+        return stream
+
+    # --- reading
+
+    def _slice(self, rows):
+        base, stack = self.whole_data
+        (a, b), shape = flat_range(self.info, rows), block_shape(self.info, rows)
+        return base[a:b].view(shape), stack[:, a:b].view(self.count, *shape)
+
+    def _read(self, rows, slot):
+        """(base, raw stack) of a block: read into the slot's buffers, or sliced from the
+        tensor read whole."""
+        if self.whole:
+            return self._slice(rows)
+        base = self.reader.base(self.name, rows, self.info, self.work, f"w{slot}")
+        return base, self.reader.raw(self.name, rows, self.info, self.work, f"raw{slot}")
+
+    def _deltas(self, base, stack, slot):
+        """The task vectors of a raw stack: in place in a slot's own buffer, else (a slice
+        of a tensor read whole) into the slot's scratch."""
+        out = stack
+        if self.whole:
+            out = self.reader._buffer(f"deltas{slot}", stack.numel(), stack.dtype
+                                      ).view(stack.shape)
+        for k, raw in enumerate(self.raw_rows):
+            if raw:
+                torch.sub(stack[k], base, out=out[k])
+            elif out is not stack:
+                out[k].copy_(stack[k])
+        return out
+
+    # --- merging
+
+    def finished(self) -> bool:
+        return self.written == len(self.blocks)
+
+    def merge_tasks(self) -> Iterator[Task]:
+        for rows in self.blocks:
+            if not self.merged:
+                yield Task(lambda slot, rows=rows: self.job.base_src.read(self.name, rows),
+                           self._write)
+                continue
+            yield Task(lambda slot, rows=rows: self._merge(rows, slot), self._write,
+                       ready=lambda: self.searched)
+
+    def _merge(self, rows, slot):
+        job, method = self.job, self.job.method
+        base, stack = self._read(rows, slot)
+        block = Block(self.name, rows, base, stack, job.weights, job.params, self.state,
+                      job.extras)
+        if self.fused_finish:
+            out = self.reader._buffer(f"out{slot}", base.numel(), self.work).view(base.shape)
+            bad = method.finished(block, self.raw_rows, out)
+            if bad is not None:
+                if bad:
+                    self._blame(rows, slot)
+                return out
+        block.tensors = self._deltas(base, stack, slot)
+        merged = method.combine(block)
+        if self.fused_finish:
+            try:
+                return finish_block(self.name, merged, base, None, True)
+            except NonFiniteMerge:
+                self._blame(rows, slot)
+        return merged, base
+
+    def _write(self, result, slot):
+        try:
+            if isinstance(result, tuple):
+                write_scaled(self.name, *result, self.job.scales, True, self.writers)
+            else:
+                for writer in self.writers:
+                    writer.write(self.name, result)
+        except NonFiniteMerge:
+            self._blame(self.blocks[self.written], slot)
+        self.written += 1
+
+    def _blame(self, rows, slot):
+        """Name the input holding the NaN/inf (the blocks were modified: read them again)."""
+        info, work = self.info, self.work
+        base = self.reader.base(self.name, rows, info, work, f"blame{slot}")
+        deltas = self.reader.stacked(self.name, rows, info, work, base, True, f"blame_s{slot}")
+        raise MergeError(blame_non_finite(self.name, base, deltas, self.job.base_src,
+                                          self.job.sources)) from None
 
 
 def copy_model_files(base_src: FullModelSource, out: Path) -> None:

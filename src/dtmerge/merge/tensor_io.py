@@ -57,7 +57,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * torch.empty((), dtype=self.dtype).element_size()
+        return self.numel * self.dtype.itemsize
 
 
 def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
@@ -137,7 +137,7 @@ class SafetensorsReader:
         offset = info.start
         if rows is not None and shape:
             start, end = rows
-            itemsize = torch.empty((), dtype=info.dtype).element_size()
+            itemsize = info.dtype.itemsize
             offset += start * info.row_numel * itemsize
             shape[0] = end - start
         if out is None or out.dtype != info.dtype or out.numel() != math.prod(shape):
@@ -159,11 +159,11 @@ class SafetensorsReader:
         shape = list(info.shape)
         offset = info.start
         if rows is not None and shape:
-            itemsize = torch.empty((), dtype=info.dtype).element_size()
+            itemsize = info.dtype.itemsize
             offset += rows[0] * info.row_numel * itemsize
             shape[0] = rows[1] - rows[0]
         numel = math.prod(shape)
-        nbytes = numel * torch.empty((), dtype=info.dtype).element_size()
+        nbytes = numel * info.dtype.itemsize
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
         mapping = mmap.mmap(self._handle(info.file).fileno(), nbytes + offset - start,
                             offset=start, access=mmap.ACCESS_READ)
@@ -200,7 +200,7 @@ class OutTensor:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def plan_shards(tensors: list[OutTensor], max_bytes: int) -> list[list[OutTensor]]:

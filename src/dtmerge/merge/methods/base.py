@@ -87,6 +87,15 @@ class MergeMethod:
     def combine(self, block: Block) -> torch.Tensor:
         raise NotImplementedError
 
+    def finished(self, block: Block, raw: list[bool], out: torch.Tensor) -> int | None:
+        """base + the merged update of `block`, into `out`, in one compiled pass (the engine
+        asks for one output at the full update). Row k of `block.tensors` holds model k's
+        weights where `raw[k]`, else its task vector; the result must equal `combine` on the
+        task vectors followed by base + update, bit for bit. Returns how many values of `out`
+        are NaN/inf, or None where there is no such pass (for this method or this block):
+        the engine then forms the task vectors and calls `combine`."""
+        return None
+
 
 def normalized(weights: list[float], like: torch.Tensor) -> torch.Tensor:
     """Weights divided by their sum, as a tensor of `like`'s dtype."""

@@ -8,17 +8,23 @@ about 4 for the eager chain. No library has these (PEFT's and mergekit's operato
 eager chains), so they are written here, and every kernel is tested against the eager
 operator it replaces, bit for bit.
 
-The kernels release the GIL (the engine reads the next block meanwhile) and run on one
-thread. They are compiled on first use and cached on disk (numba's `cache=True`: a fresh
-process loads them in about 0.5 s), and used only on blocks of at least `MIN_VALUES` values,
-where the compiled loop pays for its call; tiny merges and machines without numba run the
-eager path. `DTM_MERGE_KERNELS=0` turns them off.
+The TIES and DARE-linear merges and the threshold pass also take rows of model weights with
+the base (d = w - base inside the loop) and write base + update, the same floating-point
+operations as the engine's separate passes, so a block is read and written once.
+
+The kernels release the GIL (the engine runs a block in each of its worker threads) and run
+on one thread. They are compiled on first use and cached on disk (numba's `cache=True`: a
+fresh process loads them in about 0.5 s, the engine in a thread of its own while the first
+blocks run the eager operators, `load_in_background`), and used only on blocks of at least
+`MIN_VALUES` values, where the compiled loop pays for its call; tiny merges and machines
+without numba run the eager path. `DTM_MERGE_KERNELS=0` turns them off.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 
 import numpy as np
 import torch
@@ -37,8 +43,12 @@ def available() -> bool:
 
 
 def enabled(values: int) -> bool:
-    """Whether a stack of `values` values goes through the compiled kernels."""
-    return values >= MIN_VALUES and available()
+    """Whether a stack of `values` values goes through the compiled kernels (not while
+    `load_in_background` is loading them: the eager operators give the same bits)."""
+    return values >= MIN_VALUES and available() and not _loading
+
+
+_loading = False  # `load_in_background` is loading the kernels
 
 
 def _jit(fn):
@@ -49,7 +59,8 @@ CHUNK = 1024  # values per model a kernel keeps in its scratch rows (in the L1/L
 
 
 @_jit
-def _ties_merge(buf, count, stride, n, keep_above, weights, weighted, frequency, out):  # pragma: no cover
+def _ties_merge(buf, raw, base, count, stride, n, keep_above, weights, weighted, frequency,
+                scaling, scaled, finish, out):  # pragma: no cover
     """TIES on one block, as `prune_by_magnitude_` + `sign_consensus_merge_` compute it:
     entries with |d| <= keep_above[k] are dropped (NaN is kept, as hardshrink keeps it),
     weights multiply the kept values when `weighted`, the elected sign is + where the sum
@@ -57,28 +68,39 @@ def _ties_merge(buf, count, stride, n, keep_above, weights, weighted, frequency,
     agreeing with it (their weights' sum, or their count). Sums run over the models in order,
     like torch's sum over the first dimension, so results equal the eager operator's.
 
+    Fused around it, each the same floating-point operation as the engine's separate pass:
+    d = w - base for the rows with `raw[k]` (model weights, not task vectors; the others
+    subtract +0.0, which leaves every value as it is, -0.0 and NaN included), the merged
+    value times `scaling` when `scaled`, and base + merged when `finish`. `base` is read
+    only for those (pass any array of n values otherwise). Returns how many written values
+    are NaN or infinite.
+
     Chunk by chunk, each model's row in an inner loop of selects (no branches), which LLVM
     vectorises; a loop over the models inside the loop over values would not be. (Each row
     is sliced first: an index k * stride + j might be negative for all LLVM knows, and its
     wrap-around check would stop the vectorising.)"""
     dtype = buf.dtype
-    zero, one = dtype.type(0.0), dtype.type(1.0)
-    kept = np.empty((count, CHUNK), dtype=dtype)
+    zero, one, nan = dtype.type(0.0), dtype.type(1.0), dtype.type(math.nan)  # (math.nan
+    kept = np.empty((count, CHUNK), dtype=dtype)  # would make m a float64: double rounding)
     elected = np.empty(CHUNK, dtype=dtype)
     merged = np.empty(CHUNK, dtype=dtype)
     divisor = np.empty(CHUNK, dtype=dtype)
     bad = np.empty(CHUNK, dtype=np.bool_)
+    zeros = np.zeros(CHUNK, dtype=dtype)  # what a task-vector row subtracts: d - 0 == d
+    nonfinite = 0
     for start in range(0, n, CHUNK):
         size = min(CHUNK, n - start)
         elected[:size] = zero
         merged[:size] = zero
         divisor[:size] = zero
         bad[:size] = False
+        b = base[start:start + size]
         for k in range(count):
             cut, w = keep_above[k], weights[k]
             row = buf[k * stride + start:k * stride + start + size]
+            sub = b if raw[k] else zeros[:size]
             for j in range(size):
-                d = row[j]
+                d = row[j] - sub[j]
                 bad[j] |= not abs(d) < math.inf
                 p = (d * w if weighted else d) if not abs(d) <= cut else zero
                 kept[k, j] = p
@@ -93,36 +115,55 @@ def _ties_merge(buf, count, stride, n, keep_above, weights, weighted, frequency,
                 agree = v > 0
                 merged[j] += v if agree else zero
                 divisor[j] += w if agree else zero
+        o = out[start:start + size]
         for j in range(size):
             sign = one if elected[j] >= 0 else -one
             den = divisor[j] if divisor[j] != 0 else one
-            out[start + j] = math.nan if bad[j] else (merged[j] * sign) / den
+            m = nan if bad[j] else (merged[j] * sign) / den
+            if scaled:
+                m = m * scaling
+            if finish:
+                m = b[j] + m
+            o[j] = m
+            nonfinite += not abs(m) < math.inf
+    return nonfinite
 
 
 @_jit
-def _bracket_pass(buf, bits, count, stride, n, hi, lo_bits, width, gathered, inside,
+def _bracket_pass(buf, raw, base, count, stride, n, hi, lo_bits, width, gathered, inside,
                   above):  # pragma: no cover
     """Per model k: add to above[k] the count of |d| > hi[k]; write the |d| in the bracket
-    to gathered[k, :inside[k]] in storage order. NaN values count nowhere.
+    to gathered[k, :inside[k]] in storage order. NaN values count nowhere. d = w - base on
+    the rows with `raw[k]`, the row itself on the others (as `_ties_merge`).
 
-    `bits` is `buf` seen as unsigned integers of its width. For |d| >= 0 (sign bit cleared)
-    the bit patterns order as the values do, NaN above inf, so lo <= |d| <= hi is one
+    The |d| go to a scratch row (gathered[count]), whose bit patterns, seen as unsigned integers of its width,
+    order as the values do (NaN above inf, the sign bit cleared), so lo <= |d| <= hi is one
     unsigned compare, (pattern - lo's pattern) <= width: two float compares and an `and`
-    fewer per value in the serial loop (25% of the pass here). `bracket_bits` gives
-    lo_bits and width, and width = -1 (all ones) for "nothing inside"."""
+    fewer per value in the serial loop. `bracket_bits` gives lo_bits and width, and
+    width = -1 (all ones) for "nothing inside"."""
+    dtype = buf.dtype
     none = width.dtype.type(-1)
     magnitude = none >> width.dtype.type(1)  # every bit but the sign bit
+    mag = gathered[count]  # the scratch row
+    pattern = mag.view(width.dtype)
     for k in range(count):
         high, low, span = hi[k], lo_bits[k], width[k]
         row, into = buf[k * stride:k * stride + n], gathered[k]
-        pattern = bits[k * stride:k * stride + n]
         over = 0
-        for j in range(n):  # vectorised: a count
-            over += abs(row[j]) > high
+        if raw[k]:
+            for j in range(n):  # vectorised
+                m = abs(row[j] - base[j])
+                mag[j] = m
+                over += m > high
+        else:
+            for j in range(n):
+                m = abs(row[j])
+                mag[j] = m
+                over += m > high
         filled = 0
         if span != none:
             for j in range(n):  # serial in `filled`, but without a branch to mispredict
-                into[filled] = abs(row[j])  # written always, kept only when inside
+                into[filled] = mag[j]  # written always, kept only when inside
                 filled += ((pattern[j] & magnitude) - low) <= span
         above[k] += over
         inside[k] = filled
@@ -138,20 +179,36 @@ def _splitmix_top32(key, index):  # pragma: no cover
 
 
 @_jit
-def _dare_sum(buf, count, stride, n, keys, offset, threshold, coeffs, out):  # pragma: no cover
+def _dare_sum(buf, raw, base, count, stride, n, keys, offset, threshold, coeffs, finish,
+              out):  # pragma: no cover
     """out = sum_k c_k * (d_k * keep_k), models in order, with keep_k = 1 where the draw of
     the entry's position (`offset` + j in its tensor) is below `threshold`, else 0 (so a
-    dropped NaN still shows, as in the numpy path)."""
+    dropped NaN still shows, as in the numpy path); d = w - base on the rows with `raw[k]`,
+    and base + out when `finish` (as `_ties_merge`). Returns the count of NaN/inf written."""
     dtype = buf.dtype
     zero, one = dtype.type(0.0), dtype.type(1.0)
     limit = np.uint64(threshold)
-    out[:] = zero
-    for k in range(count):
-        key, c = keys[k], coeffs[k]
-        row = buf[k * stride:k * stride + n]
-        for j in range(n):
-            keep = one if _splitmix_top32(key, offset + j) < limit else zero
-            out[j] += (row[j] * keep) * c
+    acc = np.empty(CHUNK, dtype=dtype)
+    zeros = np.zeros(CHUNK, dtype=dtype)  # what a task-vector row subtracts: d - 0 == d
+    nonfinite = 0
+    for start in range(0, n, CHUNK):
+        size = min(CHUNK, n - start)
+        acc[:size] = zero
+        b = base[start:start + size]
+        for k in range(count):
+            key, c = keys[k], coeffs[k]
+            row = buf[k * stride + start:k * stride + start + size]
+            first = offset + start
+            sub = b if raw[k] else zeros[:size]
+            for j in range(size):
+                keep = one if _splitmix_top32(key, first + j) < limit else zero
+                acc[j] += ((row[j] - sub[j]) * keep) * c
+        o = out[start:start + size]
+        for j in range(size):
+            m = b[j] + acc[j] if finish else acc[j]
+            o[j] = m
+            nonfinite += not abs(m) < math.inf
+    return nonfinite
 
 
 @_jit
@@ -182,15 +239,34 @@ def _rows(stack: torch.Tensor) -> tuple[np.ndarray, int, int, int]:
     return torch.as_strided(flat, (span,), (1,)).numpy(), count, stride, n
 
 
+def _flat(tensor: torch.Tensor | None, like: np.ndarray) -> np.ndarray:
+    """A 1-D contiguous block (the base, an output) as a kernel takes it; `like` stands in
+    for an absent base (the kernels then never read it; the output would be the wrong
+    stand-in: LLVM cannot tell it from the base, and the TIES loop ran 2x slower)."""
+    if tensor is None:
+        return like
+    return tensor.reshape(-1).numpy()
+
+
+def _raw_flags(raw: list[bool] | None, count: int) -> np.ndarray:
+    return np.zeros(count, np.bool_) if raw is None else np.asarray(raw, dtype=np.bool_)
+
+
 def dare_sum(deltas: torch.Tensor, keys: np.ndarray, offset: int, threshold: int,
-             coeffs: list[float]) -> torch.Tensor:
+             coeffs: list[float], *, base: torch.Tensor | None = None,
+             raw: list[bool] | None = None, out: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, int]:
     """DARE-linear's weighted sum of a (K, *block) stack starting at flat `offset` of its
-    tensor, masks drawn in the loop (see `sparse.dare_keep`)."""
+    tensor, masks drawn in the loop (see `sparse.dare_keep`), and how many of its values are
+    NaN/inf. With `base`: rows with `raw[k]` hold model weights (their task vector is taken
+    in the loop) and the result is base + the sum."""
     buf, count, stride, n = _rows(deltas)
-    out = np.empty(n, dtype=buf.dtype)
-    _dare_sum(buf, count, stride, n, keys, offset, threshold,
-              np.asarray(coeffs, dtype=buf.dtype), out)
-    return torch.from_numpy(out).view(deltas.shape[1:])
+    result = torch.empty(deltas.shape[1:], dtype=deltas.dtype) if out is None else out
+    flat = _flat(result, buf)
+    bad = _dare_sum(buf, _raw_flags(raw, count), _flat(base, buf), count, stride, n, keys,
+                    offset, threshold, np.asarray(coeffs, dtype=buf.dtype), base is not None,
+                    flat)
+    return result.view(deltas.shape[1:]), int(bad)
 
 
 def dare_drop(deltas: torch.Tensor, keys: np.ndarray, offset: int, threshold: int,
@@ -203,15 +279,22 @@ def dare_drop(deltas: torch.Tensor, keys: np.ndarray, offset: int, threshold: in
 
 
 def ties_merge(deltas: torch.Tensor, keep_above: list[float], weights: list[float],
-               weighted: bool, frequency: bool) -> torch.Tensor:
+               weighted: bool, frequency: bool, *, scaling: float = 1.0,
+               base: torch.Tensor | None = None, raw: list[bool] | None = None,
+               out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """The TIES merge of a (K, *block) stack of task vectors, one fused loop (see
-    `_ties_merge`); `keep_above[k]` < 0 keeps every entry of model k."""
+    `_ties_merge`); `keep_above[k]` < 0 keeps every entry of model k. Returns the merged
+    block times `scaling` and how many of its values are NaN/inf; with `base`, rows with
+    `raw[k]` hold model weights and the result is base + the merged block."""
     buf, count, stride, n = _rows(deltas)
     dtype = buf.dtype
-    out = np.empty(n, dtype=dtype)
-    _ties_merge(buf, count, stride, n, np.asarray(keep_above, dtype=dtype),
-                np.asarray(weights, dtype=dtype), weighted, frequency, out)
-    return torch.from_numpy(out).view(deltas.shape[1:])
+    result = torch.empty(deltas.shape[1:], dtype=deltas.dtype) if out is None else out
+    flat = _flat(result, buf)
+    bad = _ties_merge(buf, _raw_flags(raw, count), _flat(base, buf), count, stride, n,
+                      np.asarray(keep_above, dtype=dtype), np.asarray(weights, dtype=dtype),
+                      weighted, frequency, dtype.type(scaling), scaling != 1.0,
+                      base is not None, flat)
+    return result.view(deltas.shape[1:]), int(bad)
 
 
 def bracket_bits(lo: np.ndarray, hi: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -231,30 +314,42 @@ def bracket_bits(lo: np.ndarray, hi: np.ndarray, dtype: np.dtype) -> tuple[np.nd
 
 
 class BracketGatherer:
-    """The threshold pass of `magnitude_cuts` on a reused (K, block) buffer."""
+    """The threshold pass of `magnitude_cuts`, one (K, block) stack at a time. Holds only
+    the bounds: calls from several threads at once are safe."""
 
     def __init__(self, lo: np.ndarray, hi: np.ndarray):
         self.lo, self.hi = lo, hi
-        self.gathered = None
-        self.inside = np.zeros(len(lo), dtype=np.int64)
         self._bits: dict = {}  # dtype -> the bounds as `_bracket_pass` compares them
 
-    def __call__(self, block: torch.Tensor, above: np.ndarray) -> list[np.ndarray]:
-        """Add the counts above hi to `above`; returns, per model, the |d| in [lo, hi]."""
+    def __call__(self, block: torch.Tensor, above: np.ndarray, *,
+                 base: torch.Tensor | None = None,
+                 raw: list[bool] | None = None,
+                 scratch: dict | None = None) -> list[np.ndarray]:
+        """Add the counts above hi to `above`; returns, per model, the |d| in [lo, hi]. With
+        `base`, rows with `raw[k]` hold model weights, d = w - base. `scratch`: a dict kept
+        by the caller between calls, holding the reused gather buffer (a new one per call is
+        a fresh mapping of K block sizes, page-faulted in)."""
         buf, count, stride, n = _rows(block)
-        if self.gathered is None or self.gathered.shape[1] < n or self.gathered.dtype != buf.dtype:
-            self.gathered = np.empty((count, n), dtype=buf.dtype)
-        lo_bits, width = self._bits.get(buf.dtype) or self._bits.setdefault(
-            buf.dtype, bracket_bits(self.lo, self.hi, buf.dtype))
-        _bracket_pass(buf, buf.view(lo_bits.dtype), count, stride, n, self.hi.astype(buf.dtype),
-                      lo_bits, width, self.gathered, self.inside, above)
-        return [self.gathered[k, :self.inside[k]].copy() for k in range(count)]
+        bits = self._bits.get(buf.dtype)
+        if bits is None:
+            bits = self._bits[buf.dtype] = (*bracket_bits(self.lo, self.hi, buf.dtype),
+                                            self.hi.astype(buf.dtype))
+        lo_bits, width, hi = bits
+        scratch = {} if scratch is None else scratch
+        gathered = scratch.get("gathered")
+        if (gathered is None or gathered.shape[0] != count + 1 or gathered.shape[1] < n
+                or gathered.dtype != buf.dtype):
+            gathered = scratch["gathered"] = np.empty((count + 1, n), dtype=buf.dtype)
+        inside = np.zeros(count, dtype=np.int64)
+        _bracket_pass(buf, _raw_flags(raw, count), _flat(base, buf), count, stride, n, hi,
+                      lo_bits, width, gathered, inside, above)
+        return [gathered[k, :inside[k]].copy() for k in range(count)]
 
 
 def warm(dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)) -> None:
     """Compile (or load from numba's cache) every kernel for these dtypes now: a fixed cost
-    of 50-70 MB of memory (LLVM and numba's runtime) and, cached, about half a second, which
-    the merge engine pays in its read thread while the first tensor is sampled."""
+    of 50-70 MB of memory (LLVM and numba's runtime) and, cached, about half a second (the
+    merge engine loads them with `load_in_background`)."""
     if not available():
         return
     for dtype in dtypes:  # numba compiles per argument types, not per flag value: one call each
@@ -264,3 +359,26 @@ def warm(dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)) -> No
         keys = np.zeros(2, dtype=np.uint64)
         dare_sum(block, keys, 0, 1 << 31, [0.5, 0.5])
         dare_drop(block, keys, 0, 1 << 31, 0.5)
+    _warmed.update(dtypes)
+
+
+_warmed: set = set()  # dtypes `warm` has loaded in this process
+
+
+def load_in_background(dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> None:
+    """`warm` in a thread of its own; until it is done `enabled` says no, so that callers run
+    the eager operators (same results) instead of waiting about half a second (several
+    seconds on a loaded machine) for the kernels."""
+    global _loading
+    if not available() or _warmed.issuperset(dtypes) or _loading:
+        return
+
+    def load():
+        global _loading
+        try:
+            warm(dtypes)
+        finally:
+            _loading = False
+
+    _loading = True
+    threading.Thread(target=load, name="dtm-kernels-load", daemon=True).start()

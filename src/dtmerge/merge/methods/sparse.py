@@ -102,32 +102,42 @@ def _brackets(numel: int, keep: int, count: int,
     return lo, hi
 
 
+def gather_block(flat: torch.Tensor, lo: np.ndarray, hi: np.ndarray, above: np.ndarray,
+                 fused: kernels.BracketGatherer | None = None, scratch: dict | None = None
+                 ) -> list[np.ndarray]:
+    """One (K, n) block of task vectors: adds to `above` per model how many |delta| exceed
+    hi, and returns per model the values in [lo, hi] in storage order (numpy: its comparisons
+    into bool ran 7x faster than torch's here). `scratch` (a dict kept between calls) holds
+    reused buffers."""
+    count = flat.shape[0]
+    scratch = {} if scratch is None else scratch
+    if fused is not None and kernels.enabled(flat.numel()):  # one compiled loop instead
+        return fused(flat, above, scratch=scratch)
+    if scratch.get("shape") != tuple(flat.shape) or scratch.get("dtype") != flat.dtype:
+        magnitude = torch.empty_like(flat)
+        dtype = magnitude.numpy().dtype  # bounds in the values' own dtype (exact: they are
+        scratch.update(shape=tuple(flat.shape), dtype=flat.dtype, magnitude=magnitude,
+                       over=np.empty(flat.shape, bool), inside=np.empty(flat.shape, bool),
+                       low=lo.astype(dtype)[:, None], high=hi.astype(dtype)[:, None])  # its values)
+    over, inside = scratch["over"], scratch["inside"]
+    magnitude = torch.abs(flat, out=scratch["magnitude"]).numpy()  # `flat` is shared: intact
+    np.greater(magnitude, scratch["high"], out=over)
+    above += [np.count_nonzero(row) for row in over]  # (axis=1 takes a slow sum path)
+    np.greater_equal(magnitude, scratch["low"], out=inside)
+    np.logical_xor(inside, over, out=inside)  # lo <= |d| <= hi, as over implies >= lo
+    return [magnitude[k][inside[k]] for k in range(count)]
+
+
 def _gather_pass(deltas: DeltaStream, count: int, lo: np.ndarray, hi: np.ndarray):
     """One streamed pass: per model, how many |delta| exceed hi, and the values in [lo, hi]
-    of each block with the block's flat offset (numpy: its comparisons into bool ran 7x
-    faster than torch's here)."""
+    of each block with the block's flat offset."""
     above = np.zeros(count, dtype=np.int64)
     parts: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(count)]
-    offset, scratch, fused = 0, None, kernels.BracketGatherer(lo, hi)
+    offset, scratch, fused = 0, {}, kernels.BracketGatherer(lo, hi)
     for block in deltas():
         flat = block.reshape(count, -1)
-        if kernels.enabled(flat.numel()):  # one compiled loop instead of the passes below
-            for k, values in enumerate(fused(flat, above)):
-                parts[k].append((offset, values))
-            offset += flat.shape[1]
-            continue
-        if scratch is None or scratch.shape != flat.shape:
-            scratch = torch.empty_like(flat)
-            over, inside = np.empty(flat.shape, bool), np.empty(flat.shape, bool)
-            dtype = scratch.numpy().dtype  # bounds in the values' own dtype (exact: they are
-            low, high = lo.astype(dtype)[:, None], hi.astype(dtype)[:, None]  # its values)
-        magnitude = torch.abs(flat, out=scratch).numpy()  # `block` is shared: leave it intact
-        np.greater(magnitude, high, out=over)
-        above += [np.count_nonzero(row) for row in over]  # (axis=1 takes a slow sum path)
-        np.greater_equal(magnitude, low, out=inside)
-        np.logical_xor(inside, over, out=inside)  # lo <= |d| <= hi, as over implies >= lo
-        for k in range(count):
-            parts[k].append((offset, magnitude[k][inside[k]]))
+        for k, values in enumerate(gather_block(flat, lo, hi, above, fused, scratch)):
+            parts[k].append((offset, values))
         offset += flat.shape[1]
     return above, parts
 
@@ -153,6 +163,58 @@ def _cut(keep: int, above: int, parts: list[tuple[int, np.ndarray]]) -> Magnitud
     return cut  # every tie is kept
 
 
+@dataclass
+class CutSearch:
+    """`magnitude_cuts` in three steps, for a caller that runs the pass over blocks itself
+    (the merge engine, block by block in its worker threads): `bounds` from the sample, then
+    `gather` on every block (any order, any thread, each with its own `above`), then
+    `finish` with the results in storage order."""
+
+    numel: int
+    count: int
+    keep: int
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @classmethod
+    def bounds(cls, numel: int, count: int, density: float,
+               sample: DeltaSampler | None = None) -> "CutSearch | None":
+        """None when every entry is kept (density 1, or an empty tensor)."""
+        if density >= 1.0 or numel == 0:
+            return None
+        keep = max(1, int(density * numel))
+        return cls(numel, count, keep, *_brackets(numel, keep, count, sample))
+
+    def __post_init__(self):
+        self.fused = kernels.BracketGatherer(self.lo, self.hi)
+
+    def gather(self, flat: torch.Tensor, above: np.ndarray, **fused_args) -> list[np.ndarray]:
+        """`gather_block` of one (K, n) block. `fused_args` (base, raw, scratch) go to the
+        compiled pass, which takes rows of model weights (raw) too; without the kernels
+        `flat` must hold task vectors."""
+        if kernels.enabled(flat.numel()):
+            return self.fused(flat, above, **fused_args)
+        return gather_block(flat, self.lo, self.hi, above)
+
+    def finish(self, above: np.ndarray, parts: list[list[tuple[int, np.ndarray]]],
+               deltas: DeltaStream) -> list[MagnitudeCut]:
+        """The cuts; a model whose bracket missed gets a second pass over `deltas` (a fresh
+        stream of the tensor's task vectors) gathering all its values."""
+        cuts = [_cut(self.keep, int(above[k]), parts[k]) for k in range(self.count)]
+        del parts
+        missed = [k for k, c in enumerate(cuts) if c is None]
+        if missed:
+            skip = np.full(self.count, np.nan)  # NaN bounds gather nothing for the others
+            lo, hi = skip.copy(), skip.copy()
+            lo[missed], hi[missed] = 0, np.inf
+            above, parts = _gather_pass(deltas, self.count, lo, hi)
+            for k in missed:
+                # Still None: NaN entries, which no comparison counts. Keep everything, so the
+                # NaN reaches the merged block and the engine's check names the tensor.
+                cuts[k] = _cut(self.keep, int(above[k]), parts[k]) or MagnitudeCut(0.0, 0.0)
+        return cuts
+
+
 def magnitude_cuts(numel: int, deltas: DeltaStream, count: int, density: float,
                    sample: DeltaSampler | None = None) -> list[MagnitudeCut]:
     """Per model, the cut keeping exactly max(1, int(density * n)) entries, as a stable top-k
@@ -163,24 +225,11 @@ def magnitude_cuts(numel: int, deltas: DeltaStream, count: int, density: float,
     whatever the sample: it only decides how few values the streamed pass gathers. A model
     whose bracket missed gets a second pass gathering all its values (one tensor's worth).
     """
-    if density >= 1.0 or numel == 0:
+    search = CutSearch.bounds(numel, count, density, sample)
+    if search is None:
         return [MagnitudeCut(0.0, 0.0) for _ in range(count)]
-    keep = max(1, int(density * numel))
-    lo, hi = _brackets(numel, keep, count, sample)
-    above, parts = _gather_pass(deltas, count, lo, hi)
-    cuts = [_cut(keep, int(above[k]), parts[k]) for k in range(count)]
-    del parts
-    missed = [k for k, c in enumerate(cuts) if c is None]
-    if missed:
-        skip = np.full(count, np.nan)  # NaN bounds gather nothing for the other models
-        lo, hi = skip.copy(), skip.copy()
-        lo[missed], hi[missed] = 0, np.inf
-        above, parts = _gather_pass(deltas, count, lo, hi)
-        for k in missed:
-            # Still None: NaN entries, which no comparison counts. Keep everything, so the
-            # NaN reaches the merged block and the engine's check names the tensor.
-            cuts[k] = _cut(keep, int(above[k]), parts[k]) or MagnitudeCut(0.0, 0.0)
-    return cuts
+    above, parts = _gather_pass(deltas, count, search.lo, search.hi)
+    return search.finish(above, parts, deltas)
 
 
 def prune_by_magnitude_(stacked: torch.Tensor, cuts: list[MagnitudeCut], offset: int) -> None:
@@ -219,13 +268,15 @@ def fused_cuts(cuts: list[MagnitudeCut], offset: int) -> list[float] | None:
 
 
 def fused_consensus(stacked: torch.Tensor, keep_above: list[float], weights: list[float],
-                    sign_method: str) -> torch.Tensor:
+                    sign_method: str, **finish) -> tuple[torch.Tensor, int]:
     """`prune_by_magnitude_` (by `keep_above`, see `fused_cuts`) + `sign_consensus_merge_`
     in the compiled kernel, with the weights rounded to the stack's dtype as the eager path
-    rounds them, and skipped when all are equal (they cancel out of the mean)."""
+    rounds them, and skipped when all are equal (they cancel out of the mean); `finish`
+    (scaling, base, raw, out) goes to `kernels.ties_merge`. Returns it and its NaN/inf count."""
     uniform = len(set(weights)) == 1
     w = torch.tensor(weights).to(stacked.dtype).tolist()
-    return kernels.ties_merge(stacked, keep_above, w, not uniform, sign_method == "frequency")
+    return kernels.ties_merge(stacked, keep_above, w, not uniform, sign_method == "frequency",
+                              **finish)
 
 
 @functools.lru_cache(maxsize=4096)  # asked again for every block of the tensor
@@ -308,7 +359,7 @@ def dare_weighted_sum(block: Block, coeffs: list[float]) -> torch.Tensor:
     one loop with the draws inside it in the compiled one."""
     stacked, density = block.tensors, float(block.params["density"])
     if density < 1.0 and kernels.enabled(stacked.numel()):
-        return kernels.dare_sum(stacked, *_dare_fused_args(block), coeffs)
+        return kernels.dare_sum(stacked, *_dare_fused_args(block), coeffs)[0]
     merged = torch.zeros(stacked.shape[1:], dtype=stacked.dtype)
     flat = merged.view(-1)
     for k, c in enumerate(coeffs):
@@ -389,11 +440,23 @@ class Ties(_SparseMethod):
             if keep_above is None:  # this block holds a model's last kept tie
                 prune_by_magnitude_(stacked, block.state, offset)
                 keep_above = [-1.0] * len(block.state)
-            merged = fused_consensus(stacked, keep_above, block.weights, sign_method)
+            merged = fused_consensus(stacked, keep_above, block.weights, sign_method)[0]
         else:
             prune_by_magnitude_(stacked, block.state, offset)
             merged = sign_consensus_merge_(stacked, block.weights, sign_method)
         return scaled_(merged, block.params["scaling"])
+
+    def finished(self, block: Block, raw: list[bool], out: torch.Tensor) -> int | None:
+        """Prune, elect, mean, scale and base + update in the one kernel (`ties_merge`);
+        None without the kernels or on the block holding a model's last kept tie."""
+        if not kernels.enabled(block.tensors.numel()):
+            return None
+        keep_above = fused_cuts(block.state, flat_offset(block))
+        if keep_above is None:
+            return None
+        return fused_consensus(block.tensors, keep_above, block.weights,
+                               block.params["majority_sign"], scaling=block.params["scaling"],
+                               base=block.base, raw=raw, out=out)[1]
 
 
 class DareLinear(_SparseMethod):
@@ -405,12 +468,22 @@ class DareLinear(_SparseMethod):
     summary = "drop entries with probability 1-density, rescale by 1/density, weighted sum"
     defaults = {"density": 0.5, "scaling": 1.0, "normalize": True, "seed": 0}
 
-    def combine(self, block: Block) -> torch.Tensor:
+    def _coefficients(self, block: Block) -> list[float]:
         density = float(block.params["density"])
         w = (normalized(block.weights, block.tensors) if block.params["normalize"]
              else torch.tensor(block.weights, dtype=block.tensors.dtype))
-        return dare_weighted_sum(block, (w * (block.params["scaling"] / min(1.0, density))
-                                         ).tolist())
+        return (w * (block.params["scaling"] / min(1.0, density))).tolist()
+
+    def combine(self, block: Block) -> torch.Tensor:
+        return dare_weighted_sum(block, self._coefficients(block))
+
+    def finished(self, block: Block, raw: list[bool], out: torch.Tensor) -> int | None:
+        """Drop, rescale, weighted sum and base + update in one kernel (`dare_sum`)."""
+        stacked = block.tensors
+        if float(block.params["density"]) >= 1.0 or not kernels.enabled(stacked.numel()):
+            return None
+        return kernels.dare_sum(stacked, *_dare_fused_args(block), self._coefficients(block),
+                                base=block.base, raw=raw, out=out)[1]
 
 
 class DareTies(_SparseMethod):
@@ -427,7 +500,7 @@ class DareTies(_SparseMethod):
         sign_method = block.params["majority_sign"]
         if kernels.enabled(kept.numel()):
             merged = fused_consensus(kept, [-1.0] * len(block.weights), block.weights,
-                                     sign_method)
+                                     sign_method)[0]
         else:
             merged = sign_consensus_merge_(kept, block.weights, sign_method)
         return scaled_(merged, block.params["scaling"])
