@@ -119,20 +119,25 @@ def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:
     return run
 
 
-SEEDS_DIR = "seeds"  # <run>/seeds/seed<k>/: the run again with training seed + k
+SEEDS_DIR = "seeds"  # <run>/seeds/seed<k>/: the run again with its seeds + k * SEED_STRIDE
+# Recipes derive more seeds from train.seed (uniform_soup's member i trains with seed + i + 1),
+# so replicates shifted by 1 would share models: replicate 1's SFT would be the main run's
+# first soup member. A stride far above any member count keeps every replicate's seeds apart.
+SEED_STRIDE = 10_007
 
 
 def seed_config(cfg: RunConfig, k: int) -> RunConfig:
     """The run's k-th seed replicate: every seed that shapes training (train, disperse, the
-    run's own) shifted by k, the same data, items and settings; the base is not scored again
-    (it does not depend on the seed), and the replicate has no replicates or report."""
+    run's own) shifted by k * SEED_STRIDE, the same data, items and settings; the base is not
+    scored again (it does not depend on the seed), and the replicate has no replicates or
+    report."""
     from dtmerge.evaluate.stage import VARIANT_KEYWORDS
 
     data = cfg.model_dump(mode="json")
     data.update(name=f"seed{k}", runs_dir=str(Path(cfg.run_dir) / SEEDS_DIR), seeds=1,
-                seed=cfg.seed + k)
-    data["train"]["seed"] = cfg.train.seed + k
-    data["disperse"]["seed"] = cfg.disperse.seed + k
+                seed=cfg.seed + k * SEED_STRIDE)
+    data["train"]["seed"] = cfg.train.seed + k * SEED_STRIDE
+    data["disperse"]["seed"] = cfg.disperse.seed + k * SEED_STRIDE
     # named model directories (e.g. the demo's dtm_long, copied into the run) are not trained
     # by the run, so the replicate has none to score
     data["eval"]["variants"] = [v for v in cfg.eval.variants

@@ -178,7 +178,11 @@ def test_seed_config_shifts_every_training_seed_and_skips_the_base(tmp_path):
         "data": {"path": "d.jsonl"}, "train": {"seed": 5}, "disperse": {"seed": 2},
         "eval": {"variants": ["base", "sft", "dtm", "interpolation", "dtm_long"]}})
     rep = seed_config(cfg, 2)
-    assert (rep.train.seed, rep.disperse.seed, rep.seed, rep.seeds) == (7, 4, 2, 1)
+    stride = 10_007  # far above any seed a recipe derives (soup member i: seed + i + 1)
+    assert (rep.train.seed, rep.disperse.seed, rep.seed, rep.seeds) == (
+        5 + 2 * stride, 2 + 2 * stride, 2 * stride, 1)
+    soups = [seed_config(cfg, k).train.seed + i + 1 for k in range(3) for i in range(64)]
+    assert len(set(soups) | {seed_config(cfg, k).train.seed for k in range(3)}) == 3 * 65
     assert rep.run_dir == tmp_path / "r" / "seeds" / "seed2"
     assert rep.eval.variants == ["sft", "dtm", "interpolation"]
     assert rep.data == cfg.data and rep.eval.tasks == cfg.eval.tasks
