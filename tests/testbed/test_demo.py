@@ -9,7 +9,7 @@ import pytest
 from dtmerge.errors import ConfigError
 from dtmerge.demo.testbed.build import build_testbed
 from dtmerge.rundir import RunDir
-from dtmerge.demo.testbed.demo import format_table, line_gaps, summarise
+from dtmerge.demo.testbed.demo import format_table, line_gaps, summarise, train_seed_results
 
 
 def test_demo_gaps_are_the_reports_verdicts(tmp_path):
@@ -34,6 +34,23 @@ def test_demo_gaps_are_the_reports_verdicts(tmp_path):
     assert rows["base"].rstrip().endswith("the line")
     assert rows["dtm_long"].rstrip().endswith("off the line")
     assert rows["dtm"].rstrip().endswith("±0.141")
+
+
+def test_demo_with_training_seeds_summarises_their_spread_and_says_what_rests_on_one():
+    world = {"scores": {"base": {"knowledge": 1.0}, "l2": {"knowledge": 0.9},
+                        "sft_best": {"knowledge": 0.5}},
+             "gaps": {"l2": 0.2}, "recipe_seconds": {"l2": 100.0},
+             "train_seed_scores": {2: {"l2": {"knowledge": 0.7}}, 1: {"l2": {"knowledge": 0.8}}}}
+    rows = train_seed_results(world)
+    assert [r["scores"]["l2"]["knowledge"] for r in rows] == [0.9, 0.8, 0.7]  # seed order
+    table = summarise(rows)
+    assert table["l2"]["knowledge"]["n_seeds"] == 3
+    assert table["l2"]["knowledge"]["std"] == pytest.approx(0.1)
+    assert table["l2"]["gap_to_line"]["n_seeds"] == 1  # the main run's report only
+    text = format_table(table)
+    line = {ln.split()[0]: ln for ln in text.splitlines()}
+    assert "0.800 ±0.100" in line["l2"] and "(n=1)" in line["l2"] and "(n=1)" in line["sft_best"]
+    assert "rests on k seeds" in text
 
 
 def test_unknown_size_is_a_user_error(tmp_path):

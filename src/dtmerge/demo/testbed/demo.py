@@ -126,11 +126,32 @@ def run_demo_seed(seed: int, size: str, num_portions: int, runs_dir: str,
     atomic_write_json(Path(cfg.run_dir) / LINKED_RUNS, {"dtm_long": str(long_run.root)})
     run = run_pipeline(cfg, log=log)
     scores = collect_scores(run)
+    replicates = {k: collect_scores(RunDir(d)) for k, d in replicate_dirs(run).items()}
     return {"seed": seed, "run_dir": str(run.root), "scores": scores, "gaps": line_gaps(run),
+            "train_seed_scores": replicates,
             "recipe_seconds": recipe_seconds(run),
             "testbed": {k: v for k, v in testbed.info.items() if not isinstance(v, dict)},
             "seconds": {"testbed": round(built - start, 1),
                         "total": round(time.perf_counter() - start, 1)}}
+
+
+def replicate_dirs(run: RunDir) -> dict[int, Path]:
+    """Training-seed replicate k -> its run directory (`seeds: N` writes <run>/seeds/seed<k>)."""
+    out = {}
+    for d in sorted((run.root / "seeds").glob("seed*")):
+        k = d.name.removeprefix("seed")
+        if k.isdigit() and (d / "eval").is_dir():
+            out[int(k)] = d
+    return out
+
+
+def train_seed_results(result: dict) -> list[dict]:
+    """One world's run as one result per training seed (the main run is seed offset 0), for
+    `summarise`: the spread is then the training seeds'. The line gaps and recipe times are
+    the main run's report's only (replicates have no report), so those cells rest on one seed."""
+    main = {k: result[k] for k in ("gaps", "recipe_seconds") if k in result}
+    return [{"scores": result["scores"], **main}] + [
+        {"scores": scores} for _, scores in sorted(result.get("train_seed_scores", {}).items())]
 
 
 def collect_scores(run: RunDir) -> dict[str, dict[str, float]]:
@@ -212,16 +233,27 @@ def format_table(table: dict) -> str:
             "gap_to_line"]
     if any("seconds" in row for row in table.values()):  # runs with recipes: their job time
         cols.append("seconds")
+    most = max((cell["n_seeds"] for row in table.values() for cell in row.values()), default=1)
     lines = ["variant      " + "".join(f"{c:>16}" for c in cols)]
     for v, row in table.items():
         cells = []
         for c in cols:
             cell = row.get(c)
             empty = _why_no_gap(v) if c == "gap_to_line" else "-"
-            cells.append(f"{cell['mean']:>9.3f} ±{cell['std']:.3f}" if cell else f"{empty:>16}")
+            if not cell:
+                cells.append(f"{empty:>16}")
+            elif cell["n_seeds"] < most or most == 1:  # no spread to show: say on how many
+                cells.append(f"{cell['mean']:>9.3f}" + (f" (n={cell['n_seeds']})"
+                                                        if most > 1 else "       "))
+            else:
+                cells.append(f"{cell['mean']:>9.3f} ±{cell['std']:.3f}")
         lines.append(f"{v:<13}" + "".join(f"{c:>16}" for c in cells))
     lines.append("gap_to_line: 'the line' = a point of the line itself (base, SFT, interp_t); "
                  "'off the line' = instruction following outside the line's range, see the report")
+    if most > 1:
+        lines.append("(n=k): that cell rests on k seeds (the base is scored once; best "
+                     "checkpoints exist only where an earlier step beat the final one; gaps "
+                     "and times come from the main run's report)")
     return "\n".join(lines)
 
 
@@ -256,14 +288,21 @@ def run_demo(seed: int = 0, worlds: int = 1, size: str = "small", num_portions: 
     start = time.perf_counter()
     results = [run_demo_seed(s, size, num_portions, runs_dir, cache_dir, interpolation, log,
                              recipes, train_seeds) for s in range(seed, seed + worlds)]
+    # one world with training seeds: the spread is the training seeds'; several worlds: the
+    # worlds' (each world's main run)
+    by_train_seed = worlds == 1 and train_seeds > 1
     summary = {"size": size, "num_portions": num_portions, "seeds": [r["seed"] for r in results],
-               "per_seed": results, "summary": summarise(results),
+               "train_seeds": train_seeds, "per_seed": results,
+               "summary": summarise(train_seed_results(results[0]) if by_train_seed
+                                    else results),
                "seconds": round(time.perf_counter() - start, 1)}
     tag = "-recipes" if recipes else ""
     tag += f"-train{train_seeds}" if train_seeds > 1 else ""
     out = Path(runs_dir) / f"demo-{size}-k{num_portions}-seeds{seed}-{seed + worlds - 1}{tag}.json"
     atomic_write_json(out, summary)
-    log(f"\nDemo summary over seed(s) {summary['seeds']} (mean ± std; gap_to_line: mean of "
+    over = (f"training seeds {seed}..{seed + train_seeds - 1} of world {seed}" if by_train_seed
+            else f"seed(s) {summary['seeds']}")
+    log(f"\nDemo summary over {over} (mean ± std; gap_to_line: mean of "
         "knowledge and reasoning above (+) or below (-) the base-SFT interpolation line at the "
         "same instruction-following (format) score, as in each report)")
     log(format_table(summary["summary"]))
