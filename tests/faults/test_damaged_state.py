@@ -270,3 +270,35 @@ def test_monitor_curve_read_back_by_a_resumed_training(tmp_path):
                 read_monitor_lines(path, 60)
             refused += 1
     assert refused >= len(SEEDS) * 2  # the garbage, and cuts inside lines
+
+
+def test_a_best_checkpoint_training_no_longer_keeps_has_its_old_result_retired_before_eval(
+        tmp_path, monkeypatch):
+    """The monitor may decide, on a rerun, that no earlier step beats the final one: the
+    `<job>_best` model then goes during the train stage, and its old eval result must not
+    reach the eval stage or the report as current."""
+    import dtmerge.pipeline as pipeline
+    from dtmerge.config import RunConfig
+
+    cfg = RunConfig.model_validate({"name": "r", "runs_dir": str(tmp_path), "model": {"path": "m"},
+                                    "data": {"path": "d.jsonl"}})
+    run = RunDir(cfg.run_dir)
+    run.model("sft_best").mkdir(parents=True)
+    (run.root / "eval").mkdir()
+    run.eval_file("sft_best").write_text('{"tasks": {}}')
+    run.update_job("eval:sft_best", status="done", fingerprint="fp",
+                   inputs={"model": str(run.model("sft_best"))})
+    seen = {}
+
+    def train(cfg, run, log=print):
+        run.model("sft_best").rmdir()  # the keeper wrote no _best this time
+
+    def evaluate(cfg, run, log=print):
+        seen["eval"] = run.eval_file("sft_best").exists()
+
+    monkeypatch.setattr(pipeline, "stage_function",
+                        lambda stage: {"train": train, "eval": evaluate}[stage])
+    monkeypatch.setattr("dtmerge.dryrun.checks.validate_inputs", lambda cfg, order: [])
+    pipeline._run_stages(cfg, ["train", "eval"], log=lambda _m: None)
+    assert seen["eval"] is False
+    assert list((run.root / "retired").glob("*/eval/sft_best.json"))
