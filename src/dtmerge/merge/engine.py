@@ -222,11 +222,15 @@ class BlockReader:
                                       ).view(shape)
         return self.base_src.read(name, rows).to(work)
 
-    def stacked(self, name: str, rows, info: TensorInfo, work: torch.dtype,
-                base: torch.Tensor | None, as_delta: bool, key: str = "stack") -> torch.Tensor:
+    def _fill(self, name: str, rows, info: TensorInfo, work: torch.dtype, key: str
+              ) -> tuple[torch.Tensor, list[bool]]:
+        """(K, *block) in the `key` buffer: full models' weights as stored (cast to `work`),
+        LoRA adapters' updates, zero where an adapter does not touch the tensor; and, per
+        row, whether it was read (False: that zero row)."""
         shape = block_shape(info, rows)
         numel = math.prod(shape)
         out = self._buffer(key, numel * len(self.sources), work).view(len(self.sources), *shape)
+        read = []
         for k, src in enumerate(self.sources):
             row = out[k]
             if src.kind == "full":
@@ -234,36 +238,29 @@ class BlockReader:
                     src.read(name, rows, row)
                 else:
                     row.copy_(src.read(name, rows))
-                if as_delta:
-                    row.sub_(base)
+                read.append(True)
                 continue
             delta = src.delta(name, rows)
-            if delta is None:
-                row.zero_() if as_delta else row.copy_(base)
-            else:
-                row.copy_(delta)
-                if not as_delta:
-                    row.add_(base)
+            row.zero_() if delta is None else row.copy_(delta)
+            read.append(delta is not None)
+        return out, read
+
+    def stacked(self, name: str, rows, info: TensorInfo, work: torch.dtype,
+                base: torch.Tensor | None, as_delta: bool, key: str = "stack") -> torch.Tensor:
+        out, read = self._fill(name, rows, info, work, key)
+        for row, src, was_read in zip(out, self.sources, read):
+            if src.kind == "full":
+                if as_delta:
+                    row.sub_(base)
+            elif not as_delta:  # a LoRA update on the base; an untouched tensor is the base
+                row.add_(base) if was_read else row.copy_(base)
         return out
 
     def raw(self, name: str, rows, info: TensorInfo, work: torch.dtype, key: str
             ) -> torch.Tensor:
         """(K, *block): full models' weights as stored (cast to `work`), LoRA adapters' updates
         (zero where an adapter does not touch the tensor); `raw_rows` says which is which."""
-        shape = block_shape(info, rows)
-        numel = math.prod(shape)
-        out = self._buffer(key, numel * len(self.sources), work).view(len(self.sources), *shape)
-        for k, src in enumerate(self.sources):
-            row = out[k]
-            if src.kind == "full":
-                if info.dtype == work:
-                    src.read(name, rows, row)
-                else:
-                    row.copy_(src.read(name, rows))
-                continue
-            delta = src.delta(name, rows)
-            row.zero_() if delta is None else row.copy_(delta)
-        return out
+        return self._fill(name, rows, info, work, key)[0]
 
     def raw_rows(self) -> list[bool]:
         """Which rows of `raw` hold model weights (their task vector is weights - base)."""
