@@ -37,18 +37,19 @@ def run(args: argparse.Namespace) -> int:
     from dtmerge.rundir import atomic_write_json
 
     side = {"eval_config": args.eval_config, "base_model": args.base_model}
-    a = load_side(args.a, args.variant, label="A", **side)
-    b = load_side(args.b, args.variant_b or args.variant, label="B", **side)
+    sides = (("A", args.a, args.variant), ("B", args.b, args.variant_b or args.variant))
+    # each run directory's decision, made once: printed below, and what --variant answer loads
+    answers = {name: run_answer(spec) for name, spec, _ in sides
+               if Path(spec).is_dir() and (Path(spec) / "eval").is_dir()}
+    a, b = (load_side(spec, variant, label=name, answer=answers.get(name), **side)
+            for name, spec, variant in sides)
     result = compare_results(a, b, tolerance=args.tolerance, n_boot=args.bootstrap, seed=args.seed)
     print(table_to_text(result.table()))
-    for name, spec, variant in (("A", args.a, args.variant),
-                                ("B", args.b, args.variant_b or args.variant)):
-        if Path(spec).is_dir() and (Path(spec) / "eval").is_dir():
-            answer = run_answer(spec)
-            if answer is not None:
-                shown = "" if variant in ("answer", answer.choice) else \
-                    f" (compared here: {variant})"
-                print(f"{name}'s run decides{shown}: {answer.headline}")
+    for name, _, variant in sides:
+        answer = answers.get(name)
+        if answer is not None:
+            shown = "" if variant in ("answer", answer.choice) else f" (compared here: {variant})"
+            print(f"{name}'s run decides{shown}: {answer.headline}")
     for name, missing in (("A", result.only_in_a), ("B", result.only_in_b)):
         if missing:
             print(f"note: only {name} has {', '.join(missing)} (not compared)")

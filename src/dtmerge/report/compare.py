@@ -158,7 +158,8 @@ def run_answer(path: str | Path) -> RunAnswer | None:
 
 
 def load_side(spec: str, variant: str = "dtm", eval_config: str | None = None,
-              base_model: str | None = None, label: str = "A", workdir: Path | None = None) -> VariantResult:
+              base_model: str | None = None, label: str = "A", workdir: Path | None = None,
+              answer: RunAnswer | None = None) -> VariantResult:
     """Resolve one side of a comparison to evaluation results.
 
     Args:
@@ -170,6 +171,7 @@ def load_side(spec: str, variant: str = "dtm", eval_config: str | None = None,
         base_model: base model of a LoRA adapter directory.
         label: "A" or "B", for messages and the variant name of evaluated models.
         workdir: where evaluation results of model directories are written.
+        answer: the run's decision when the caller has made it already (`run_answer`).
 
     Raises:
         ReportError: the path does not exist or is none of the accepted kinds.
@@ -182,7 +184,7 @@ def load_side(spec: str, variant: str = "dtm", eval_config: str | None = None,
                           "file or a model directory)")
     if (path / "eval").is_dir() or (path / "manifest.json").exists():
         if variant == ANSWER:
-            answer = run_answer(path)
+            answer = answer or run_answer(path)
             if answer is None or answer.file is None:
                 why = ("it cannot decide (it needs an instruction-following task and SFT "
                        "scored)" if answer is None else f"its decision ships {answer.choice}, "
