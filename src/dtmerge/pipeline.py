@@ -109,13 +109,13 @@ def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:
         if stage == "report" and not replicated:
             _run_seed_replicates(cfg, order, log)
             replicated = True
-        if stage in ("eval", "report"):
-            # training may have removed a model scored before (a `<job>_best` the monitor no
-            # longer keeps): its old result must not be read as current
-            retire_stale_variants(cfg, run, log)
         log(f"== {stage}")
         fn = stage_function(stage)
         result = fn(cfg, run, log=log)
+        if stage == "train":
+            # training may have removed a model scored before (a `<job>_best` the monitor no
+            # longer keeps): its old result must not be read as current
+            retire_stale_variants(cfg, run, log)
         if isinstance(result, dict) and result.get("summary"):
             log(result["summary"])
     if not replicated:
