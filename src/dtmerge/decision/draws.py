@@ -5,7 +5,10 @@ held-out language-modelling loss. Each draw resamples every task's items (strati
 keeps its weight in a mean over tasks) with the SAME resampled items for every variant, so
 differences between variants are paired; when a variant has several training seeds, each
 draw also picks one of its seeds at random (a two-stage bootstrap: seed noise, then item
-noise). Draw 0 is the observed value (all items once, the mean over seeds).
+noise). Seeds are paired too: replicate k of every variant comes from the same training seed
+(an interpolation point of seed k is made from seed k's SFT), so a draw picks ONE replicate
+for all variants that have it, and a variant that lacks it picks among its own. Draw 0 is the
+observed value (all items once, the mean over seeds).
 
 Written by hand with numpy: the decision needs every variant's x and y in the same draw to
 read the interpolation line at a resampled x, which no library bootstrap offers.
@@ -106,6 +109,29 @@ def _resampled(kind: str, arrays: tuple, n: int, rows: int, n_boot: int,
     return out
 
 
+def _seed_picks(kept: dict[str, list[VariantResult]], n_boot: int, rng: np.random.Generator
+                ) -> dict[str, np.ndarray | None]:
+    """Variant -> the index of the replicate each draw uses (None: one replicate, always it).
+
+    One seed label is drawn per draw for every variant (paired seeds); a variant without that
+    replicate draws among its own. A pick is shared by all axes, so x and y stay paired.
+    """
+    labels = sorted({r.seed for reps in kept.values() for r in reps})
+    shared = np.asarray(labels)[rng.integers(0, len(labels), size=n_boot)]
+    picks: dict[str, np.ndarray | None] = {}
+    for name, reps in kept.items():
+        if len(reps) == 1:
+            picks[name] = None
+            continue
+        index = {r.seed: i for i, r in enumerate(reps)}
+        own = rng.integers(0, len(reps), size=n_boot)  # drawn for every variant: a stable stream
+        if len(index) == len(reps) and set(index) == set(labels):
+            picks[name] = np.array([index[k] for k in shared])
+        else:
+            picks[name] = own
+    return picks
+
+
 def draw(replicates: dict[str, list[VariantResult]], instruction: list[str],
          planes: list[Plane], n_boot: int = 2000, seed: int = 0) -> Draws:
     """Every variant's x (instruction mean) and y on each plane, observed and resampled.
@@ -136,10 +162,7 @@ def draw(replicates: dict[str, list[VariantResult]], instruction: list[str],
         items[task] = len(ids)
         kind, arrays = _task_matrix(kept, task, ids)
         task_stats[task] = _resampled(kind, arrays, len(ids), len(rows), n_boot, rng)
-    # which seed each draw uses, per variant (one pick shared by all axes: x and y stay paired)
-    picks = {}
-    for name, reps in kept.items():
-        picks[name] = rng.integers(0, len(reps), size=n_boot) if len(reps) > 1 else None
+    picks = _seed_picks(kept, n_boot, rng)
     values: dict[str, dict[str, np.ndarray]] = {}
     for axis, tasks in axes.items():
         per_row = np.mean([task_stats[t] for t in tasks], axis=0)  # (rows, 1 + n_boot)

@@ -9,6 +9,7 @@ replicates (`seeds: N`, <run>/seeds/seed<k>/) enter as `<name>@seed<k>`, replica
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ def run_variants(run: RunDir) -> dict[str, VariantResult]:
     for replicate in sorted((run.root / SEEDS_DIR).glob("seed*/eval")):
         k = replicate.parent.name.removeprefix("seed")
         if k.isdigit():
-            out.update({f"{n}@seed{k}": v for n, v in load_eval_dir(replicate).items()})
+            out.update({f"{n}@seed{k}": dataclasses.replace(v, seed=int(k))
+                        for n, v in load_eval_dir(replicate).items()})
     return out
 
 

@@ -7,6 +7,8 @@ first pass on a subsample of them), and only the chosen one is scored on test it
 
 from __future__ import annotations
 
+import dataclasses
+
 
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import ItemSplit, doc_indices, split_of
@@ -70,8 +72,8 @@ def points(results: dict[str, VariantResult], items: dict[str, list],
 
 def restrict(result: VariantResult, only: "ItemsOnly") -> VariantResult:
     """`result` on the tasks and items of `only`."""
-    kept = VariantResult(result.name, result.path, result.model, result.settings,
-                         {t: r for t, r in result.tasks.items() if t in only.items})
+    kept = dataclasses.replace(result, tasks={t: r for t, r in result.tasks.items()
+                                              if t in only.items})
     return restrict_variant(kept, only, "validation")
 
 

@@ -70,6 +70,7 @@ class VariantResult:
     model: str | None
     settings: dict[str, Any]
     tasks: dict[str, TaskResult]
+    seed: int = 0  # training-seed replicate: 0 is the run itself, k is <run>/seeds/seed<k>/
 
 
 def interp_t(variant: str) -> float | None:
