@@ -140,6 +140,25 @@ def test_confirmation_names_a_dominating_line_point(tmp_path):
     rd.decision.choice = "ties_x4"
     c = confirm(RunDir(root), rd, n_boot=600)
     assert any(d.startswith("sft") for d in c.dominated)
+    # the report's table: one row per measured line point, the dominating one marked
+    from dtmerge.report.sections.answer import confirmation_table
+
+    table = confirmation_table(c)
+    by_point = {row[0]: row for row in table.rows}
+    assert set(by_point) == {r.point for r in c.rows}
+    assert by_point["sft"][-1].startswith("yes (knowledge")
+    assert table.headers[1].startswith("instruction following")
+    assert "knowledge" in table.headers[2]
+
+
+def test_confirmation_table_says_no_line_point_dominates_a_clear_winner(tmp_path):
+    from dtmerge.report.sections.answer import confirmation_table
+
+    root = write_run(tmp_path, {"dtm": (0.66, 0.85, 0.02)})
+    c = confirm(RunDir(root), decide(root), n_boot=600)
+    table = confirmation_table(c)
+    assert [row[-1] for row in table.rows] == ["no"] * len(c.rows)
+    assert "test items" in table.caption
 
 
 def test_holm_steps_down():

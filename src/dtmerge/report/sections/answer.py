@@ -179,6 +179,28 @@ def confirmation_sentence(c: Confirmation) -> str:
         f"On the {n} test items (not used to choose): {verdict}."
 
 
+def confirmation_table(c: Confirmation) -> Table | None:
+    """The choice against every measured point of the line on test items, one row each: the
+    paired difference on each axis (> 0: the choice is better) and whether the point
+    dominates it beyond noise."""
+    if c.missing or not c.rows:
+        return None
+    planes = list(dict.fromkeys(p for r in c.rows for p in r.planes))
+
+    def cell(d: Interval, digits: int) -> str:
+        return f"{d.value:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
+
+    rows = [[r.point, cell(r.instruction, 3),
+             *[cell(r.planes[p], 4) if p in r.planes else "-" for p in planes],
+             f"yes ({', '.join(r.dominated_on)})" if r.dominated_on else "no"]
+            for r in c.rows]
+    return Table(["line point", "instruction following: choice minus point [95%]",
+                  *[f"{p}: choice minus point, > 0 better [95%]" for p in planes],
+                  "dominates the choice beyond noise?"], rows,
+                 f"{c.choice} against each measured point of the line, on the "
+                 f"{sum(c.items.values())} test items")
+
+
 def answer_section(ctx: ReportContext) -> Part:
     """The Answer block: what the run shows, first, in sentences with their intervals."""
     if "sft" not in ctx.variants:
@@ -244,4 +266,8 @@ def answer_section(ctx: ReportContext) -> Part:
         record["table"] = {"headers": table.headers, "rows": table.rows}
         announced = next(i for i, s in enumerate(sentences) if "other methods, one row" in s)
         blocks.insert(announced + 2, table)  # right after the sentence announcing it
+    checked = confirmation_table(confirmation) if confirmation else None
+    if checked is not None:  # right after the confirmation sentence (sentences[1])
+        blocks.insert(3, checked)
+        record["confirmation_table"] = {"headers": checked.headers, "rows": checked.rows}
     return Part.of(Section(TITLE, blocks, emphasis=True), answer=record)
