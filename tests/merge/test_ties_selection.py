@@ -39,7 +39,7 @@ def _pruned(deltas: torch.Tensor, density: float, block_rows: int, sample=True) 
 
 def _cases():
     g = torch.Generator().manual_seed(0)
-    n = (sparse.DIRECT_MAX // 64 + 37, 64)  # above DIRECT_MAX: the sampled path
+    n = (max(sparse.DIRECT_MAX, 1 << 18) // 64 + 37, 64)  # above DIRECT_MAX: the sampled path
     continuous = torch.randn(3, *n, generator=g) * 1e-3
     quantized = torch.randint(-6, 7, (3, *n), generator=g).float() * 0.25  # heavy ties, zeros
     bf16 = (torch.randn(3, *n, generator=g) * 1e-3).bfloat16().float()  # real-model ties

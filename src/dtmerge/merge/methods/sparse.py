@@ -49,7 +49,10 @@ SAMPLE_SIZE = 1 << 16
 SAMPLE_STRIDE = 64  # smaller tensors get a sample of one value in this many (at least 1024)
 BRACKET_SIGMAS = 6.0
 # Tensors up to this many values are selected exactly without sampling (all values gathered).
-DIRECT_MAX = 4 * SAMPLE_SIZE
+# Above it the smallest sample (1024 values) already brackets a fraction of them: at 4 x 164K
+# values (the K/V projections of a Gemma-3-270M layer) 12% instead of all go through the
+# partition.
+DIRECT_MAX = 1 << 16
 
 
 @dataclass
@@ -88,7 +91,9 @@ def _brackets(numel: int, keep: int, count: int,
     if sample is None or numel <= DIRECT_MAX:
         return lo, hi  # gather every value: exact, and small
     size = min(SAMPLE_SIZE, max(numel // SAMPLE_STRIDE, 1024))
-    values = sample(sample_positions(numel, size)).abs().double().numpy()  # exact in float64
+    # In the values' own dtype: |d| is exact in it and orders the same as in float64, and the
+    # partition runs on half the bytes (float64 bounds below are exact copies).
+    values = np.abs(sample(sample_positions(numel, size)).numpy())
     share = keep / numel
     center = (1 - share) * size  # the threshold's place in the ascending sample
     spread = BRACKET_SIGMAS * math.sqrt(size * share * (1 - share)) + 1
@@ -96,9 +101,9 @@ def _brackets(numel: int, keep: int, count: int,
     ranks = [r for r in (below, over) if 0 <= r < size]
     ordered = np.partition(values, ranks, axis=1) if ranks else values
     if below >= 0:
-        lo = ordered[:, below].copy()
+        lo = ordered[:, below].astype(np.float64)
     if over < size:
-        hi = ordered[:, over].copy()
+        hi = ordered[:, over].astype(np.float64)
     return lo, hi
 
 
