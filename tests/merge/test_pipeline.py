@@ -64,18 +64,29 @@ def test_the_threaded_fused_loop_equals_the_block_loop(zoo, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("method,params", CASES[:3])
-def test_eager_blocks_while_the_kernels_load_give_the_same_bits(zoo, tmp_path, monkeypatch,
-                                                                 method, params):
-    """Blocks merged before the kernels are loaded run the eager operators: same result."""
+def test_a_merge_started_while_the_kernels_load_waits_for_them(zoo, tmp_path, monkeypatch,
+                                                               method, params):
+    """A merge whose kernels are still loading runs no block before they are loaded (none
+    through the eager operators), and gives the bits of a merge with them loaded."""
     monkeypatch.setattr(kernels, "MIN_VALUES", 0)
+    monkeypatch.delenv("DTM_MERGE_KERNELS", raising=False)
     kw = dict(method=method, params=params, block_elements=700)
-    monkeypatch.setattr(kernels, "_loading", True)  # as while `load_in_background` runs
-    merge_models(zoo["base"], zoo["full"], tmp_path / "eager", **kw)
-    monkeypatch.setattr(kernels, "_loading", False)
     kernels.warm((torch.float32,))
-    merge_models(zoo["base"], zoo["full"], tmp_path / "fused", **kw)
-    eager, fused = load_dir(tmp_path / "eager"), load_dir(tmp_path / "fused")
-    assert all(torch.equal(eager[n], fused[n]) for n in eager)
+    merge_models(zoo["base"], zoo["full"], tmp_path / "loaded", **kw)
+    release = threading.Event()
+    real_warm = kernels.warm
+    monkeypatch.setattr(kernels, "_warmed", set())
+    monkeypatch.setattr(kernels, "warm", lambda dtypes: release.wait(5) and real_warm(dtypes))
+    eager = []
+    for name in ("sign_consensus_merge_", "dare_weighted_sum", "gather_block"):
+        real = getattr(sparse, name)
+        monkeypatch.setattr(sparse, name, lambda *a, real=real, **k: eager.append(1) or
+                            real(*a, **k))
+    threading.Timer(0.3, release.set).start()  # loaded 0.3 s into the merge
+    merge_models(zoo["base"], zoo["full"], tmp_path / "waited", **kw)
+    assert release.is_set() and not eager
+    loaded, waited = load_dir(tmp_path / "loaded"), load_dir(tmp_path / "waited")
+    assert all(torch.equal(loaded[n], waited[n]) for n in loaded)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -186,17 +197,20 @@ def test_run_in_order_passes_errors_on_after_the_tasks_in_flight():
     assert max(finished) < 10
 
 
-def test_kernels_are_off_while_loading_in_the_background(monkeypatch):
+def test_kernels_wait_while_loading_in_the_background(monkeypatch):
     monkeypatch.delenv("DTM_MERGE_KERNELS", raising=False)
     monkeypatch.setattr(kernels, "_warmed", set())
     release = threading.Event()
     real = kernels.warm
     monkeypatch.setattr(kernels, "warm", lambda dtypes: release.wait(5) and real(dtypes))
     kernels.load_in_background((torch.float32,))
-    assert not kernels.enabled(1 << 20)
+    answers = []
+    asking = threading.Thread(target=lambda: answers.append(kernels.enabled(1 << 20)))
+    asking.start()
+    asking.join(0.3)
+    assert asking.is_alive() and not answers  # waits for the load
+    assert not kernels.enabled(kernels.MIN_VALUES - 1)  # a small stack never waits
     release.set()
-    for _ in range(500):
-        if kernels.enabled(1 << 20):
-            break
-        time.sleep(0.01)
+    asking.join(5)
+    assert answers == [True]
     assert kernels.enabled(1 << 20)

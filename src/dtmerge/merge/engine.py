@@ -116,6 +116,8 @@ def merge_scaled(base: str | Path, models: list[str | Path], outs: dict[Path, fl
     opts = options
     merge_method = get_method(opts.method)
     params = merge_method.check_params(dict(opts.params))
+    if merge_method.compiled and merge_method.space == "deltas" and not opts.as_adapter:
+        kernels.load_in_background((torch.float32,))  # beside everything up to the kernels' use
     base_src = FullModelSource(base)
     sources = [open_source(p, base_src) for p in models]
     validate_inputs(base_src, sources)
@@ -333,7 +335,6 @@ def stream_merge(job: MergeJob, outs: list[Path], shard_size: str) -> list[dict]
     torch.set_num_threads(1)
     try:
         if job.method.compiled and job.method.space == "deltas":
-            kernels.load_in_background((torch.float32,))  # the eager operators meanwhile
             with ThreadPoolExecutor(WORKERS, thread_name_prefix="dtm-merge-work") as pool:
                 run_in_order(pool, merge_tasks(job, reader, writers, names), IN_FLIGHT)
         else:
@@ -486,9 +487,11 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
 # their loop) and write base + update: no subtraction or addition passes of their own. A
 # tensor's threshold search (TIES) runs while the tensor before it merges. Blocks the
 # kernels do not take (the one holding a model's last kept tie, several update scales, a
-# base interpolation, blocks merged while the kernels load) form the task vectors and go
-# through the method's `combine`, with the same results. Memory: IN_FLIGHT + 1 slots of
-# block buffers (about 4(K + 3) MB each, fp32) and, for TIES, two whole-tensor buffers.
+# base interpolation) form the task vectors and go through the method's `combine`, with the
+# same results. The kernels load in a thread of their own from the start of the merge; a
+# worker reaching its first kernel call before that waits for them. Memory: IN_FLIGHT + 1
+# slots of block buffers (about 4(K + 3) MB each, fp32) and, for TIES, two whole-tensor
+# buffers.
 
 WORKERS = 2  # worker threads (the machines this runs on have few cores)
 IN_FLIGHT = 4  # tasks submitted ahead of the one whose result the main thread handles
