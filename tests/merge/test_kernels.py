@@ -60,16 +60,14 @@ def test_ties_kernel_equals_eager_operators(case, weights, sign_method):
         eager = block.clone()
         sparse.prune_by_magnitude_(eager, cuts, start)
         expected = sparse.sign_consensus_merge_(eager, w, sign_method)
-        keep_above = sparse.fused_cuts(cuts, start)
-        mine = block.clone()
-        if keep_above is None:  # the block with a model's last kept tie: pruned eagerly
-            tie_blocks += 1
-            sparse.prune_by_magnitude_(mine, cuts, start)
-            keep_above = [-1.0] * count
-        got, _ = kernels.ties_merge(mine, keep_above, torch.tensor(w).to(block.dtype).tolist(),
-                                    weights == "weighted", sign_method == "frequency")
+        keep_above, ties = sparse.fused_cuts(cuts, start)
+        tie_blocks += any(t >= 0 for t in ties)  # a model's last kept tie is in this block
+        got, _ = kernels.ties_merge(block.clone(), keep_above,
+                                    torch.tensor(w).to(block.dtype).tolist(),
+                                    weights == "weighted", sign_method == "frequency",
+                                    ties=ties)
         assert torch.equal(got, expected), (start, (got - expected).abs().max())
-    if case == "quantized":
+    if case in ("quantized", "tiny_ties"):
         assert tie_blocks  # the tie path was exercised
 
 

@@ -486,12 +486,11 @@ def merge_tensor(name: str, job: MergeJob, reader: BlockReader,
 # both compute. The kernels take the models' weights as read and the base (d = w - base in
 # their loop) and write base + update: no subtraction or addition passes of their own. A
 # tensor's threshold search (TIES) runs while the tensor before it merges. Blocks the
-# kernels do not take (the one holding a model's last kept tie, several update scales, a
-# base interpolation) form the task vectors and go through the method's `combine`, with the
-# same results. The kernels load in a thread of their own from the start of the merge; a
-# worker reaching its first kernel call before that waits for them. Memory: IN_FLIGHT + 1
-# slots of block buffers (about 4(K + 3) MB each, fp32) and, for TIES, two whole-tensor
-# buffers.
+# kernels do not take (several update scales, a base interpolation) form the task vectors
+# and go through the method's `combine`, with the same results. The kernels load in a
+# thread of their own from the start of the merge; a worker reaching its first kernel call
+# before that waits for them. Memory: IN_FLIGHT + 1 slots of block buffers (about
+# 4(K + 3) MB each, fp32) and, for TIES, two whole-tensor buffers.
 
 WORKERS = 2  # worker threads (the machines this runs on have few cores)
 IN_FLIGHT = 4  # tasks submitted ahead of the one whose result the main thread handles

@@ -68,10 +68,12 @@ CHUNK = 1024  # values per model a kernel keeps in its scratch rows (in the L1/L
 
 
 @_jit
-def _ties_merge(buf, raw, base, count, stride, n, keep_above, weights, weighted, frequency,
-                scaling, scaled, finish, out):  # pragma: no cover
+def _ties_merge(buf, raw, base, count, stride, n, keep_above, ties, weights, weighted,
+                frequency, scaling, scaled, finish, out):  # pragma: no cover
     """TIES on one block, as `prune_by_magnitude_` + `sign_consensus_merge_` compute it:
     entries with |d| <= keep_above[k] are dropped (NaN is kept, as hardshrink keeps it),
+    except, where ties[k] >= 0 (the block holding model k's last kept tie), the first ties[k]
+    entries with |d| == keep_above[k], in storage order (counted down in `ties`),
     weights multiply the kept values when `weighted`, the elected sign is + where the sum
     (of values, or of their signs with `frequency`) is >= 0, and the mean is over the models
     agreeing with it (their weights' sum, or their count). Sums run over the models in order,
@@ -110,15 +112,32 @@ def _ties_merge(buf, raw, base, count, stride, n, keep_above, weights, weighted,
             cut, w = keep_above[k], weights[k]
             row = buf[k * stride + start:k * stride + start + size]
             sub = b if raw[k] else zeros[:size]
+            if ties[k] < 0:
+                for j in range(size):
+                    d = row[j] - sub[j]
+                    bad[j] += d * zero
+                    p = (d * w if weighted else d) if not abs(d) <= cut else zero
+                    kept[k, j] = p
+                    if frequency:
+                        elected[j] += one if p > 0 else (-one if p < 0 else zero)
+                    else:
+                        elected[j] += p
+                continue
+            left = ties[k]  # a serial count: a loop of its own, for one block per model
             for j in range(size):
                 d = row[j] - sub[j]
                 bad[j] += d * zero
-                p = (d * w if weighted else d) if not abs(d) <= cut else zero
+                keep = not abs(d) <= cut
+                if left > 0 and abs(d) == cut:
+                    keep = True
+                    left -= 1
+                p = (d * w if weighted else d) if keep else zero
                 kept[k, j] = p
                 if frequency:
                     elected[j] += one if p > 0 else (-one if p < 0 else zero)
                 else:
                     elected[j] += p
+            ties[k] = left
         for k in range(count):
             w = weights[k] if weighted else one
             for j in range(size):
@@ -302,21 +321,24 @@ def dare_drop(deltas: torch.Tensor, keys: np.ndarray, offset: int, threshold: in
 
 
 def ties_merge(deltas: torch.Tensor, keep_above: list[float], weights: list[float],
-               weighted: bool, frequency: bool, *, scaling: float = 1.0,
-               base: torch.Tensor | None = None, raw: list[bool] | None = None,
-               out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+               weighted: bool, frequency: bool, *, ties: list[int] | None = None,
+               scaling: float = 1.0, base: torch.Tensor | None = None,
+               raw: list[bool] | None = None, out: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, int]:
     """The TIES merge of a (K, *block) stack of task vectors, one fused loop (see
-    `_ties_merge`); `keep_above[k]` < 0 keeps every entry of model k. Returns the merged
+    `_ties_merge`); `keep_above[k]` < 0 keeps every entry of model k, and `ties[k]` >= 0
+    keeps that many entries at |d| == keep_above[k] too (default: none). Returns the merged
     block times `scaling` and how many of its values are NaN/inf; with `base`, rows with
     `raw[k]` hold model weights and the result is base + the merged block."""
     buf, count, stride, n = _rows(deltas)
     dtype = buf.dtype
     result = torch.empty(deltas.shape[1:], dtype=deltas.dtype) if out is None else out
     flat = _flat(result, buf)
+    tie_counts = np.full(count, -1, np.int64) if ties is None else np.array(ties, np.int64)
     bad = _ties_merge(buf, _raw_flags(raw, count), _flat(base, buf), count, stride, n,
-                      np.asarray(keep_above, dtype=dtype), np.asarray(weights, dtype=dtype),
-                      weighted, frequency, dtype.type(scaling), scaling != 1.0,
-                      base is not None, flat)
+                      np.asarray(keep_above, dtype=dtype), tie_counts,
+                      np.asarray(weights, dtype=dtype), weighted, frequency,
+                      dtype.type(scaling), scaling != 1.0, base is not None, flat)
     return result.view(deltas.shape[1:]), int(bad)
 
 

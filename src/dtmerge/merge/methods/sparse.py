@@ -255,29 +255,30 @@ def prune_by_magnitude_(stacked: torch.Tensor, cuts: list[MagnitudeCut], offset:
             row[tied] = kept
 
 
-def fused_cuts(cuts: list[MagnitudeCut], offset: int) -> list[float] | None:
-    """Per model, the |delta| at or below which the fused TIES kernel drops an entry in the
-    block starting at flat `offset` (what `prune_by_magnitude_` does there), -1 to keep
-    all; None when the block holds a model's last kept tie (the eager pruning handles it)."""
-    out = []
+def fused_cuts(cuts: list[MagnitudeCut], offset: int) -> tuple[list[float], list[int]]:
+    """What `prune_by_magnitude_` does in the block starting at flat `offset`, as the fused
+    TIES kernel takes it: per model, the |delta| at or below which an entry is dropped (-1
+    to keep all), and how many entries at exactly that |delta| are kept all the same, in
+    storage order (-1: none; set in the block holding the model's last kept tie)."""
+    keep_above, ties = [], []
     for cut in cuts:
         if cut.threshold == 0:
-            out.append(-1.0)
+            keep_above.append(-1.0)
         elif cut.tie_block is None or offset < cut.tie_block:
-            out.append(cut.just_below)
-        elif offset > cut.tie_block:
-            out.append(cut.threshold)
-        else:
-            return None
-    return out
+            keep_above.append(cut.just_below)
+        else:  # at or past the block of the last kept tie: keep |d| > threshold
+            keep_above.append(cut.threshold)
+        ties.append(cut.ties_in_block if cut.threshold != 0 and offset == cut.tie_block else -1)
+    return keep_above, ties
 
 
 def fused_consensus(stacked: torch.Tensor, keep_above: list[float], weights: list[float],
                     sign_method: str, **finish) -> tuple[torch.Tensor, int]:
-    """`prune_by_magnitude_` (by `keep_above`, see `fused_cuts`) + `sign_consensus_merge_`
-    in the compiled kernel, with the weights rounded to the stack's dtype as the eager path
-    rounds them, and skipped when all are equal (they cancel out of the mean); `finish`
-    (scaling, base, raw, out) goes to `kernels.ties_merge`. Returns it and its NaN/inf count."""
+    """`prune_by_magnitude_` (by `keep_above` and `ties`, see `fused_cuts`) +
+    `sign_consensus_merge_` in the compiled kernel, with the weights rounded to the stack's
+    dtype as the eager path rounds them, and skipped when all are equal (they cancel out of
+    the mean); `finish` (ties, scaling, base, raw, out) goes to `kernels.ties_merge`.
+    Returns it and its NaN/inf count."""
     uniform = len(set(weights)) == 1
     w = torch.tensor(weights).to(stacked.dtype).tolist()
     return kernels.ties_merge(stacked, keep_above, w, not uniform, sign_method == "frequency",
@@ -441,11 +442,9 @@ class Ties(_SparseMethod):
         offset = flat_offset(block)
         sign_method = block.params["majority_sign"]
         if kernels.enabled(stacked.numel()):
-            keep_above = fused_cuts(block.state, offset)
-            if keep_above is None:  # this block holds a model's last kept tie
-                prune_by_magnitude_(stacked, block.state, offset)
-                keep_above = [-1.0] * len(block.state)
-            merged = fused_consensus(stacked, keep_above, block.weights, sign_method)[0]
+            keep_above, ties = fused_cuts(block.state, offset)
+            merged = fused_consensus(stacked, keep_above, block.weights, sign_method,
+                                     ties=ties)[0]
         else:
             prune_by_magnitude_(stacked, block.state, offset)
             merged = sign_consensus_merge_(stacked, block.weights, sign_method)
@@ -453,15 +452,14 @@ class Ties(_SparseMethod):
 
     def finished(self, block: Block, raw: list[bool], out: torch.Tensor) -> int | None:
         """Prune, elect, mean, scale and base + update in the one kernel (`ties_merge`);
-        None without the kernels or on the block holding a model's last kept tie."""
+        None without the kernels."""
         if not kernels.enabled(block.tensors.numel()):
             return None
-        keep_above = fused_cuts(block.state, flat_offset(block))
-        if keep_above is None:
-            return None
+        keep_above, ties = fused_cuts(block.state, flat_offset(block))
         return fused_consensus(block.tensors, keep_above, block.weights,
-                               block.params["majority_sign"], scaling=block.params["scaling"],
-                               base=block.base, raw=raw, out=out)[1]
+                               block.params["majority_sign"], ties=ties,
+                               scaling=block.params["scaling"], base=block.base, raw=raw,
+                               out=out)[1]
 
 
 class DareLinear(_SparseMethod):
