@@ -1,4 +1,4 @@
-"""The decision's bootstrap draws: seeds are paired across variants."""
+"""The decision's bootstrap draws: a mean over training seeds, seeds paired across variants."""
 
 from __future__ import annotations
 
@@ -55,3 +55,16 @@ def test_a_variant_missing_a_seed_draws_among_its_own():
     assert d.seeds == {"sft": 3, "point": 2}
     levels = {round(float(x), 2) for x in d.of(X_AXIS, "point")[1:]}
     assert max(levels) < 0.7  # never seed 2's level (~0.8): its own two seeds only
+
+
+def test_a_draw_is_a_mean_over_resampled_seeds_centred_on_the_observed_mean():
+    reps = replicates(0.0)
+    d = draw(reps, ["follow"], [Plane("knowledge", ("facts",))], n_boot=2000, seed=0)
+    x = d.of(X_AXIS, "sft")
+    per_seed = [r.tasks["follow"].score for r in reps["sft"]]
+    assert abs(x[0] - np.mean(per_seed)) < 1e-12  # draw 0: the mean over seeds
+    # draws are means of three resampled seeds, not single seeds: values between the seed
+    # levels are common (a single-seed draw would sit near 0.2, 0.5 or 0.8)
+    middle = np.mean((x[1:] > 0.3) & (x[1:] < 0.4) | (x[1:] > 0.6) & (x[1:] < 0.7))
+    assert middle > 0.3
+    assert abs(np.median(x[1:]) - x[0]) < 0.05

@@ -3,12 +3,12 @@
 An axis is the instruction-following mean (x) or one y plane: the knowledge mean, or one
 held-out language-modelling loss. Each draw resamples every task's items (stratified: a task
 keeps its weight in a mean over tasks) with the SAME resampled items for every variant, so
-differences between variants are paired; when a variant has several training seeds, each
-draw also picks one of its seeds at random (a two-stage bootstrap: seed noise, then item
-noise). Seeds are paired too: replicate k of every variant comes from the same training seed
-(an interpolation point of seed k is made from seed k's SFT), so a draw picks ONE replicate
-for all variants that have it, and a variant that lacks it picks among its own. Draw 0 is the
-observed value (all items once, the mean over seeds).
+differences between variants are paired. A variant with several training seeds is scored by its mean over them (draw 0), so
+each draw resamples its seeds with replacement and averages them (a two-stage bootstrap of
+that mean: seeds, then items). Seeds are paired: replicate k of every variant comes from the
+same training seed (an interpolation point of seed k is made from seed k's SFT), so a draw
+uses ONE resample of seed labels for all variants that have every label, and a variant that
+lacks some resamples its own. Draw 0 is the observed value (all items once, the mean over seeds).
 
 Written by hand with numpy: the decision needs every variant's x and y in the same draw to
 read the interpolation line at a resampled x, which no library bootstrap offers.
@@ -111,22 +111,24 @@ def _resampled(kind: str, arrays: tuple, n: int, rows: int, n_boot: int,
 
 def _seed_picks(kept: dict[str, list[VariantResult]], n_boot: int, rng: np.random.Generator
                 ) -> dict[str, np.ndarray | None]:
-    """Variant -> the index of the replicate each draw uses (None: one replicate, always it).
+    """Variant -> replicate indices of each draw, shape (seeds, n_boot): the draw's value is
+    their mean (None: one replicate, always it).
 
-    One seed label is drawn per draw for every variant (paired seeds); a variant without that
-    replicate draws among its own. A pick is shared by all axes, so x and y stay paired.
+    One resample of seed labels per draw serves every variant that has all the labels
+    (paired seeds); a variant without some resamples its own. Picks are shared by all axes,
+    so x and y stay paired.
     """
     labels = sorted({r.seed for reps in kept.values() for r in reps})
-    shared = np.asarray(labels)[rng.integers(0, len(labels), size=n_boot)]
+    shared = np.asarray(labels)[rng.integers(0, len(labels), size=(len(labels), n_boot))]
     picks: dict[str, np.ndarray | None] = {}
     for name, reps in kept.items():
         if len(reps) == 1:
             picks[name] = None
             continue
         index = {r.seed: i for i, r in enumerate(reps)}
-        own = rng.integers(0, len(reps), size=n_boot)  # drawn for every variant: a stable stream
+        own = rng.integers(0, len(reps), size=(len(reps), n_boot))  # a stable stream
         if len(index) == len(reps) and set(index) == set(labels):
-            picks[name] = np.array([index[k] for k in shared])
+            picks[name] = np.vectorize(index.__getitem__)(shared)
         else:
             picks[name] = own
     return picks
@@ -172,6 +174,7 @@ def draw(replicates: dict[str, list[VariantResult]], instruction: list[str],
             block = per_row[idx]
             v = np.empty(1 + n_boot)
             v[0] = block[:, 0].mean()
-            v[1:] = block[0, 1:] if picks[name] is None else block[picks[name], np.arange(1, 1 + n_boot)]
+            v[1:] = block[0, 1:] if picks[name] is None else \
+                block[picks[name], np.arange(1, 1 + n_boot)].mean(axis=0)
             values[axis][name] = v
     return Draws(values, items, {n: len(r) for n, r in kept.items()}, n_boot, dropped)
