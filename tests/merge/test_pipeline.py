@@ -4,6 +4,8 @@ separate passes, and its task runner keeps order, readiness and errors."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -214,3 +216,23 @@ def test_kernels_wait_while_loading_in_the_background(monkeypatch):
     asking.join(5)
     assert answers == [True]
     assert kernels.enabled(1 << 20)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_the_kernels_load_does_not_wait_for_them(monkeypatch):
+    """The loading thread is not in a forked child: there `enabled` must not wait for it."""
+    monkeypatch.delenv("DTM_MERGE_KERNELS", raising=False)
+    monkeypatch.setattr(kernels, "_warmed", set())
+    release = threading.Event()
+    real = kernels.warm
+    monkeypatch.setattr(kernels, "warm", lambda dtypes: release.wait(5) and real(dtypes))
+    kernels.load_in_background((torch.float32,))
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 1 unless `enabled` answers within 5 s
+            signal.alarm(5)
+            os._exit(0 if kernels.enabled(1 << 20) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()

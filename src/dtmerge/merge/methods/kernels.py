@@ -58,6 +58,8 @@ def enabled(values: int) -> bool:
 
 _loaded = threading.Event()  # set while no `load_in_background` is running
 _loaded.set()
+# A process forked while the kernels load has no loading thread: it loads them on first use.
+os.register_at_fork(after_in_child=_loaded.set)
 
 
 def _jit(fn):
