@@ -108,7 +108,12 @@ def test_many_methods_are_one_table_row_each_and_dtm_keeps_its_sentences(tmp_pat
     assert "4 other methods, one row each in the table below" in text
     assert "l2 and replay beat SFT" in text and "curated is within noise of SFT" in text
     assert "ensemble is worse than SFT" in text
-    table = next(b for b in sec.blocks if hasattr(b, "rows"))
+    tables = [b for b in sec.blocks if hasattr(b, "rows")]
+    # first the choice against each line point on test items, right after that sentence
+    checked = tables[0]
+    assert "test items" in checked.caption and checked.headers[0] == "line point"
+    assert "test items (not used to choose)" in sec.blocks[sec.blocks.index(checked) - 1].text
+    table = next(t for t in tables if t.caption.startswith("Every other method"))
     rows = {r[0]: r for r in table.rows}
     assert sorted(rows) == ["curated", "ensemble", "l2", "replay"]
     assert rows["l2"][1] == "beats" and rows["curated"][1] == "within noise"
@@ -122,7 +127,8 @@ def test_many_methods_are_one_table_row_each_and_dtm_keeps_its_sentences(tmp_pat
     # a few methods: sentences for each, no table
     few = build_report(_run(tmp_path / "few", {k: acc[k] for k in ("base", "sft", "dtm", "l2")}),
                        n_boot=400)
-    assert not any(hasattr(b, "rows") for b in few.sections[0].blocks)
+    assert not any(hasattr(b, "rows") and b.caption.startswith("Every other method")
+                   for b in few.sections[0].blocks)
     assert "l2 beats SFT on knowledge" in _answer(few)
 
 
