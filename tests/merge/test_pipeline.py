@@ -199,13 +199,20 @@ def test_run_in_order_passes_errors_on_after_the_tasks_in_flight():
     assert max(finished) < 10
 
 
-def test_kernels_wait_while_loading_in_the_background(monkeypatch):
+@pytest.fixture
+def gated_load(monkeypatch) -> threading.Event:
+    """Kernels loading in the background, held until the returned event is set."""
     monkeypatch.delenv("DTM_MERGE_KERNELS", raising=False)
     monkeypatch.setattr(kernels, "_warmed", set())
     release = threading.Event()
     real = kernels.warm
     monkeypatch.setattr(kernels, "warm", lambda dtypes: release.wait(5) and real(dtypes))
     kernels.load_in_background((torch.float32,))
+    return release
+
+
+def test_kernels_wait_while_loading_in_the_background(gated_load):
+    release = gated_load
     answers = []
     asking = threading.Thread(target=lambda: answers.append(kernels.enabled(1 << 20)))
     asking.start()
@@ -219,14 +226,9 @@ def test_kernels_wait_while_loading_in_the_background(monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_process_forked_while_the_kernels_load_does_not_wait_for_them(monkeypatch):
+def test_a_process_forked_while_the_kernels_load_does_not_wait_for_them(gated_load):
     """The loading thread is not in a forked child: there `enabled` must not wait for it."""
-    monkeypatch.delenv("DTM_MERGE_KERNELS", raising=False)
-    monkeypatch.setattr(kernels, "_warmed", set())
-    release = threading.Event()
-    real = kernels.warm
-    monkeypatch.setattr(kernels, "warm", lambda dtypes: release.wait(5) and real(dtypes))
-    kernels.load_in_background((torch.float32,))
+    release = gated_load
     try:
         pid = os.fork()
         if pid == 0:  # the child: exit 1 unless `enabled` answers within 5 s
