@@ -202,4 +202,8 @@ def test_ties_with_sampled_threshold_brackets(zoo, tmp_path, monkeypatch):
     merge_models(zoo["base"], zoo["lora"], tmp_path / "lora_direct", method="ties",
                  params={"density": 0.4}, block_elements=700)
     a, b = load_dir(tmp_path / "lora"), load_dir(tmp_path / "lora_direct")
-    assert all(torch.equal(a[n], b[n]) for n in a)
+    # The LoRA products of a sample and of a block are computed in different shapes, and with
+    # the merge's worker threads their last bit can differ (seen: 1.5e-8). A threshold cut in
+    # another place would differ by a kept value (>= the threshold), far above this tolerance.
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-6, atol=1e-7)
