@@ -3,9 +3,9 @@
 An axis is the instruction-following mean (x) or one y plane: the knowledge mean, or one
 held-out language-modelling loss. Each draw resamples every task's items (stratified: a task
 keeps its weight in a mean over tasks) with the SAME resampled items for every variant, so
-differences between variants are paired. A variant with several training seeds is scored by its mean over them (draw 0), so
-each draw resamples its seeds with replacement and averages them (a two-stage bootstrap of
-that mean: seeds, then items). Seeds are paired: replicate k of every variant comes from the
+differences between variants are paired. A variant with several training seeds is scored
+by its mean over them (draw 0), so each draw resamples its seeds with replacement and
+averages them (a two-stage bootstrap of that mean: seeds, then items). Seeds are paired: replicate k of every variant comes from the
 same training seed (an interpolation point of seed k is made from seed k's SFT), so a draw
 uses ONE resample of seed labels for all variants that have every label, and a variant that
 lacks some resamples its own. Draw 0 is the observed value (all items once, the mean over seeds).
@@ -127,8 +127,10 @@ def _seed_picks(kept: dict[str, list[VariantResult]], n_boot: int, rng: np.rando
             continue
         index = {r.seed: i for i, r in enumerate(reps)}
         own = rng.integers(0, len(reps), size=(len(reps), n_boot))  # a stable stream
-        if len(index) == len(reps) and set(index) == set(labels):
-            picks[name] = np.vectorize(index.__getitem__)(shared)
+        if len(index) == len(reps) and sorted(index) == labels:
+            lookup = np.zeros(labels[-1] + 1, dtype=np.int64)  # seed label -> replicate
+            lookup[list(index)] = list(index.values())
+            picks[name] = lookup[shared]
         else:
             picks[name] = own
     return picks

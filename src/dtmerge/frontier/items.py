@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-
 from dtmerge.errors import ConfigError
 from dtmerge.evaluate.split import ItemSplit, doc_indices, split_of
 from dtmerge.results.analysis import TradeoffPoint, tradeoff_points

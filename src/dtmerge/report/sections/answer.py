@@ -107,11 +107,16 @@ def dominates(diffs: list[AxisDiff]) -> bool:
     return any(d.better for d in diffs) and not any(d.worse for d in diffs)
 
 
+def interval_text(d: Interval, digits: int) -> str:
+    """`+0.123 [+0.045, +0.201]`: a value and its 95% interval."""
+    return f"{d.value:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
+
+
 def line_word(d: Interval) -> str:
     """A distance to the line in a table cell: better / worse / within noise (> 0 is the
     better side on every plane: more knowledge, or less loss)."""
     word = "better" if d.low > 0 else "worse" if d.high < 0 else "within noise"
-    return f"{word} ({d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}])"
+    return f"{word} ({interval_text(d, 4)})"
 
 
 def line_sentence(name: str, plane: str, d: Interval) -> str:
@@ -164,9 +169,8 @@ def confirmation_sentence(c: Confirmation) -> str:
     parts = []
     sft = next((r for r in c.rows if r.point == "sft"), None)
     if sft is not None:
-        parts.append(f"instruction following minus SFT {sft.instruction.value:+.3f} "
-                     f"[{sft.instruction.low:+.3f}, {sft.instruction.high:+.3f}]")
-        parts += [f"{plane} vs SFT {d.value:+.4f} [{d.low:+.4f}, {d.high:+.4f}] (> 0: better)"
+        parts.append(f"instruction following minus SFT {interval_text(sft.instruction, 3)}")
+        parts += [f"{plane} vs SFT {interval_text(d, 4)} (> 0: better)"
                   for plane, d in sft.planes.items()]
     parts += [f"{plane} vs the line {line_word(d)}" for plane, d in c.line_distance.items()]
     verdict = (f"dominated beyond noise by {join(c.dominated)}: the validation items did not "
@@ -187,11 +191,8 @@ def confirmation_table(c: Confirmation) -> Table | None:
         return None
     planes = list(dict.fromkeys(p for r in c.rows for p in r.planes))
 
-    def cell(d: Interval, digits: int) -> str:
-        return f"{d.value:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
-
-    rows = [[r.point, cell(r.instruction, 3),
-             *[cell(r.planes[p], 4) if p in r.planes else "-" for p in planes],
+    rows = [[r.point, interval_text(r.instruction, 3),
+             *[interval_text(r.planes[p], 4) if p in r.planes else "-" for p in planes],
              f"yes ({', '.join(r.dominated_on)})" if r.dominated_on else "no"]
             for r in c.rows]
     return Table(["line point", "instruction following: choice minus point [95%]",
@@ -225,7 +226,8 @@ def answer_section(ctx: ReportContext) -> Part:
                          "or held-out loss task scored for SFT and the candidates.")
     else:
         confirmation = confirm(ctx.run, rd, ctx.n_boot, ctx.seed, test)
-        sentences += [rd.decision.headline, confirmation_sentence(confirmation)]
+        confirmed = confirmation_sentence(confirmation)
+        sentences += [rd.decision.headline, confirmed]
         sentences += rd.decision.notes
     sentences += [versus(m, "SFT", against[m]) + "".join(
                   " " + line_sentence(m, plane, d) for plane, d in lines.get(m, {}).items())
@@ -267,7 +269,8 @@ def answer_section(ctx: ReportContext) -> Part:
         announced = next(i for i, s in enumerate(sentences) if "other methods, one row" in s)
         blocks.insert(announced + 2, table)  # right after the sentence announcing it
     checked = confirmation_table(confirmation) if confirmation else None
-    if checked is not None:  # right after the confirmation sentence (sentences[1])
-        blocks.insert(3, checked)
+    if checked is not None:  # right after the confirmation sentence
+        blocks.insert(next(i for i, b in enumerate(blocks)
+                           if getattr(b, "text", None) == confirmed) + 1, checked)
         record["confirmation_table"] = {"headers": checked.headers, "rows": checked.rows}
     return Part.of(Section(TITLE, blocks, emphasis=True), answer=record)
