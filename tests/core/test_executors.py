@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dtmerge.executors import (SMALL_MODEL_BYTES, Placement, parallel_jobs, pool_expected,
-                               run_jobs, threads_per_job)
+from dtmerge.executors import (SMALL_MODEL_BYTES, Placement, longest_first, parallel_jobs,
+                               pool_expected, run_jobs, threads_per_job)
 
 
 def test_threads_follow_the_cores_a_job_was_given(monkeypatch):
@@ -187,6 +187,13 @@ def test_pool_keeps_going_past_a_failed_job():
                         on_fail=failed.__setitem__)
     assert done == {"a": 1, "c": 3} and failures == ["b (ValueError: bad portion)"]
     assert failed == {"b": "ValueError: bad portion"}
+
+
+def test_longest_first_orders_by_cost_and_keeps_ties_in_their_order():
+    jobs = [("sub_0", (1,)), ("replay", (2,)), ("sft", (3,)), ("ewc", (4,)), ("sub_1", (5,))]
+    cost = {"sub_0": 1, "replay": 8, "sft": 4, "ewc": 4, "sub_1": 1}
+    assert [name for name, _ in longest_first(jobs, cost.__getitem__)] == \
+        ["replay", "sft", "ewc", "sub_0", "sub_1"]
 
 
 def test_local_jobs_leave_the_callers_environment_as_it_was(monkeypatch):

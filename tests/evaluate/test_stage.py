@@ -194,3 +194,16 @@ def test_identical_models_are_scored_once_and_share_the_scores(run_setup):
     _perturbed_copy(cfg.model.path, run.model("dtm"), 5)
     third = evaluate_stage(cfg, run, log=logs.append)
     assert third["ran"] == ["dtm"] and "same_model_as" not in json.loads(run.eval_file("dtm").read_text())
+
+
+def test_an_ensemble_costs_one_scoring_per_member(tmp_path):
+    from dtmerge.evaluate.ensemble import write_ensemble_dir
+    from dtmerge.evaluate.stage import scoring_cost
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    write_ensemble_dir(ensemble, [str(tmp_path / f"sub_{k}") for k in range(3)], str(plain))
+    assert scoring_cost(str(plain)) == 1 and scoring_cost(str(ensemble)) == 3
+    assert scoring_cost("org/hub-model") == 1  # not a local directory

@@ -190,7 +190,7 @@ def test_best_checkpoint_record(tmp_path):
 
 
 def test_model_kind_marker(tmp_path):
-    from dtmerge.evaluate.ensemble import MARKER_FILE, model_kind
+    from dtmerge.models.marker import MARKER_FILE, model_kind
 
     model = tmp_path / "run" / "models" / "ens"
     model.mkdir(parents=True)

@@ -98,6 +98,22 @@ def test_train_stage_skips_done_jobs_and_redoes_changed(tmp_path, tiny_model_dir
     assert result["trained"] == ["sub_1"] and any("[redo] train:sub_1" in m for m in logs)
 
 
+def test_a_pool_starts_the_job_with_the_most_data_first(tmp_path, tiny_model_dir, monkeypatch):
+    import dtmerge.train.stage as stage
+
+    cfg = _cfg(tmp_path, tiny_model_dir, max_steps=1, parallel_jobs=2)
+    run = RunDir(cfg.run_dir)
+    _write(run.all_data, _records(8))
+    for k in range(2):
+        _write(run.portion("dtm", k), _records(4))
+    started = []
+    monkeypatch.setattr(stage, "run_jobs", lambda fn, calls, where, **_: started.extend(
+        [where.kind] + [name for name, _ in calls]) or [])
+    train_stage(cfg, run, log=lambda m: None)
+    # the recipes list sub_0, sub_1, sft; sft trains on all the data, twice a portion's steps
+    assert started == ["pool", "sft", "sub_0", "sub_1"]
+
+
 def test_target_presets(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

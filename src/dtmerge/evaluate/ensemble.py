@@ -18,17 +18,8 @@ import torch
 from lm_eval.api.model import TemplateLM
 
 from dtmerge.errors import ModelError
+from dtmerge.models.marker import MARKER_FILE
 from dtmerge.rundir import read_state_json, rebuild_hint
-
-MARKER_FILE = "dtmerge_model.json"
-
-
-def model_kind(path: str | Path | None) -> str | None:
-    """"ensemble", "lora_moe"... for dtmerge's own model directories, else None."""
-    marker = Path(path) / MARKER_FILE if path is not None else None
-    if marker is None or not marker.is_file():
-        return None
-    return read_state_json(marker, rebuild_hint(marker.parent)).get("kind")
 
 
 def write_ensemble_dir(out_dir: Path, members: list[str], base_model: str,

@@ -66,7 +66,8 @@ def build_lm(model: str | Path, cfg: EvalConfig, adapter: str | Path | None = No
 
 def _dtmerge_model_lm(model, cfg: EvalConfig, tokenizer: Any = None):
     """lm-eval model for a directory only dtmerge can load (recipes' ensemble, LoRA-MoE)."""
-    from dtmerge.evaluate.ensemble import EnsembleLM, model_kind
+    from dtmerge.evaluate.ensemble import EnsembleLM
+    from dtmerge.models.marker import model_kind
 
     kind = model_kind(model)
     if kind is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dtmerge.config import EvalConfig, RunConfig
 from dtmerge.errors import ConfigError, DtmError
-from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_job
+from dtmerge.executors import Placement, longest_first, parallel_jobs, run_jobs, threads_per_job
 from dtmerge.models import resolve_model_path
 from dtmerge.evaluate.groups import resolve_tasks
 from dtmerge.evaluate.reuse import merge_results, reusable_results, settings_variants
@@ -136,8 +136,11 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
         for job in (name, *twins.get(name, [])):
             run.mark_failed(f"eval:{job}", err)
 
-    failures = run_jobs(score_variant_job, calls, _placement(cfg, len(calls)), on_start=on_start,
-                        on_done=on_done, on_fail=on_fail)
+    where = _placement(cfg, len(calls))
+    if where.kind == "pool":  # an ensemble of K models costs K scorings: it starts first
+        calls = longest_first(calls, lambda name: scoring_cost(records[name]["variant"].model))
+    failures = run_jobs(score_variant_job, calls, where, on_start=on_start, on_done=on_done,
+                        on_fail=on_fail)
     if failures:
         raise DtmError("evaluation failed for " + "; ".join(failures)
                        + ". Finished variants are kept; rerun the same command to retry the rest")
@@ -145,6 +148,14 @@ def evaluate_stage(cfg: RunConfig, run: RunDir, log=print) -> dict:
 
     bias_stage(cfg, run, log=log)
     return {"variants": names, "ran": [name for name, _ in calls]}
+
+
+def scoring_cost(model: str) -> int:
+    """Forward passes per scored token: an ensemble's member count, else one."""
+    from dtmerge.models.marker import model_spec
+
+    spec = model_spec(model) or {}
+    return max(1, len(spec.get("members") or [])) if spec.get("kind") == "ensemble" else 1
 
 
 # Files of a model directory that say how it was made, not what it computes.

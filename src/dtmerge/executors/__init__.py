@@ -19,7 +19,7 @@ process), `warmup` (preloads and collector settings of processes dtmerge owns), 
 and `run` (`run_jobs`). The names other packages use are imported here.
 """
 
-from dtmerge.executors.base import Job, Placement, describe_error
+from dtmerge.executors.base import Job, Placement, describe_error, longest_first
 from dtmerge.executors.devices import gpu_driver_present, pin_job_device
 from dtmerge.executors.pool import start_pool_server
 from dtmerge.executors.ray import connect_ray, ray_task_options
@@ -31,7 +31,7 @@ from dtmerge.executors.warmup import (JOB_MODULES, claim_process, preload_job_mo
                                       warm_up_worker)
 
 __all__ = ["JOB_MODULES", "SMALL_MODEL_BYTES", "Job", "Placement", "call_with_threads",
-           "claim_process", "connect_ray", "describe_error", "gpu_driver_present",
+           "claim_process", "connect_ray", "describe_error", "gpu_driver_present", "longest_first",
            "model_weight_bytes", "parallel_jobs", "pin_job_device", "pool_expected",
            "preload_job_modules", "ray_task_options", "run_jobs", "set_threads",
            "start_pool_server", "threads_per_job", "usable_cores", "warm_up_worker"]

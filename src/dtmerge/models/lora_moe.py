@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from dtmerge.errors import ModelError
+from dtmerge.models.marker import MARKER_FILE
 from dtmerge.rundir import read_state_json, rebuild_hint
 
 CONFIG_FILE = "lora_moe_config.json"
 WEIGHTS_FILE = "lora_moe.safetensors"
-MARKER_FILE = "dtmerge_model.json"  # {"kind": ...}: a model dir only dtmerge can load
 
 
 class LoraMoeLinear(nn.Module):

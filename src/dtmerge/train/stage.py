@@ -12,7 +12,8 @@ from dataclasses import replace
 
 from dtmerge.config import RunConfig
 from dtmerge.errors import DtmError
-from dtmerge.executors import Placement, parallel_jobs, run_jobs, threads_per_job
+from dtmerge.executors import (Placement, longest_first, parallel_jobs, run_jobs,
+                               threads_per_job)
 from dtmerge.process_guard import fault_point
 from dtmerge.rundir import RunDir, hash_obj, hash_path
 from dtmerge.train.job import TrainJob, run_train_job
@@ -66,6 +67,14 @@ def _train_parallel_jobs(cfg: RunConfig, jobs: int) -> int:
                          on_cpu=not torch.cuda.is_available())
 
 
+def local_placement(cfg: RunConfig, jobs: int) -> Placement:
+    """Where `jobs` training runs go on this machine: one per device of train.devices, else
+    train.parallel_jobs at once (a process pool when more than one), threads shared."""
+    slots = tuple(cfg.train.devices or [None] * _train_parallel_jobs(cfg, jobs))
+    return Placement("pool" if len(slots) > 1 else "local", slots=slots,
+                     threads=threads_per_job(cfg.train.threads_per_job, min(len(slots), jobs)))
+
+
 def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
     """Run the jobs on the configured executor; the manifest is written here only."""
     cfg_json = cfg.model_dump(mode="json")
@@ -85,11 +94,10 @@ def _run(cfg: RunConfig, run: RunDir, todo: list, log) -> list[str]:
                                                        cfg.train.cpus_per_job))
         body = ray_executor.ray_train_job
     else:
-        slots = tuple(cfg.train.devices or [None] * _train_parallel_jobs(cfg, len(todo)))
-        at_once = min(len(slots), len(todo))
-        where = Placement("pool" if len(slots) > 1 else "local", slots=slots,
-                          threads=threads_per_job(cfg.train.threads_per_job, at_once))
+        where = local_placement(cfg, len(todo))
         calls = [(job.name, (cfg_json, str(run.root), job, fp)) for job, fp in todo]
+        if where.kind == "pool":  # a job's steps grow with its data: the biggest starts first
+            calls = longest_first(calls, lambda name: by_name[name][0].data.stat().st_size)
         body = run_train_job
 
     def on_start(name):
