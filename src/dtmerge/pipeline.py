@@ -124,9 +124,9 @@ def _run_stages(cfg: RunConfig, order: list[str], log) -> RunDir:
 
 
 SEEDS_DIR = "seeds"  # <run>/seeds/seed<k>/: the run again with its seeds + k * SEED_STRIDE
-# Recipes derive more seeds from train.seed (uniform_soup's member i trains with seed + i + 1),
+# Recipes derive more seeds from train.seed (uniform_soup's member i trains with seed + i),
 # so replicates shifted by 1 would share models: replicate 1's SFT would be the main run's
-# first soup member. A stride far above any member count keeps every replicate's seeds apart.
+# second soup member. A stride far above any member count keeps every replicate's seeds apart.
 SEED_STRIDE = 10_007
 
 

@@ -49,25 +49,35 @@ def test_penalised_training_keeps_the_update_smaller(run_with_data, text_file):
     assert any("[redo] train:l2" in m for m in logs)
 
 
-def test_uniform_soup_trains_k_models_on_all_data_with_distinct_seeds(run_with_data):
+def test_uniform_soup_is_sft_plus_k_minus_1_models_on_all_data_with_distinct_seeds(run_with_data):
     from safetensors.torch import load_file
 
+    from dtmerge.merge.engine import merge_models
+
     torch.set_num_threads(1)
-    cfg, run = run_with_data([{"name": "uniform_soup", "num_models": 2}], seed=3)
-    # no SFT in this run, so no interpolation line to build
+    cfg, run = run_with_data([{"name": "uniform_soup", "num_models": 3}], seed=3)
+    # no sft recipe in this run, so no interpolation line to build
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"variants": ["base"]})})
     (soup,) = resolve_recipes(cfg)
     jobs = soup.jobs(run)
-    assert [j.data for j in jobs] == [run.all_data] * 2
-    seeds = [j.spec["seed"] for j in jobs]
-    assert len(set(seeds)) == 2 and 3 not in seeds  # distinct, and none is SFT's own seed
+    assert [j.data for j in jobs] == [run.all_data] * 3
+    assert jobs[0].name == "sft" and jobs[0].spec is None  # SFT itself, trained once
+    seeds = soup.seeds()
+    assert seeds[0] == 3 and len(set(seeds)) == 3
+    assert [j.spec["seed"] for j in jobs[1:]] == seeds[1:]
     prepare_and_train(cfg, run)
     build_stage(cfg, run, log=_quiet)
-    a, b = (load_file(j.out / "adapter_model.safetensors") for j in jobs)
+    a, b = (load_file(j.out / "adapter_model.safetensors") for j in jobs[:2])
     assert any(not torch.equal(a[k], b[k]) for k in a)  # different seeds, different models
-    assert (run.model("uniform_soup") / "config.json").exists()
+    # the soup is the uniform average of SFT and the two others
+    merge_models(soup.base_model(), [j.out for j in jobs], run.root / "check", method="linear",
+                 log=_quiet)
+    made, check = (load_file(d / "model.safetensors") for d in (run.model("uniform_soup"),
+                                                                  run.root / "check"))
+    assert all(torch.equal(made[k], check[k]) for k in made)
     described = json.loads((run.root / "recipes.json").read_text())["uniform_soup"]
-    assert described["seeds"] == seeds and described["train_jobs"] == ["uniform_soup_0", "uniform_soup_1"]
+    assert described["seeds"] == seeds
+    assert described["train_jobs"] == ["sft", "uniform_soup_1", "uniform_soup_2"]
 
 
 def test_ensemble_is_the_mean_of_the_members_probabilities(tmp_path):

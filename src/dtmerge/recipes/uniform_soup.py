@@ -1,6 +1,10 @@
 """`uniform_soup`: K models each trained on ALL the data with a different seed, averaged in
 weight space (Wortsman et al., 2022). Same data as SFT, same number of models as DTM: what
-averaging alone buys, without dispersal."""
+averaging alone buys, without dispersal.
+
+SFT is such a model (all the data, the run's own seed), so it is the soup's first member and
+only K - 1 more are trained: a soup costs K - 1 SFT runs, not K (on the demo's recipes it
+was the costliest recipe)."""
 
 from __future__ import annotations
 
@@ -25,12 +29,13 @@ class UniformSoup(Recipe):
         return self.params.num_models or max(2, self.cfg.disperse.num_portions)
 
     def seeds(self) -> list[int]:
-        """Distinct seeds, all different from SFT's (train.seed): member i uses seed + i + 1."""
-        return [self.cfg.train.seed + i + 1 for i in range(self.k)]
+        """Distinct seeds: member 0 is SFT (train.seed), member i uses train.seed + i."""
+        return [self.cfg.train.seed + i for i in range(self.k)]
 
     def jobs(self, run: RunDir) -> list[TrainJob]:
-        return [TrainJob(f"{self.label}_{i}", run.all_data, run.model(f"{self.label}_{i}"),
-                         spec={"seed": seed}) for i, seed in enumerate(self.seeds())]
+        more = [TrainJob(f"{self.label}_{i}", run.all_data, run.model(f"{self.label}_{i}"),
+                         spec={"seed": seed}) for i, seed in enumerate(self.seeds()) if i > 0]
+        return [self.sft_job(run), *more]
 
     def build(self, run: RunDir, log=print) -> None:
         members = [j.out for j in self.jobs(run)]
