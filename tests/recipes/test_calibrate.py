@@ -12,6 +12,7 @@ from dtmerge.errors import ConfigError
 from dtmerge.recipes import resolve_recipes
 from dtmerge.recipes.calibrate import choose, read_calibration
 from dtmerge.recipes.stages import build_stage, prepare_stage, train_stage
+from dtmerge.rundir import RunDir
 
 
 def _runs(losses: dict[float, float]) -> list[dict]:
@@ -115,3 +116,25 @@ def test_the_recipes_section_states_the_chosen_coefficient_and_the_sweep():
                               "coef: auto")
     assert "5: 1.3000 (penalty 8.0%)" in text[0] and "20 of 100 steps" in text[0]
     assert text[1] == "ewc trained with coef 0.1 (as configured)."
+
+
+def test_the_sweep_run_side_by_side_in_a_pool_equals_the_sweep_one_after_another(run_with_data):
+    """The grid's runs are independent: two at a time in the process pool (one thread each)
+    give the record the in-process runs give with one thread."""
+    records_by_way = {}
+    for jobs in (1, 2):
+        cfg, run = run_with_data([{"name": "l2", "auto_grid": [0.1, 10.0], "auto_fraction": 0.5}],
+                                 n=12, max_steps=8,
+                                 learning_rate=3e-2, parallel_jobs=jobs, threads_per_job=1)
+        cfg = cfg.model_copy(update={"name": f"{cfg.name}-{jobs}"})  # a run of its own
+        run = RunDir(cfg.run_dir)
+        write_jsonl(run.all_data, records(12))
+        write_jsonl(run.heldout_data, records(20)[12:])
+        prepare_stage(cfg, run, log=lambda message: None)
+        records_by_way[jobs] = read_calibration(run, "l2")
+        for i in range(2):
+            assert run.job(f"calibrate_{i}:l2")["status"] == "done"
+    one, pooled = (records_by_way[k] for k in (1, 2))
+    assert [r["heldout_loss"] for r in pooled["sweep"]] == [r["heldout_loss"] for r in one["sweep"]]
+    assert pooled["coef"] == one["coef"]
+    assert pooled["sweep"][0]["seconds"] != one["sweep"][0]["seconds"]  # each ran its own sweep

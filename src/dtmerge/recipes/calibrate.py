@@ -34,7 +34,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, PositiveFloat, field_validator
 
-from dtmerge.errors import ConfigError, DataError
+from dtmerge.errors import ConfigError, DataError, DtmError
 from dtmerge.recipes.base import RecipeParams
 from dtmerge.rundir import RunDir, atomic_write_json, hash_obj, read_state_json, rerun_hint
 
@@ -146,13 +146,12 @@ def calibrate(recipe, run: RunDir, penalty: dict[str, Any], log=print) -> dict:
         raise DataError(f"recipes: {recipe.label}: the unpenalised sweep run changed no weight "
                         "the penalty sees (or logged no loss); coef: auto cannot scale its grid: "
                         "give a number, e.g. coef: 1.0")
-    runs = []
-    for i, ratio in enumerate(p.auto_grid):
-        coef = 2.0 * ratio * ref["train_loss"] / ref["penalty_sum"]
-        spec = {**penalty, "coef": coef}
-        done = sweep.job(f"calibrate_{i}", {**inputs, "coef": coef},
-                         lambda fp, spec=spec, i=i: sweep.train(spec, f"coef_{i}", fp))
-        runs.append({"ratio": ratio, "coef": coef, **_measured(done)})
+    coefs = [2.0 * ratio * ref["train_loss"] / ref["penalty_sum"] for ratio in p.auto_grid]
+    points = [(i, {**inputs, "coef": coef}, {**penalty, "coef": coef})
+              for i, coef in enumerate(coefs)]
+    done = sweep.grid(points, steps)
+    runs = [{"ratio": ratio, "coef": coef, **_measured(record)}
+            for ratio, coef, record in zip(p.auto_grid, coefs, done)]
     record = choose(runs, base_loss, ref["heldout_loss"], p.auto_tolerance)
     record.update({"reference": {"coef": 0.0, **_measured(ref)}, "base_heldout_loss": base_loss,
                    "sweep_steps": steps, "recipe_steps": full, "heldout_records": len(heldout)})
@@ -217,10 +216,45 @@ class _Sweep:
 
     def job(self, name: str, inputs: dict, work) -> dict:
         """Run `work(fingerprint)` as manifest job `<name>:<label>` unless done; its record."""
-        fingerprint = hash_obj({"params": self.recipe.params.model_dump(mode="json"),
-                                "inputs": inputs})
+        fingerprint = self.fingerprint(inputs)
         self.recipe.step(self.run, name, inputs, lambda: work(fingerprint), log=self.log)
         return self.run.job(f"{name}:{self.recipe.label}") or {}
+
+    def grid(self, points: list[tuple[int, dict, dict]], steps: int) -> list[dict]:
+        """The grid's runs (index, inputs, penalty spec), those not done side by side as the
+        train stage places its jobs (a process pool of one-thread runs for a small model on
+        a CPU: 1.6x two-thread runs one after another); each run's record, in grid order."""
+        from dtmerge.executors import run_jobs
+        from dtmerge.process_guard import fault_point
+        from dtmerge.train.stage import local_placement
+
+        cfg_json = self.recipe.cfg.model_dump(mode="json")
+        names, calls, fingerprints = [], [], {}
+        for i, inputs, spec in points:
+            name = self.recipe.job_name(f"calibrate_{i}")
+            names.append(name)
+            fingerprints[name] = self.fingerprint(inputs)
+            if self.run.needs_run(name, fingerprints[name], [], self.log):
+                calls.append((name, (cfg_json, str(self.run.root), self.recipe.label, steps,
+                                     spec, f"coef_{i}", fingerprints[name])))
+
+        def on_done(name, info):
+            fault_point(f"finished {name}")
+            self.run.mark_done(name, **info)
+
+        failures = run_jobs(
+            sweep_run_job, calls, local_placement(self.recipe.cfg, len(calls)),
+            on_start=lambda name: self.run.mark_started(name, fingerprints[name]),
+            on_done=on_done, on_fail=self.run.mark_failed)
+        if failures:
+            raise DtmError(f"recipes: {self.recipe.label}: coef: auto sweep runs failed: "
+                           + "; ".join(failures) + ". Finished runs are kept; rerun the same "
+                           "command to retry the rest")
+        return [self.run.job(name) or {} for name in names]
+
+    def fingerprint(self, inputs: dict) -> str:
+        """A sweep run's fingerprint (as `Recipe.step` computes it for the same inputs)."""
+        return hash_obj({"params": self.recipe.params.model_dump(mode="json"), "inputs": inputs})
 
     def _encoded(self, tokenizer):
         from dtmerge.evaluate.scoring import encode_record
@@ -253,6 +287,25 @@ class _Sweep:
         return {"heldout_loss": measure.heldout_loss, "train_loss": loss,
                 "penalty": last.get("penalty"), "penalty_sum": last.get("penalty_sum"),
                 "penalty_share": share, "steps": info.get("steps")}
+
+
+def sweep_run_job(cfg_json: dict, run_root: str, label: str, steps: int, spec: dict,
+                  name: str, fingerprint: str, device: str | None) -> dict:
+    """One grid run of recipe `label`'s sweep (the entry point of pool workers, hence plain
+    arguments): its record for the manifest."""
+    from dtmerge.config import RunConfig
+    from dtmerge.data.jsonl import read_jsonl
+    from dtmerge.executors import pin_job_device
+    from dtmerge.recipes.resolve import resolve_recipes
+
+    pin_job_device(device)
+    cfg = RunConfig.model_validate(cfg_json)
+    run = RunDir(run_root)
+    recipe = next(r for r in resolve_recipes(cfg) if r.label == label)
+    heldout = read_jsonl(run.heldout_data)[:HELDOUT_RECORDS]
+    sweep = _Sweep(recipe, run, _short_config(cfg, steps), heldout,
+                   calibration_path(run, label).parent, print)
+    return sweep.train(spec, name, fingerprint)
 
 
 def heldout_at_end(encoded, pad_id: int):
