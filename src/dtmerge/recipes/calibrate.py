@@ -149,7 +149,7 @@ def calibrate(recipe, run: RunDir, penalty: dict[str, Any], log=print) -> dict:
     coefs = [2.0 * ratio * ref["train_loss"] / ref["penalty_sum"] for ratio in p.auto_grid]
     points = [(i, {**inputs, "coef": coef}, {**penalty, "coef": coef})
               for i, coef in enumerate(coefs)]
-    done = sweep.grid(points, steps)
+    done = sweep.grid(points)
     runs = [{"ratio": ratio, "coef": coef, **_measured(record)}
             for ratio, coef, record in zip(p.auto_grid, coefs, done)]
     record = choose(runs, base_loss, ref["heldout_loss"], p.auto_tolerance)
@@ -220,7 +220,7 @@ class _Sweep:
         self.recipe.step(self.run, name, inputs, lambda: work(fingerprint), log=self.log)
         return self.run.job(f"{name}:{self.recipe.label}") or {}
 
-    def grid(self, points: list[tuple[int, dict, dict]], steps: int) -> list[dict]:
+    def grid(self, points: list[tuple[int, dict, dict]]) -> list[dict]:
         """The grid's runs (index, inputs, penalty spec), those not done side by side as the
         train stage places its jobs (a process pool of one-thread runs for a small model on
         a CPU: 1.6x two-thread runs one after another); each run's record, in grid order."""
@@ -228,15 +228,15 @@ class _Sweep:
         from dtmerge.process_guard import fault_point
         from dtmerge.train.stage import local_placement
 
-        cfg_json = self.recipe.cfg.model_dump(mode="json")
+        cfg_json = self.cfg.model_dump(mode="json")  # the sweep's short config
         names, calls, fingerprints = [], [], {}
         for i, inputs, spec in points:
             name = self.recipe.job_name(f"calibrate_{i}")
             names.append(name)
             fingerprints[name] = self.fingerprint(inputs)
             if self.run.needs_run(name, fingerprints[name], [], self.log):
-                calls.append((name, (cfg_json, str(self.run.root), self.recipe.label, steps,
-                                     spec, f"coef_{i}", fingerprints[name])))
+                calls.append((name, (cfg_json, str(self.run.root), self.recipe.label, spec,
+                                     f"coef_{i}", fingerprints[name])))
 
         def on_done(name, info):
             fault_point(f"finished {name}")
@@ -271,41 +271,47 @@ class _Sweep:
 
     def train(self, spec: dict, name: str, fingerprint: str) -> dict:
         """One short penalised run: its held-out loss and the penalty's share of the loss."""
-        from dtmerge.models import load_tokenizer
-        from dtmerge.train.trainer import train_model
-
-        tok = load_tokenizer(self.cfg.model)
-        measure = heldout_at_end(self._encoded(tok), tok.pad_token_id or 0)
-        out = self.root / name
-        # the job's fingerprint stamps its checkpoints: a resumed run continues only its own
-        info = train_model(self.cfg, self.run.all_data, out, f"{self.recipe.label}_{name}",
-                           callbacks=[measure], fingerprint=fingerprint, spec={"penalty": spec})
-        shutil.rmtree(out, ignore_errors=True)  # measured: the weights are not needed again
-        last = measure.last_log
-        loss = last.get("loss")
-        share = (last["penalty"] / loss) if loss and "penalty" in last else None
-        return {"heldout_loss": measure.heldout_loss, "train_loss": loss,
-                "penalty": last.get("penalty"), "penalty_sum": last.get("penalty_sum"),
-                "penalty_share": share, "steps": info.get("steps")}
+        return train_sweep_run(self.cfg, self.run, self.heldout, self.root / name,
+                               f"{self.recipe.label}_{name}", spec, fingerprint)
 
 
-def sweep_run_job(cfg_json: dict, run_root: str, label: str, steps: int, spec: dict,
-                  name: str, fingerprint: str, device: str | None) -> dict:
+def train_sweep_run(cfg, run: RunDir, heldout: list[dict], out: Path, job: str, spec: dict,
+                    fingerprint: str) -> dict:
+    """Train `cfg` (a sweep's short config) with the penalty `spec` into `out`, measure it on
+    the held-out records, delete it: its held-out loss and the penalty's share of the loss."""
+    from dtmerge.evaluate.scoring import encode_record
+    from dtmerge.models import load_tokenizer
+    from dtmerge.train.trainer import train_model
+
+    tok = load_tokenizer(cfg.model)
+    encoded = [encode_record(tok, r, cfg.train.max_length) for r in heldout]
+    measure = heldout_at_end(encoded, tok.pad_token_id or 0)
+    # the job's fingerprint stamps its checkpoints: a resumed run continues only its own
+    info = train_model(cfg, run.all_data, out, job, callbacks=[measure],
+                       fingerprint=fingerprint, spec={"penalty": spec})
+    shutil.rmtree(out, ignore_errors=True)  # measured: the weights are not needed again
+    last = measure.last_log
+    loss = last.get("loss")
+    share = (last["penalty"] / loss) if loss and "penalty" in last else None
+    return {"heldout_loss": measure.heldout_loss, "train_loss": loss,
+            "penalty": last.get("penalty"), "penalty_sum": last.get("penalty_sum"),
+            "penalty_share": share, "steps": info.get("steps")}
+
+
+def sweep_run_job(short_cfg_json: dict, run_root: str, label: str, spec: dict, name: str,
+                  fingerprint: str, device: str | None) -> dict:
     """One grid run of recipe `label`'s sweep (the entry point of pool workers, hence plain
-    arguments): its record for the manifest."""
+    arguments; `short_cfg_json` is the sweep's short run config): its manifest record."""
     from dtmerge.config import RunConfig
     from dtmerge.data.jsonl import read_jsonl
     from dtmerge.executors import pin_job_device
-    from dtmerge.recipes.resolve import resolve_recipes
 
     pin_job_device(device)
-    cfg = RunConfig.model_validate(cfg_json)
     run = RunDir(run_root)
-    recipe = next(r for r in resolve_recipes(cfg) if r.label == label)
     heldout = read_jsonl(run.heldout_data)[:HELDOUT_RECORDS]
-    sweep = _Sweep(recipe, run, _short_config(cfg, steps), heldout,
-                   calibration_path(run, label).parent, print)
-    return sweep.train(spec, name, fingerprint)
+    out = calibration_path(run, label).parent / name
+    return train_sweep_run(RunConfig.model_validate(short_cfg_json), run, heldout, out,
+                           f"{label}_{name}", spec, fingerprint)
 
 
 def heldout_at_end(encoded, pad_id: int):
