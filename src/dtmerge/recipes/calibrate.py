@@ -256,17 +256,13 @@ class _Sweep:
         """A sweep run's fingerprint (as `Recipe.step` computes it for the same inputs)."""
         return hash_obj({"params": self.recipe.params.model_dump(mode="json"), "inputs": inputs})
 
-    def _encoded(self, tokenizer):
-        from dtmerge.evaluate.scoring import encode_record
-
-        return [encode_record(tokenizer, r, self.cfg.train.max_length) for r in self.heldout]
-
     def base_loss(self) -> float:
         from dtmerge.evaluate.scoring import mean_completion_loss
         from dtmerge.models import load_model, load_tokenizer
 
         tok = load_tokenizer(self.cfg.model)
-        return mean_completion_loss(load_model(self.cfg.model), self._encoded(tok),
+        return mean_completion_loss(load_model(self.cfg.model),
+                                    encode_heldout(tok, self.heldout, self.cfg),
                                     tok.pad_token_id or 0)
 
     def train(self, spec: dict, name: str, fingerprint: str) -> dict:
@@ -279,13 +275,11 @@ def train_sweep_run(cfg, run: RunDir, heldout: list[dict], out: Path, job: str, 
                     fingerprint: str) -> dict:
     """Train `cfg` (a sweep's short config) with the penalty `spec` into `out`, measure it on
     the held-out records, delete it: its held-out loss and the penalty's share of the loss."""
-    from dtmerge.evaluate.scoring import encode_record
     from dtmerge.models import load_tokenizer
     from dtmerge.train.trainer import train_model
 
     tok = load_tokenizer(cfg.model)
-    encoded = [encode_record(tok, r, cfg.train.max_length) for r in heldout]
-    measure = heldout_at_end(encoded, tok.pad_token_id or 0)
+    measure = heldout_at_end(encode_heldout(tok, heldout, cfg), tok.pad_token_id or 0)
     # the job's fingerprint stamps its checkpoints: a resumed run continues only its own
     info = train_model(cfg, run.all_data, out, job, callbacks=[measure],
                        fingerprint=fingerprint, spec={"penalty": spec})
@@ -296,6 +290,13 @@ def train_sweep_run(cfg, run: RunDir, heldout: list[dict], out: Path, job: str, 
     return {"heldout_loss": measure.heldout_loss, "train_loss": loss,
             "penalty": last.get("penalty"), "penalty_sum": last.get("penalty_sum"),
             "penalty_share": share, "steps": info.get("steps")}
+
+
+def encode_heldout(tokenizer, heldout: list[dict], cfg) -> list:
+    """The held-out records as the trainer would see them (cut at train.max_length)."""
+    from dtmerge.evaluate.scoring import encode_record
+
+    return [encode_record(tokenizer, r, cfg.train.max_length) for r in heldout]
 
 
 def sweep_run_job(short_cfg_json: dict, run_root: str, label: str, spec: dict, name: str,
