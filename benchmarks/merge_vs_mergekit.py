@@ -1,7 +1,7 @@
 """dtmerge's merge engine against mergekit, side by side, on K perturbed ~270M-param models.
 
     nice python benchmarks/merge_vs_mergekit.py [--k 4] [--methods linear ties dare_linear]
-        [--repeat 3]
+        [--repeat 3] [--warm]
 
 Creates (once) a random-init Gemma-3-270M-shaped base and K perturbed fp32 copies under
 benchmarks/.work/, installs mergekit into its own virtualenv there (its pins clash with
@@ -11,6 +11,9 @@ and how far the two outputs are apart. The raw page-cache read of the same files
 Each method's merge loop is also set against the linear merge's on the same inputs: with
 `--repeat N` the dtmerge merges run N rounds, the methods interleaved, so that each round's
 ratio pairs merges run a minute apart (a shared machine's load drifts: read the ratios).
+A method may name its density, `ties:1` (TIES keeping every entry: its merge pass alone,
+without the threshold search), and `--warm` times every merge a second time in the same
+process, where the compiled kernels are already loaded.
 """
 
 from __future__ import annotations
@@ -78,13 +81,22 @@ def child_make_models(k: int) -> None:
         del pert
 
 
-def child_dtmerge(method: str, out: str, k: int) -> None:
+def method_spec(spec: str) -> tuple[str, dict]:
+    """"ties" -> ("ties", {"density": 0.5}); "ties:1" -> TIES at density 1 (every entry kept:
+    its merge pass without the threshold search, the floor of any exact TIES merge)."""
+    method, _, density = spec.partition(":")
+    if method == "linear":
+        return method, {}
+    return method, {"density": float(density or 0.5)}
+
+
+def child_dtmerge(spec: str, out: str, k: int, warm: bool = False) -> None:
     t0 = time.perf_counter()
     from dtmerge.merge import merge_models
 
     t1 = time.perf_counter()
-    method, _, scales = method.partition("@")  # "ties@1,1.5,2": one pass, several scales
-    params = {"density": 0.5} if method != "linear" else {}
+    spec, _, scales = spec.partition("@")  # "ties@1,1.5,2": one pass, several scales
+    method, params = method_spec(spec)
     models = [str(WORK / "models" / f"ft_{i}") for i in range(k)]
     if scales:
         from dtmerge.merge import MergeOptions, merge_scaled
@@ -97,8 +109,14 @@ def child_dtmerge(method: str, out: str, k: int) -> None:
     t2 = time.perf_counter()
     from dtmerge.merge.methods import kernels  # compiled loops in use? (the `fast` extra)
 
-    print(json.dumps({"import_s": t1 - t0, "merge_s": t2 - t1,
-                      "kernels": kernels.numba.__version__ if kernels.available() else None}))
+    result = {"import_s": t1 - t0, "merge_s": t2 - t1,
+              "kernels": kernels.numba.__version__ if kernels.available() else None}
+    if warm and not scales:  # the same merge again in this process: kernels loaded, buffers
+        shutil.rmtree(out)   # and libraries warm (what every merge after a process's first costs)
+        t3 = time.perf_counter()
+        merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
+        result["warm_merge_s"] = time.perf_counter() - t3
+    print(json.dumps(result))
 
 
 def child_page_cache(k: int) -> None:
@@ -182,16 +200,20 @@ def main() -> int:
                     "interleaved; the table shows each method's fastest loop")
     ap.add_argument("--scales", help="also time one merge_scaled pass writing these update "
                     "scales (e.g. 1,1.5,2), against the single merge times as many")
+    ap.add_argument("--warm", action="store_true", help="also time each dtmerge merge a second "
+                    "time in the same process (the compiled kernels' load is paid once per "
+                    "process) and print those ratios too")
     ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         kind, *rest = args.child
         {"make": lambda: child_make_models(args.k),
-         "dtmerge": lambda: child_dtmerge(rest[0], rest[1], args.k),
+         "dtmerge": lambda: child_dtmerge(rest[0], rest[1], args.k, args.warm),
          "read": lambda: child_page_cache(args.k)}[kind]()
         return 0
 
-    me = [PY, str(Path(__file__).resolve()), "--k", str(args.k), "--child"]
+    me = [PY, str(Path(__file__).resolve()), "--k", str(args.k),
+          *(["--warm"] if args.warm else []), "--child"]
     if not (WORK / "models" / f"ft_{args.k - 1}" / "model.safetensors").exists():
         print("creating the base and", args.k, "perturbed copies under", WORK / "models")
         subprocess.run(me + ["make"], check=True)
@@ -219,7 +241,9 @@ def main() -> int:
         row = {"method": method, "dtmerge_wall": wall, "dtmerge_loop": inner["merge_s"],
                "dtmerge_peak": peak, "read_s": paired,
                "read_64mb_s": paired_read["read_64mb_s"], "numba": inner["kernels"]}
-        if mergekit:
+        if "warm_merge_s" in inner:
+            row["dtmerge_warm_loop"] = inner["warm_merge_s"]
+        if mergekit and ":" not in method:
             cfg = WORK / f"mergekit_{method}.yml"
             cfg.write_text(mergekit_config(method, args.k))
             out_m = WORK / "out" / f"mergekit_{method}"
@@ -235,13 +259,19 @@ def main() -> int:
             row["scaled_loop"] = json.loads(out_s.strip().splitlines()[-1])["merge_s"]
             print(json.dumps(row))
     loops = {r["method"]: [r["dtmerge_loop"]] for r in rows}
+    warm_loops = {r["method"]: [r["dtmerge_warm_loop"]] for r in rows if "dtmerge_warm_loop" in r}
     for round_no in range(1, args.repeat):
         for method in args.methods:
             out_d = WORK / "out" / f"dtmerge_{method}"
             shutil.rmtree(out_d, ignore_errors=True)
             _, _, out = peak_of(me + ["dtmerge", method, str(out_d)])
-            loops[method].append(json.loads(out.strip().splitlines()[-1])["merge_s"])
-        print(f"round {round_no + 1}:", json.dumps({m: round(v[-1], 2) for m, v in loops.items()}))
+            inner = json.loads(out.strip().splitlines()[-1])
+            loops[method].append(inner["merge_s"])
+            if "warm_merge_s" in inner:
+                warm_loops[method].append(inner["warm_merge_s"])
+        print(f"round {round_no + 1}:", json.dumps({m: round(v[-1], 2) for m, v in loops.items()}),
+              *(["warm:", json.dumps({m: round(v[-1], 2) for m, v in warm_loops.items()})]
+                if warm_loops else []))
     for r in rows:
         r["dtmerge_loop"] = min(loops[r["method"]])
     print("\n| method | tool | wall s | merge loop s | peak RSS GB | GB/s (wall) |")
@@ -269,12 +299,15 @@ def main() -> int:
             line += (f"; {n} scales in one pass {r['scaled_loop']:.1f} s against {n} single "
                      f"merges {n * r['dtmerge_loop']:.1f} s ({n * r['dtmerge_loop'] / r['scaled_loop']:.1f}x)")
         print(line)
-    if "linear" in loops:
-        for method, times in loops.items():
+    for label, table in (("merge loop", loops), ("warm merge loop (same process, again)",
+                                                  warm_loops)):
+        if "linear" not in table:
+            continue
+        for method, times in table.items():
             if method == "linear":
                 continue
-            paired = [t / lin for t, lin in zip(times, loops["linear"])]
-            print(f"{method} / linear merge loop: {min(times) / min(loops['linear']):.2f}x "
+            paired = [t / lin for t, lin in zip(times, table["linear"])]
+            print(f"{method} / linear {label}: {min(times) / min(table['linear']):.2f}x "
                   f"fastest against fastest, {statistics.median(paired):.2f}x median of "
                   f"{len(paired)} rounds ({' '.join(f'{x:.2f}' for x in paired)}); goal 1.5x")
     print("load average (1, 5, 15 min) at end: %.2f %.2f %.2f" % os.getloadavg())
