@@ -97,15 +97,15 @@ def child_dtmerge(spec: str, out: str, k: int, warm: bool = False) -> None:
     t1 = time.perf_counter()
     spec, _, scales = spec.partition("@")  # "ties@1,1.5,2": one pass, several scales
     method, params = method_spec(spec)
+    base = str(WORK / "models" / "base")
     models = [str(WORK / "models" / f"ft_{i}") for i in range(k)]
     if scales:
         from dtmerge.merge import MergeOptions, merge_scaled
 
         outs = {Path(f"{out}_x{s}"): float(s) for s in scales.split(",")}
-        merge_scaled(str(WORK / "models" / "base"), models, outs,
-                     MergeOptions(method=method, params=params))
+        merge_scaled(base, models, outs, MergeOptions(method=method, params=params))
     else:
-        merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
+        merge_models(base, models, out, method=method, params=params)
     t2 = time.perf_counter()
     from dtmerge.merge.methods import kernels  # compiled loops in use? (the `fast` extra)
 
@@ -114,7 +114,7 @@ def child_dtmerge(spec: str, out: str, k: int, warm: bool = False) -> None:
     if warm and not scales:  # the same merge again in this process: kernels loaded, buffers
         shutil.rmtree(out)   # and libraries warm (what every merge after a process's first costs)
         t3 = time.perf_counter()
-        merge_models(str(WORK / "models" / "base"), models, out, method=method, params=params)
+        merge_models(base, models, out, method=method, params=params)
         result["warm_merge_s"] = time.perf_counter() - t3
     print(json.dumps(result))
 
@@ -226,6 +226,13 @@ def main() -> int:
           f"({gb / read['read_s']:.1f} GB/s; through a 64 MB buffer, the bound used before "
           f"2026-12-01: {read['read_64mb_s']:.2f} s)\n")
     rows = []
+    loops, warm_loops = {m: [] for m in args.methods}, {}  # each method's merge loops, by round
+
+    def record(method: str, inner: dict) -> None:
+        loops[method].append(inner["merge_s"])
+        if "warm_merge_s" in inner:
+            warm_loops.setdefault(method, []).append(inner["warm_merge_s"])
+
     for method in args.methods:
         # This box's page-cache read speed drifts between runs:
         # each merge is compared with a read measured right before it.
@@ -238,6 +245,7 @@ def main() -> int:
         shutil.rmtree(WORK / "out" / f"mergekit_{method}", ignore_errors=True)
         wall, peak, out = peak_of(me + ["dtmerge", method, str(out_d)])
         inner = json.loads(out.strip().splitlines()[-1])
+        record(method, inner)
         row = {"method": method, "dtmerge_wall": wall, "dtmerge_loop": inner["merge_s"],
                "dtmerge_peak": peak, "read_s": paired,
                "read_64mb_s": paired_read["read_64mb_s"], "numba": inner["kernels"]}
@@ -258,17 +266,12 @@ def main() -> int:
             _, _, out_s = peak_of(me + ["dtmerge", f"{method}@{args.scales}", str(out_d)])
             row["scaled_loop"] = json.loads(out_s.strip().splitlines()[-1])["merge_s"]
             print(json.dumps(row))
-    loops = {r["method"]: [r["dtmerge_loop"]] for r in rows}
-    warm_loops = {r["method"]: [r["dtmerge_warm_loop"]] for r in rows if "dtmerge_warm_loop" in r}
     for round_no in range(1, args.repeat):
         for method in args.methods:
             out_d = WORK / "out" / f"dtmerge_{method}"
             shutil.rmtree(out_d, ignore_errors=True)
             _, _, out = peak_of(me + ["dtmerge", method, str(out_d)])
-            inner = json.loads(out.strip().splitlines()[-1])
-            loops[method].append(inner["merge_s"])
-            if "warm_merge_s" in inner:
-                warm_loops[method].append(inner["warm_merge_s"])
+            record(method, json.loads(out.strip().splitlines()[-1]))
         print(f"round {round_no + 1}:", json.dumps({m: round(v[-1], 2) for m, v in loops.items()}),
               *(["warm:", json.dumps({m: round(v[-1], 2) for m, v in warm_loops.items()})]
                 if warm_loops else []))
